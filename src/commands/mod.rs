@@ -1,0 +1,18 @@
+//! One function per verb: arguments and environment become settings, the
+//! library does the work, the printer reports it.
+
+pub mod semver;
+
+use crate::cli::{Cli, Command};
+use crate::error::Failure;
+use crate::output::Printer;
+
+/// Run the parsed command line.
+///
+/// # Errors
+/// The command's failure, with its exit code and hint.
+pub fn run(cli: &Cli, printer: &Printer) -> Result<(), Failure> {
+    match &cli.command {
+        Command::Semver(args) => semver::run(args, &cli.global, printer, &crate::env::process),
+    }
+}

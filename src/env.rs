@@ -1,0 +1,42 @@
+//! Names of the environment variables sgr reads, in one place.
+//!
+//! Only `SGR_`-prefixed names, the standard ones (`NO_COLOR`,
+//! `SOURCE_DATE_EPOCH`) and the CI branch variables are read: duat's habit of
+//! mapping every flag to a bare variable (`F`, `T`, `V`) silently changed
+//! behaviour and is not kept.
+
+/// Comma list of version files (`-f`).
+pub const VERSION_FILES: &str = "SGR_VERSION_FILES";
+/// Comma list of `apply` targets (`-t`).
+pub const APPLY_TARGETS: &str = "SGR_APPLY_TARGETS";
+/// Directory where git discovery starts (`--git`).
+pub const GIT_DIR: &str = "SGR_GIT_DIR";
+/// Overrides the branch read from git.
+pub const GIT_BRANCH: &str = "SGR_GIT_BRANCH";
+/// Output format (`--output`).
+pub const OUTPUT: &str = "SGR_OUTPUT";
+/// Colour choice (`--color`).
+pub const COLOR: &str = "SGR_COLOR";
+/// Log filter for diagnostics (falls back to `RUST_LOG`).
+pub const LOG: &str = "SGR_LOG";
+/// Any value turns colour off (<https://no-color.org>).
+pub const NO_COLOR: &str = "NO_COLOR";
+/// Unix seconds to use instead of the clock (<https://reproducible-builds.org>).
+pub const SOURCE_DATE_EPOCH: &str = "SOURCE_DATE_EPOCH";
+
+/// Variables that name the branch when HEAD is detached, in the order they
+/// are tried: GitHub pull requests, GitHub, GitLab, Buildkite, Travis, Jenkins.
+pub const CI_BRANCH_VARIABLES: [&str; 6] = [
+    "GITHUB_HEAD_REF",
+    "GITHUB_REF_NAME",
+    "CI_COMMIT_REF_NAME",
+    "BUILDKITE_BRANCH",
+    "TRAVIS_BRANCH",
+    "BRANCH_NAME",
+];
+
+/// The process environment as a lookup function, for code that takes one.
+#[must_use]
+pub fn process(name: &str) -> Option<String> {
+    std::env::var(name).ok()
+}

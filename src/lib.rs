@@ -1,0 +1,15 @@
+//! sgr: build, render, push and release GPU/ML images.
+//!
+//! The binary is a thin shell over this library: `cli` holds the clap types,
+//! `commands` one function per verb, the pure logic lives in `version`, and
+//! each external system has one adapter (`git`, version files). Only
+//! `output` prints.
+
+pub mod cli;
+pub mod commands;
+pub mod env;
+pub mod error;
+pub mod git;
+pub mod output;
+pub mod version;
+pub mod version_file;

@@ -1,0 +1,51 @@
+//! The `sgr` binary: parse, run, map the outcome to an exit code.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use sgr::cli::{Cli, normalise_duat_flags};
+use sgr::error::ExitStatus;
+use sgr::output::Printer;
+use sgr::{commands, env};
+use tracing_subscriber::EnvFilter;
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse_from(normalise_duat_flags(std::env::args_os())) {
+        Ok(cli) => cli,
+        Err(error) => {
+            let _ = error.print();
+            return ExitCode::from(
+                u8::try_from(error.exit_code()).unwrap_or(ExitStatus::Usage.code()),
+            );
+        }
+    };
+    init_logging(cli.global.verbose);
+    let printer = Printer::new(
+        cli.global.output,
+        cli.global.quiet,
+        cli.global.verbose,
+        cli.global.color,
+        std::env::var_os(env::NO_COLOR).is_some_and(|value| !value.is_empty()),
+    );
+    match commands::run(&cli, &printer) {
+        Ok(()) => ExitStatus::Success.into(),
+        Err(failure) => {
+            printer.error(&failure.message(), failure.hint.as_deref());
+            failure.status.into()
+        }
+    }
+}
+
+/// Diagnostics logs on stderr: `SGR_LOG` (or `RUST_LOG`), else `-vv` for debug.
+fn init_logging(verbose: u8) {
+    let filter = std::env::var(env::LOG)
+        .or_else(|_| std::env::var("RUST_LOG"))
+        .ok()
+        .and_then(|directives| EnvFilter::try_new(directives).ok())
+        .unwrap_or_else(|| EnvFilter::new(if verbose >= 2 { "sgr=debug" } else { "off" }));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .without_time()
+        .try_init();
+}

@@ -1,0 +1,126 @@
+//! The one place that prints.
+//!
+//! stdout carries only results (a line per result, or one JSON document with
+//! `--output json`); warnings, notes and errors go to stderr, coloured only
+//! on a terminal and never when `NO_COLOR` is set.
+
+use std::io::{self, IsTerminal, Write};
+
+use clap::ValueEnum;
+use serde::Serialize;
+
+/// How results are written to stdout.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, ValueEnum)]
+pub enum OutputFormat {
+    /// Plain lines for people and shell scripts.
+    #[default]
+    Human,
+    /// One JSON document.
+    Json,
+}
+
+/// When stderr messages are coloured.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, ValueEnum)]
+pub enum ColorChoice {
+    /// On a terminal, unless `NO_COLOR` is set.
+    #[default]
+    Auto,
+    /// Always.
+    Always,
+    /// Never.
+    Never,
+}
+
+/// Writes results and messages.
+#[derive(Debug)]
+pub struct Printer {
+    format: OutputFormat,
+    quiet: bool,
+    verbose: u8,
+    color: bool,
+}
+
+impl Printer {
+    /// A printer for the given choices; `no_color` is whether `NO_COLOR` is set.
+    #[must_use]
+    pub fn new(
+        format: OutputFormat,
+        quiet: bool,
+        verbose: u8,
+        color: ColorChoice,
+        no_color: bool,
+    ) -> Self {
+        let color = match color {
+            ColorChoice::Always => true,
+            ColorChoice::Never => false,
+            ColorChoice::Auto => !no_color && io::stderr().is_terminal(),
+        };
+        Self {
+            format,
+            quiet,
+            verbose,
+            color,
+        }
+    }
+
+    /// The output format.
+    #[must_use]
+    pub const fn format(&self) -> OutputFormat {
+        self.format
+    }
+
+    /// Print a result: `human` as lines, or `value` as JSON.
+    ///
+    /// # Errors
+    /// stdout cannot be written (other than a closed pipe, which is ignored).
+    pub fn result<T: Serialize>(&self, human: &str, value: &T) -> io::Result<()> {
+        let mut stdout = io::stdout().lock();
+        let written = match self.format {
+            OutputFormat::Human => writeln!(stdout, "{human}"),
+            OutputFormat::Json => serde_json::to_writer_pretty(&mut stdout, value)
+                .map_err(io::Error::other)
+                .and_then(|()| writeln!(stdout)),
+        };
+        match written.and_then(|()| stdout.flush()) {
+            Err(error) if error.kind() == io::ErrorKind::BrokenPipe => Ok(()),
+            other => other,
+        }
+    }
+
+    /// A warning on stderr, unless `-q`.
+    pub fn warn(&self, message: &str) {
+        if !self.quiet {
+            self.label("warning", "33", message);
+        }
+    }
+
+    /// A note about what happened, on stderr, unless `-q`.
+    pub fn note(&self, message: &str) {
+        if !self.quiet {
+            eprintln!("{message}");
+        }
+    }
+
+    /// Detail shown with `-v` only.
+    pub fn detail(&self, message: &str) {
+        if self.verbose > 0 && !self.quiet {
+            eprintln!("{message}");
+        }
+    }
+
+    /// An error and its hint; always shown, `-q` included.
+    pub fn error(&self, message: &str, hint: Option<&str>) {
+        self.label("error", "31", message);
+        if let Some(hint) = hint {
+            self.label("hint", "36", hint);
+        }
+    }
+
+    fn label(&self, label: &str, color: &str, message: &str) {
+        if self.color {
+            eprintln!("\x1b[1;{color}m{label}:\x1b[0m {message}");
+        } else {
+            eprintln!("{label}: {message}");
+        }
+    }
+}
