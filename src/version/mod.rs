@@ -72,6 +72,15 @@ impl Version {
             Some((core, pre)) => (core, Some(pre)),
             None => (rest, None),
         };
+        if pre.is_some_and(str::is_empty) {
+            return Err(ParseError::new(text, "the pre-release after '-' is empty"));
+        }
+        if build.is_some_and(str::is_empty) {
+            return Err(ParseError::new(
+                text,
+                "the build metadata after '+' is empty",
+            ));
+        }
         let mut numbers = [0_u64; 3];
         let parts: Vec<&str> = core.split('.').collect();
         if parts.len() > 3 {

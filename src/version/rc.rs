@@ -13,8 +13,9 @@ pub struct NextCandidate {
 }
 
 /// The next `rc.N` above every `rc.N` among `tags` with the same core as
-/// `current` (and above `current` itself when it is an rc), trailing fields
-/// of the highest kept (`rc.3.x` gives `rc.4.x`); `rc.1` when there is none.
+/// `current`, trailing fields of the highest kept (`rc.3.x` gives `rc.4.x`);
+/// `rc.1` when there is none. When `current` is itself an untagged rc above
+/// that, it is kept: re-running gives the same answer.
 ///
 /// ```
 /// use sgr::version::{Version, rc::next_candidate};
@@ -27,46 +28,59 @@ pub fn next_candidate<'a>(
     tags: impl IntoIterator<Item = &'a str>,
 ) -> NextCandidate {
     let mut warnings = Vec::new();
-    let mut best: Option<(u64, String)> = None;
-    let mut consider = |prerelease: &str, source: &str, warnings: &mut Vec<String>| {
-        let Some(rest) = prerelease.strip_prefix("rc.") else {
-            return;
-        };
-        let (number, trailing) = rest
-            .split_once('.')
-            .map_or((rest, ""), |(number, trailing)| (number, trailing));
-        match number.parse::<u64>() {
-            Ok(number) => {
-                if best.as_ref().is_none_or(|(highest, _)| number >= *highest) {
-                    best = Some((number, trailing.to_owned()));
-                }
-            }
-            Err(_) => warnings.push(format!(
-                "{source}: 'rc.{number}' does not have a number after 'rc.'"
-            )),
-        }
-    };
-    consider(current.prerelease(), "current version", &mut warnings);
+    // The next number after the highest tagged rc.
+    let mut next: Option<(u64, String)> = None;
     for tag in tags {
         match Version::parse(tag) {
-            Ok(version) if version.same_core(current) => {
-                consider(version.prerelease(), tag, &mut warnings)
-            }
+            Ok(version) if version.same_core(current) => match rc_number(version.prerelease()) {
+                Some(Ok((number, trailing))) => {
+                    let candidate = number.saturating_add(1);
+                    if next
+                        .as_ref()
+                        .is_none_or(|(highest, _)| candidate >= *highest)
+                    {
+                        next = Some((candidate, trailing.to_owned()));
+                    }
+                }
+                Some(Err(field)) => {
+                    warnings.push(format!("tag {tag}: 'rc.{field}' has no number after 'rc.'"))
+                }
+                None => {}
+            },
             Ok(_) => {}
             Err(error) => warnings.push(format!("tag {tag}: {error}")),
         }
     }
-    let prerelease = match best {
+    // An untagged rc already in the file is kept, so re-running does not skip
+    // numbers and never goes back.
+    if let Some(Ok((number, trailing))) = rc_number(current.prerelease())
+        && next
+            .as_ref()
+            .is_none_or(|(candidate, _)| number > *candidate)
+    {
+        next = Some((number, trailing.to_owned()));
+    }
+    let prerelease = match next {
         None => "rc.1".to_owned(),
-        Some((number, trailing)) if trailing.is_empty() => {
-            format!("rc.{}", number.saturating_add(1))
-        }
-        Some((number, trailing)) => format!("rc.{}.{trailing}", number.saturating_add(1)),
+        Some((number, trailing)) if trailing.is_empty() => format!("rc.{number}"),
+        Some((number, trailing)) => format!("rc.{number}.{trailing}"),
     };
     let version = current
         .with_prerelease(&prerelease)
         .unwrap_or_else(|_| current.clone());
     NextCandidate { version, warnings }
+}
+
+/// `rc.N[.rest]` as `(N, rest)`; `Err(field)` when N is not a number; `None` for other pre-releases.
+fn rc_number(prerelease: &str) -> Option<Result<(u64, &str), &str>> {
+    let rest = prerelease.strip_prefix("rc.")?;
+    let (number, trailing) = rest.split_once('.').unwrap_or((rest, ""));
+    Some(
+        number
+            .parse()
+            .map(|number| (number, trailing))
+            .map_err(|_| number),
+    )
 }
 
 #[cfg(test)]
@@ -119,12 +133,24 @@ mod tests {
     }
 
     #[test]
-    fn the_current_rc_counts_without_tags() {
+    fn an_untagged_current_rc_is_kept_and_never_goes_back() {
         assert_eq!(
             next_candidate(&version("v2.0.0-rc.2"), [])
                 .version
                 .original(),
-            "v2.0.0-rc.3"
+            "v2.0.0-rc.2"
+        );
+        assert_eq!(
+            next_candidate(&version("2.0.0-rc.5"), ["2.0.0-rc.4"])
+                .version
+                .original(),
+            "2.0.0-rc.5"
+        );
+        assert_eq!(
+            next_candidate(&version("2.0.0-rc.5"), ["2.0.0-rc.5"])
+                .version
+                .original(),
+            "2.0.0-rc.6"
         );
     }
 
@@ -137,6 +163,9 @@ mod tests {
         assert_eq!(next.version.original(), "1.0.0-rc.3");
         assert_eq!(next.warnings.len(), 2, "{:?}", next.warnings);
         assert!(next.warnings[0].starts_with("tag not-a-version: "));
-        assert!(next.warnings[1].contains("1.0.0-rc.x"));
+        assert_eq!(
+            next.warnings[1],
+            "tag 1.0.0-rc.x: 'rc.x' has no number after 'rc.'"
+        );
     }
 }

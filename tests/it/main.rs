@@ -1,1 +1,8 @@
-mod x {}
+//! Integration tests of the `sgr` package: the CLI (assert_cmd), the git
+//! adapter against real repositories, and the local services that
+//! scripts/test.sh starts.
+
+mod common;
+mod git;
+mod semver;
+mod services;

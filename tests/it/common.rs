@@ -1,0 +1,96 @@
+//! Helpers: scratch git repositories made with the git CLI (tests only; sgr
+//! itself never runs git) and an `sgr` command with a clean environment.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use assert_cmd::cargo::cargo_bin_cmd;
+use sgr::env::CI_BRANCH_VARIABLES;
+
+pub type TestResult = Result<(), Box<dyn std::error::Error>>;
+
+/// A scratch git repository in a temporary directory.
+pub struct Repo {
+    directory: tempfile::TempDir,
+}
+
+impl Repo {
+    /// `git init` on `branch`, with a committer identity.
+    pub fn new(branch: &str) -> Result<Self, Box<dyn std::error::Error>> {
+        let repo = Self {
+            directory: tempfile::tempdir()?,
+        };
+        repo.git(&["init", "-q", "-b", branch])?;
+        repo.git(&["config", "user.email", "test@example.invalid"])?;
+        repo.git(&["config", "user.name", "Test"])?;
+        repo.git(&["config", "commit.gpgsign", "false"])?;
+        repo.git(&["config", "tag.gpgsign", "false"])?;
+        Ok(repo)
+    }
+
+    pub fn path(&self) -> &Path {
+        self.directory.path()
+    }
+
+    pub fn file(&self, name: &str) -> PathBuf {
+        self.path().join(name)
+    }
+
+    pub fn write(&self, name: &str, contents: impl AsRef<[u8]>) -> Result<(), std::io::Error> {
+        let path = self.file(name);
+        if let Some(parent) = path.parent() {
+            fs::create_dir_all(parent)?;
+        }
+        fs::write(path, contents)
+    }
+
+    pub fn read(&self, name: &str) -> Result<Vec<u8>, std::io::Error> {
+        fs::read(self.file(name))
+    }
+
+    /// Run git in the repository; fails the test when git fails.
+    pub fn git(&self, args: &[&str]) -> Result<String, Box<dyn std::error::Error>> {
+        let output = Command::new("git")
+            .args(args)
+            .current_dir(self.path())
+            .env("GIT_CONFIG_NOSYSTEM", "1")
+            .env("HOME", self.path())
+            .output()?;
+        if !output.status.success() {
+            return Err(
+                format!("git {args:?}: {}", String::from_utf8_lossy(&output.stderr)).into(),
+            );
+        }
+        Ok(String::from_utf8(output.stdout)?.trim().to_owned())
+    }
+
+    /// Commit everything with the given message.
+    pub fn commit(&self, message: &str) -> Result<(), Box<dyn std::error::Error>> {
+        self.git(&["add", "-A"])?;
+        self.git(&["commit", "-q", "--allow-empty", "-m", message])?;
+        Ok(())
+    }
+
+    /// `sgr` run in this repository with no CI branch variables and no colour.
+    pub fn sgr(&self) -> assert_cmd::Command {
+        let mut command = sgr_command();
+        command.current_dir(self.path());
+        command
+    }
+}
+
+/// `sgr` with a clean environment: no CI branch variables, no SGR_* overrides.
+pub fn sgr_command() -> assert_cmd::Command {
+    let mut command = cargo_bin_cmd!("sgr");
+    for variable in CI_BRANCH_VARIABLES {
+        command.env_remove(variable);
+    }
+    for (name, _) in std::env::vars() {
+        if name.starts_with("SGR_") && !name.starts_with("SGR_TEST_") {
+            command.env_remove(name);
+        }
+    }
+    command.env_remove("SOURCE_DATE_EPOCH").env("NO_COLOR", "1");
+    command
+}
