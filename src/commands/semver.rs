@@ -436,11 +436,9 @@ fn sort_command(args: &SemverArgs, printer: &Printer) -> Result<(), SemverError>
             "no git tag of {} is a version",
             repository.top_dir().display()
         ));
-        return printer
-            .result("", &SortReport { tags })
-            .map_err(SemverError::Output)
-            .map(|()| ())
-            .and(Ok(()));
+        if printer.format() == crate::output::OutputFormat::Human {
+            return Ok(());
+        }
     }
     printer
         .result(&human, &SortReport { tags })

@@ -1,1 +1,4 @@
+//! Integration tests of the `runner` package.
 
+mod cli;
+mod services;
