@@ -619,3 +619,26 @@ fn help_teaches() {
         .success()
         .stdout(contains("Exit codes"));
 }
+
+#[test]
+fn sort_without_version_tags_prints_nothing() -> TestResult {
+    let repo = repo_with(README)?;
+    repo.git(&["tag", "junk"])?;
+    repo.sgr()
+        .args(["semver", "sort"])
+        .assert()
+        .success()
+        .stdout("")
+        .stderr(contains("warning: no git tag of"));
+    repo.sgr()
+        .args(["semver", "sort", "--output", "json"])
+        .assert()
+        .success()
+        .stdout(contains("\"tags\": []"));
+    repo.sgr()
+        .args(["-q", "semver", "sort"])
+        .assert()
+        .success()
+        .stderr("");
+    Ok(())
+}
