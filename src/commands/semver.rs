@@ -87,8 +87,9 @@ pub enum SemverError {
 impl SemverError {
     fn exit_status(&self) -> ExitStatus {
         match self {
-            Self::File(VersionFileError::Write { .. }) | Self::Output(_) => ExitStatus::Failed,
-            Self::Git(GitError::Read { .. }) => ExitStatus::Failed,
+            Self::File(VersionFileError::Write { .. })
+            | Self::Output(_)
+            | Self::Git(GitError::Read { .. }) => ExitStatus::Failed,
             _ => ExitStatus::Usage,
         }
     }
@@ -281,7 +282,11 @@ fn version_command(
 
     // Work out the new version and what to write.
     let next = match command {
-        SemverCommand::Extract | SemverCommand::Apply => current.clone(),
+        // Sort and stamp never reach here; they have their own functions.
+        SemverCommand::Extract
+        | SemverCommand::Apply
+        | SemverCommand::Sort
+        | SemverCommand::Stamp(_) => current.clone(),
         SemverCommand::Major => current.bump_major(),
         SemverCommand::Minor => current.bump_minor(),
         SemverCommand::Patch => current.bump_patch(),
@@ -313,7 +318,6 @@ fn version_command(
             }
             candidate.version
         }
-        SemverCommand::Sort | SemverCommand::Stamp(_) => current.clone(),
     };
     let next = apply_prefix(next, args.prefix.as_deref())?;
     let value = next.original();
@@ -458,40 +462,33 @@ fn stamp_command(
     printer: &Printer,
     lookup: &dyn Fn(&str) -> Option<String>,
 ) -> Result<(), SemverError> {
-    let report = match &args.decode {
-        Some(text) => {
-            let stamp_text = stamp::stamp_of(text.trim());
-            let encoding = match args.encoding {
-                Some(encoding) => encoding,
-                None => stamp::detect(stamp_text).map_err(SemverError::Stamp)?,
-            };
-            let seconds = stamp::decode(stamp_text, encoding).map_err(SemverError::Stamp)?;
-            StampReport {
-                stamp: stamp_text.to_owned(),
-                encoding,
-                seconds,
-                utc: stamp::format_utc(seconds),
-            }
-        }
-        None => {
-            let seconds = now_seconds(lookup)?;
-            let encoding = args.encoding.unwrap_or(Encoding::Base25);
-            let stamp = match encoding {
-                Encoding::Base25 => stamp::encode_base25(seconds),
-                Encoding::Base62 => stamp::encode_base62(seconds),
-            };
-            StampReport {
-                stamp,
-                encoding,
-                seconds,
-                utc: stamp::format_utc(seconds),
-            }
-        }
+    let (stamp_text, encoding, seconds) = if let Some(text) = &args.decode {
+        let stamp_text = stamp::stamp_of(text.trim());
+        let encoding = match args.encoding {
+            Some(encoding) => encoding,
+            None => stamp::detect(stamp_text).map_err(SemverError::Stamp)?,
+        };
+        let seconds = stamp::decode(stamp_text, encoding).map_err(SemverError::Stamp)?;
+        (stamp_text.to_owned(), encoding, seconds)
+    } else {
+        let seconds = now_seconds(lookup)?;
+        let encoding = args.encoding.unwrap_or(Encoding::Base25);
+        let stamp_text = match encoding {
+            Encoding::Base25 => stamp::encode_base25(seconds),
+            Encoding::Base62 => stamp::encode_base62(seconds),
+        };
+        (stamp_text, encoding, seconds)
+    };
+    let report = StampReport {
+        stamp: stamp_text,
+        encoding,
+        seconds,
+        utc: stamp::format_utc(seconds),
     };
     let human = if args.decode.is_some() {
-        report.utc.clone()
+        &report.utc
     } else {
-        report.stamp.clone()
+        &report.stamp
     };
-    printer.result(&human, &report).map_err(SemverError::Output)
+    printer.result(human, &report).map_err(SemverError::Output)
 }

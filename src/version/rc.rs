@@ -43,7 +43,7 @@ pub fn next_candidate<'a>(
                     }
                 }
                 Some(Err(field)) => {
-                    warnings.push(format!("tag {tag}: 'rc.{field}' has no number after 'rc.'"))
+                    warnings.push(format!("tag {tag}: 'rc.{field}' has no number after 'rc.'"));
                 }
                 None => {}
             },

@@ -1,4 +1,4 @@
-//! Integration tests of the `sgr` package: the CLI (assert_cmd), the git
+//! Integration tests of the `sgr` package: the CLI (`assert_cmd`), the git
 //! adapter against real repositories, and the local services that
 //! scripts/test.sh starts.
 

@@ -642,3 +642,25 @@ fn sort_without_version_tags_prints_nothing() -> TestResult {
         .stderr("");
     Ok(())
 }
+
+#[test]
+fn a_failed_write_exits_1_and_leaves_the_file() -> TestResult {
+    // The temporary file's name (".<name>.XXXXXX.sgr-tmp") is too long for the filesystem even
+    // though the file's own name is not: the write fails for every user, root included.
+    let name = format!("{}.md", "v".repeat(240));
+    let repo = repo_with(README)?;
+    repo.write(&name, README)?;
+    repo.sgr()
+        .args(["semver", "patch", "-f", &name])
+        .assert()
+        .code(1)
+        .stdout("")
+        .stderr(contains("error: cannot write").and(contains("(the file is unchanged)")));
+    assert_eq!(String::from_utf8(repo.read(&name)?)?, README);
+    assert_eq!(
+        std::fs::read_dir(repo.path())?.count(),
+        3,
+        "no temporary file is left behind"
+    );
+    Ok(())
+}
