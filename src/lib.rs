@@ -11,5 +11,6 @@ pub mod env;
 pub mod error;
 pub mod git;
 pub mod output;
+pub mod template;
 pub mod version;
 pub mod version_file;

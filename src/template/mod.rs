@@ -1,0 +1,5 @@
+//! Template rendering: one context (git, version, user, environment and user
+//! values) for two dialects, tera for new templates and duat's Go-template
+//! dialect for existing ones.
+
+pub mod go;
