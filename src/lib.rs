@@ -5,6 +5,8 @@
 //! each external system has one adapter (`git`, version files). Only
 //! `output` prints.
 
+pub mod atomic;
+pub mod aws;
 pub mod cli;
 pub mod commands;
 pub mod env;

@@ -27,7 +27,16 @@ fn main() -> ExitCode {
         cli.global.color,
         std::env::var_os(env::NO_COLOR).is_some_and(|value| !value.is_empty()),
     );
-    match commands::run(&cli, &printer) {
+    // The AWS SDK and kube otherwise disagree on the rustls provider and the first TLS client panics.
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            printer.error(&format!("cannot start the async runtime: {error}"), None);
+            return ExitStatus::Failed.into();
+        }
+    };
+    match commands::run(&cli, &printer, &runtime) {
         Ok(()) => ExitStatus::Success.into(),
         Err(failure) => {
             printer.error(&failure.message(), failure.hint.as_deref());

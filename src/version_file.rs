@@ -1,13 +1,9 @@
 //! Reading and writing version files (the filesystem side of
 //! [`crate::version::document`]).
-//!
-//! Writes go to a temporary file in the same directory, flushed to disk,
-//! given the original's permissions and owner, then renamed over it: a crash
-//! or a full disk leaves either the old file or the new one, never half of
-//! one (duat copied over the original in place).
+//! Writes are atomic (duat copied over the original in place).
 
 use std::fs;
-use std::io::{self, Write};
+use std::io;
 use std::path::{Path, PathBuf};
 
 use thiserror::Error;
@@ -102,46 +98,15 @@ impl VersionFile {
     }
 }
 
-/// Replace `path` by `contents` atomically, keeping its permissions and,
-/// where allowed, its owner. A symbolic link is followed: the file it points
-/// at is replaced and the link kept.
+/// Replace `path` by `contents` atomically (see [`crate::atomic::write`]).
 ///
 /// # Errors
 /// Any failure; the original file is then untouched.
 pub fn write_atomic(path: &Path, contents: &[u8]) -> Result<(), VersionFileError> {
-    let error = |source| VersionFileError::Write {
+    crate::atomic::write(path, contents).map_err(|source| VersionFileError::Write {
         path: path.to_path_buf(),
         source,
-    };
-    let target = fs::canonicalize(path).map_err(error)?;
-    let metadata = fs::metadata(&target).map_err(error)?;
-    let directory = target.parent().unwrap_or_else(|| Path::new("."));
-    let name = target
-        .file_name()
-        .map(|name| name.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let mut temporary = tempfile::Builder::new()
-        .prefix(&format!(".{name}."))
-        .suffix(".sgr-tmp")
-        .tempfile_in(directory)
-        .map_err(error)?;
-    temporary.write_all(contents).map_err(error)?;
-    temporary.as_file().sync_all().map_err(error)?;
-    fs::set_permissions(temporary.path(), metadata.permissions()).map_err(error)?;
-    {
-        use std::os::unix::fs::MetadataExt;
-        // Keeping the owner only works as root or for one's own files; elsewhere the
-        // new file simply belongs to the user who ran sgr, as with any editor.
-        let _ =
-            std::os::unix::fs::chown(temporary.path(), Some(metadata.uid()), Some(metadata.gid()));
-    }
-    temporary
-        .persist(&target)
-        .map_err(|persist| error(persist.error))?;
-    if let Ok(directory) = fs::File::open(directory) {
-        let _ = directory.sync_all();
-    }
-    Ok(())
+    })
 }
 
 #[cfg(test)]

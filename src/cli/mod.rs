@@ -2,6 +2,8 @@
 //! into settings and call the library.
 
 pub mod semver;
+pub mod stencil;
+pub mod template;
 
 use std::ffi::OsString;
 
@@ -54,25 +56,47 @@ pub enum Command {
     /// Read, bump and propagate the version kept in README.md
     #[command(long_about = semver::LONG_ABOUT, after_long_help = semver::EXAMPLES)]
     Semver(semver::SemverArgs),
+    /// Render a template in duat's Go-template dialect
+    #[command(long_about = stencil::LONG_ABOUT, after_long_help = stencil::EXAMPLES)]
+    Stencil(stencil::StencilArgs),
 }
 
-/// Rewrite duat's single-dash long flags (`-git DIR`, `-rc`) into clap's
-/// spelling, so scripts written for duat keep working. Only arguments after
-/// the `semver` command are touched, and only exact flag spellings.
+/// duat's single-dash long flags per command, and the clap spelling each becomes.
+const DUAT_FLAGS: &[(&str, &str, &str)] = &[
+    ("semver", "-git", "--git"),
+    ("semver", "-rc", "--rc"),
+    ("stencil", "-input", "--input"),
+    ("stencil", "-output", "--out"),
+    ("stencil", "-values", "--values"),
+    ("stencil", "-module", "--module"),
+    ("stencil", "-supress-warnings", "--suppress-warnings"),
+    ("stencil", "-suppress-warnings", "--suppress-warnings"),
+    ("stencil", "-error-warnings", "--error-warnings"),
+];
+
+/// Rewrite duat's single-dash long flags (`-git DIR`, `-rc`, `-input F`,
+/// `-values k=v`) into clap's spelling, so scripts written for duat keep
+/// working. Only arguments after the command name are touched, and only
+/// exact flag spellings (`-flag` or `-flag=value`).
 #[must_use]
 pub fn normalise_duat_flags(args: impl IntoIterator<Item = OsString>) -> Vec<OsString> {
-    let mut in_semver = false;
+    let mut command: Option<String> = None;
     args.into_iter()
         .map(|argument| {
-            if !in_semver {
-                in_semver = argument == "semver";
+            let Some(current) = &command else {
+                if let Some(text) = argument.to_str().filter(|text| DUAT_FLAGS.iter().any(|(name, _, _)| name == text)) {
+                    command = Some(text.to_owned());
+                }
                 return argument;
-            }
-            match argument.to_str() {
-                Some("-git") => OsString::from("--git"),
-                Some("-rc") => OsString::from("--rc"),
-                Some(text) if text.starts_with("-git=") => OsString::from(format!("-{text}")),
-                _ => argument,
+            };
+            let Some(text) = argument.to_str() else { return argument };
+            let (flag, value) = text.split_once('=').map_or((text, None), |(flag, value)| (flag, Some(value)));
+            match DUAT_FLAGS.iter().find(|(name, duat, _)| name == current && *duat == flag) {
+                Some((_, _, replacement)) => match value {
+                    Some(value) => OsString::from(format!("{replacement}={value}")),
+                    None => OsString::from(*replacement),
+                },
+                None => argument,
             }
         })
         .collect()
@@ -90,15 +114,12 @@ mod tests {
     }
 
     #[test]
-    fn duat_flags_are_rewritten_after_semver_only() {
-        let args = [
-            "sgr", "-git", "semver", "-git", "x", "-git=y", "-rc", "sort", "--git",
-        ]
-        .map(OsString::from);
-        let expected = [
-            "sgr", "-git", "semver", "--git", "x", "--git=y", "--rc", "sort", "--git",
-        ]
-        .map(OsString::from);
+    fn duat_flags_are_rewritten_after_their_command_only() {
+        let args = ["sgr", "-git", "semver", "-git", "x", "-git=y", "-rc", "sort", "--git", "-input"].map(OsString::from);
+        let expected = ["sgr", "-git", "semver", "--git", "x", "--git=y", "--rc", "sort", "--git", "-input"].map(OsString::from);
+        assert_eq!(normalise_duat_flags(args), expected.to_vec());
+        let args = ["sgr", "stencil", "-input", "a", "-output=b", "-values", "k=v", "-supress-warnings", "-git"].map(OsString::from);
+        let expected = ["sgr", "stencil", "--input", "a", "--out=b", "--values", "k=v", "--suppress-warnings", "-git"].map(OsString::from);
         assert_eq!(normalise_duat_flags(args), expected.to_vec());
     }
 }

@@ -2,6 +2,8 @@
 //! library does the work, the printer reports it.
 
 pub mod semver;
+pub mod stencil;
+pub mod template;
 
 use crate::cli::{Cli, Command};
 use crate::error::Failure;
@@ -11,8 +13,9 @@ use crate::output::Printer;
 ///
 /// # Errors
 /// The command's failure, with its exit code and hint.
-pub fn run(cli: &Cli, printer: &Printer) -> Result<(), Failure> {
+pub fn run(cli: &Cli, printer: &Printer, runtime: &tokio::runtime::Runtime) -> Result<(), Failure> {
     match &cli.command {
         Command::Semver(args) => semver::run(args, &cli.global, printer, &crate::env::process),
+        Command::Stencil(args) => stencil::run(args, &cli.global, printer, runtime),
     }
 }

@@ -2,4 +2,5 @@
 //! values) for two dialects, tera for new templates and duat's Go-template
 //! dialect for existing ones.
 
+pub mod context;
 pub mod go;

@@ -29,6 +29,8 @@ pub enum Service {
     S3,
     /// The Python venv's `bin` directory (kubernetes-validate).
     PythonVenv,
+    /// The Go text/template + sprig reference program (tests/reference/stencil).
+    StencilReference,
 }
 
 impl Service {
@@ -45,6 +47,7 @@ impl Service {
             Self::AmqpManagement => "SGR_TEST_AMQP_MANAGEMENT",
             Self::S3 => "SGR_TEST_S3_ENDPOINT",
             Self::PythonVenv => "SGR_TEST_VENV_BIN",
+            Self::StencilReference => "SGR_TEST_STENCIL_REFERENCE",
         }
     }
 }
@@ -61,6 +64,7 @@ impl fmt::Display for Service {
             Self::AmqpManagement => "RabbitMQ management API",
             Self::S3 => "SeaweedFS (S3)",
             Self::PythonVenv => "Python venv with kubernetes-validate",
+            Self::StencilReference => "Go text/template reference program",
         };
         formatter.write_str(name)
     }

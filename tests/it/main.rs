@@ -6,3 +6,4 @@ mod common;
 mod git;
 mod semver;
 mod services;
+mod stencil;

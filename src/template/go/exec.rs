@@ -16,17 +16,20 @@ pub(crate) struct Execution<'a> {
     host: &'a dyn Host,
     output: String,
     variables: Vec<(String, Value)>,
+    /// A missing key is an error instead of nil (Go's `missingkey=error`).
+    strict: bool,
     /// The first `RaiseError` message; rendering goes on, as in duat, and fails at the end.
     pub(crate) raised: Option<(Position, String)>,
 }
 
 impl<'a> Execution<'a> {
-    pub(crate) fn new(root: &'a Value, host: &'a dyn Host) -> Self {
+    pub(crate) fn new(root: &'a Value, host: &'a dyn Host, strict: bool) -> Self {
         Self {
             root,
             host,
             output: String::new(),
             variables: vec![("$".to_owned(), root.clone())],
+            strict,
             raised: None,
         }
     }
@@ -170,7 +173,7 @@ impl<'a> Execution<'a> {
 
     fn operand(&mut self, operand: &Operand, dot: &Value, position: Position) -> Result<Value, TemplateError> {
         match operand {
-            Operand::Field(steps) => field_chain(dot.clone(), steps, position),
+            Operand::Field(steps) => field_chain(dot.clone(), steps, position, self.strict),
             Operand::Variable(name, steps) => {
                 let value = self
                     .variables
@@ -182,11 +185,11 @@ impl<'a> Execution<'a> {
                         position,
                         message: format!("undefined variable: {name}"),
                     })?;
-                field_chain(value, steps, position)
+                field_chain(value, steps, position, self.strict)
             }
             Operand::Chain(pipeline, steps) => {
                 let value = self.commands(pipeline, dot)?;
-                field_chain(value, steps, position)
+                field_chain(value, steps, position, self.strict)
             }
             Operand::Function(name, function_position) => self.call(name, *function_position, &[], dot, None),
             Operand::String(text) => Ok(Value::String(text.clone())),
@@ -240,10 +243,25 @@ impl<'a> Execution<'a> {
     }
 }
 
-fn field_chain(mut value: Value, steps: &[String], position: Position) -> Result<Value, TemplateError> {
-    for step in steps {
+fn field_chain(mut value: Value, steps: &[String], position: Position, strict: bool) -> Result<Value, TemplateError> {
+    for (index, step) in steps.iter().enumerate() {
         value = match value {
-            Value::Map(mut map) => map.remove(step).unwrap_or(Value::Nil),
+            Value::Map(mut map) => match map.remove(step) {
+                Some(found) => found,
+                None if strict => {
+                    return Err(TemplateError::Execute {
+                        position,
+                        message: format!("undefined variable: .{} has no entry for key {step:?}", steps[..index].join(".")),
+                    });
+                }
+                None => Value::Nil,
+            },
+            Value::Nil if strict => {
+                return Err(TemplateError::Execute {
+                    position,
+                    message: format!("undefined variable: .{} is nil", steps[..index].join(".")),
+                });
+            }
             Value::Nil => Value::Nil,
             other => {
                 return Err(TemplateError::Execute {

@@ -98,7 +98,16 @@ impl Template {
     /// # Errors
     /// Execution errors, and the first `RaiseError` message once rendering finished.
     pub fn render(&self, data: &Value, host: &dyn Host) -> Result<String, TemplateError> {
-        let (output, raised) = exec::Execution::new(data, host).run(&self.nodes)?;
+        self.render_with(data, host, false)
+    }
+
+    /// Execute against `data`; with `strict`, a missing key is an error
+    /// instead of `<no value>`.
+    ///
+    /// # Errors
+    /// Execution errors, and the first `RaiseError` message once rendering finished.
+    pub fn render_with(&self, data: &Value, host: &dyn Host, strict: bool) -> Result<String, TemplateError> {
+        let (output, raised) = exec::Execution::new(data, host, strict).run(&self.nodes)?;
         match raised {
             Some((position, message)) => Err(TemplateError::Execute { position, message }),
             None => Ok(output),

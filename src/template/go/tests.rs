@@ -91,3 +91,11 @@ fn errors_have_positions() {
         assert_eq!(error.position().to_string(), position, "{source}: {error}");
     }
 }
+
+#[test]
+fn strict_mode_names_the_missing_key() {
+    let template = Template::parse("{{ .duat.version }} {{ .duat.awsecr }}").unwrap_or_else(|error| panic!("{error}"));
+    let error = template.render_with(&data(), &FixedHost, true).err().map(|error| error.to_string());
+    assert_eq!(error.as_deref(), Some("1:24: undefined variable: .duat has no entry for key \"awsecr\""));
+    assert_eq!(template.render(&data(), &FixedHost).ok().as_deref(), Some("0.9.9 <no value>"));
+}

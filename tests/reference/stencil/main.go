@@ -39,6 +39,14 @@ func main() {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(2)
 	}
+	// Env is the process environment, as duat built it (sgr prints it masked).
+	environment := map[string]interface{}{}
+	for _, entry := range os.Environ() {
+		if name, value, found := strings.Cut(entry, "="); found {
+			environment[name] = value
+		}
+	}
+	data["Env"] = environment
 	var raised []string
 	functions := sprig.TxtFuncMap()
 	functions["toYaml"] = func(value interface{}) string {

@@ -1,0 +1,336 @@
+//! What `sgr render` and `sgr stencil` share: reading the input, gathering
+//! the context (git, version file, user, environment, values, AWS), writing
+//! the output atomically.
+
+use std::collections::BTreeMap;
+use std::io::{self, Read};
+use std::path::{Path, PathBuf};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use serde_json::{Map, Value};
+use thiserror::Error;
+
+use crate::cli::template::TemplateArgs;
+use crate::error::{ExitStatus, Failure};
+use crate::git::GitRepository;
+use crate::output::Printer;
+use crate::template::context::{self, ContextInputs, ValuesError};
+use crate::template::go::Host;
+use crate::version_file::VersionFile;
+use crate::{aws, env};
+
+/// Failures of the template commands.
+#[derive(Debug, Error)]
+pub enum TemplateCommandError {
+    /// The template cannot be read.
+    #[error("cannot read the template {}", .path.display())]
+    Input {
+        /// The file (`<stdin>` for standard input).
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: io::Error,
+    },
+    /// A values file cannot be read or is not a mapping.
+    #[error("values file {}: {reason}", .path.display())]
+    ValuesFile {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        reason: String,
+    },
+    /// A `--values` or `--set` entry is malformed.
+    #[error("bad value")]
+    Values(#[source] ValuesError),
+    /// The template is invalid or failed to render.
+    #[error("{}:{message}", .path.display())]
+    Template {
+        /// The template.
+        path: PathBuf,
+        /// `line:col: message`.
+        message: String,
+    },
+    /// `--error-warnings` and warnings occurred.
+    #[error("{count} warning(s) occurred and --error-warnings is set; nothing was written")]
+    Warnings {
+        /// How many.
+        count: usize,
+    },
+    /// The output file cannot be written; it is unchanged.
+    #[error("cannot write {} (it is unchanged)", .path.display())]
+    Write {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: io::Error,
+    },
+    /// stdout failed.
+    #[error("cannot write the result")]
+    Output(#[source] io::Error),
+}
+
+impl From<TemplateCommandError> for Failure {
+    fn from(error: TemplateCommandError) -> Self {
+        let (status, hint) = match &error {
+            TemplateCommandError::Write { .. } | TemplateCommandError::Output(_) => (ExitStatus::Failed, None),
+            TemplateCommandError::Values(_) => (ExitStatus::Usage, Some("values are KEY=VALUE, e.g. --values Namespace=ci,Image=x".to_owned())),
+            TemplateCommandError::Input { .. } => (ExitStatus::Usage, Some("name an existing file, or - for stdin".to_owned())),
+            TemplateCommandError::Warnings { .. } => (ExitStatus::Usage, Some("fix the warnings above, or drop --error-warnings".to_owned())),
+            _ => (ExitStatus::Usage, None),
+        };
+        Self::new(error, status, hint)
+    }
+}
+
+/// The template text and the name used in messages.
+pub struct Source {
+    /// File path, or `<stdin>`.
+    pub path: PathBuf,
+    /// The text.
+    pub text: String,
+}
+
+/// Read the template: `None` or `-` is stdin.
+///
+/// # Errors
+/// The file cannot be read or is not UTF-8.
+pub fn read_source(path: Option<&Path>) -> Result<Source, TemplateCommandError> {
+    match path {
+        None => read_stdin(),
+        Some(path) if path.as_os_str() == "-" => read_stdin(),
+        Some(path) => std::fs::read_to_string(path)
+            .map(|text| Source {
+                path: path.to_path_buf(),
+                text,
+            })
+            .map_err(|source| TemplateCommandError::Input {
+                path: path.to_path_buf(),
+                source,
+            }),
+    }
+}
+
+fn read_stdin() -> Result<Source, TemplateCommandError> {
+    let mut text = String::new();
+    io::stdin().read_to_string(&mut text).map_err(|source| TemplateCommandError::Input {
+        path: PathBuf::from("<stdin>"),
+        source,
+    })?;
+    Ok(Source {
+        path: PathBuf::from("<stdin>"),
+        text,
+    })
+}
+
+/// The user values: `--values-file`s, then `--values`, then `--set`.
+fn user_values(args: &TemplateArgs) -> Result<Map<String, Value>, TemplateCommandError> {
+    let mut values = Map::new();
+    for path in &args.values_files {
+        let text = std::fs::read_to_string(path).map_err(|error| TemplateCommandError::ValuesFile {
+            path: path.clone(),
+            reason: error.to_string(),
+        })?;
+        let parsed: Value = if path.extension().is_some_and(|extension| extension == "json") {
+            serde_json::from_str(&text).map_err(|error| TemplateCommandError::ValuesFile {
+                path: path.clone(),
+                reason: error.to_string(),
+            })?
+        } else {
+            serde_saphyr::from_str(&text).map_err(|error| TemplateCommandError::ValuesFile {
+                path: path.clone(),
+                reason: error.to_string(),
+            })?
+        };
+        match parsed {
+            Value::Object(map) => context::merge(&mut values, map),
+            Value::Null => {}
+            _ => {
+                return Err(TemplateCommandError::ValuesFile {
+                    path: path.clone(),
+                    reason: "the document is not a mapping of names to values".to_owned(),
+                });
+            }
+        }
+    }
+    for list in &args.values {
+        for (key, value) in context::parse_duat_values(list).map_err(TemplateCommandError::Values)? {
+            values.insert(key, Value::String(value));
+        }
+    }
+    for pair in &args.set {
+        context::apply_set(&mut values, pair).map_err(TemplateCommandError::Values)?;
+    }
+    Ok(values)
+}
+
+/// Names whose values are masked when the context is printed.
+fn looks_secret(name: &str) -> bool {
+    let upper = name.to_ascii_uppercase();
+    ["TOKEN", "SECRET", "PASSWORD", "PASSWD", "CREDENTIAL", "PRIVATE", "_KEY", "APIKEY", "AUTH"].iter().any(|marker| upper.contains(marker))
+}
+
+/// The context for `source`, and the warnings met while gathering it.
+///
+/// # Errors
+/// Bad values or values files.
+pub fn gather(args: &TemplateArgs, source: &Source, runtime: &tokio::runtime::Runtime) -> Result<(Value, Vec<String>), TemplateCommandError> {
+    let mut warnings = Vec::new();
+    let values = user_values(args)?;
+    let module_directory = std::fs::canonicalize(&args.module).unwrap_or_else(|_| args.module.clone());
+    let module_name = module_directory.file_name().map(|name| name.to_string_lossy().into_owned()).unwrap_or_default();
+    let repository = match GitRepository::discover(&args.git_dir) {
+        Ok(repository) => Some(repository),
+        Err(error) => {
+            warnings.push(format!("{error}: the git variables are not set"));
+            None
+        }
+    };
+    let git = match &repository {
+        Some(repository) => match repository.metadata(&env::process) {
+            Ok(metadata) => {
+                if metadata.branch.is_none() {
+                    warnings.push("HEAD is detached and no CI branch variable is set: duat.gitBranch is empty".to_owned());
+                }
+                Some(metadata)
+            }
+            Err(error) => {
+                warnings.push(format!("{error}: the git variables are not set"));
+                None
+            }
+        },
+        None => None,
+    };
+    let base = repository.as_ref().map_or_else(|| PathBuf::from("."), |repository| repository.top_dir().to_path_buf());
+    let version_file = args.version_files.iter().map(|candidate| base.join(candidate)).find(|candidate| candidate.exists());
+    let version = match version_file {
+        Some(path) => match VersionFile::read(&path).and_then(|file| file.version()) {
+            Ok((version, _)) => Some(version),
+            Err(error) => {
+                warnings.push(format!("{}: the version variables are not set", crate::error::Failure::new(error, ExitStatus::Usage, None).message()));
+                None
+            }
+        },
+        None => {
+            let names: Vec<String> = args.version_files.iter().map(|path| path.display().to_string()).collect();
+            warnings.push(format!("no version file ({}) in {}: the version variables are not set", names.join(", "), base.display()));
+            None
+        }
+    };
+    // duat looked AWS up on every run; sgr only when the template mentions it.
+    let aws_ecr = if source.text.contains("awsecr") {
+        match runtime.block_on(aws::default_ecr_registry()) {
+            Ok(registry) => Some(registry),
+            Err(error) => {
+                warnings.push(format!("duat.awsecr is not set: {}", crate::error::Failure::new(error, ExitStatus::Usage, None).message()));
+                None
+            }
+        }
+    } else {
+        None
+    };
+    let inputs = ContextInputs {
+        version,
+        module: context::scrub_module(&module_name),
+        git,
+        environment: std::env::vars().collect::<BTreeMap<_, _>>(),
+        values,
+        aws_ecr,
+    };
+    Ok((context::build(&inputs), warnings))
+}
+
+/// The context with the values of secret-looking environment variables masked.
+#[must_use]
+pub fn masked(context: &Value) -> Value {
+    let mut shown = context.clone();
+    if let Some(Value::Object(environment)) = shown.get_mut("Env") {
+        for (name, value) in environment.iter_mut() {
+            if looks_secret(name) {
+                *value = Value::String("***".to_owned());
+            }
+        }
+    }
+    shown
+}
+
+/// Print warnings (unless suppressed) and fail when `--error-warnings` is set.
+///
+/// # Errors
+/// Warnings with `--error-warnings`.
+pub fn report_warnings(args: &TemplateArgs, warnings: &[String], printer: &Printer) -> Result<(), TemplateCommandError> {
+    if !args.suppress_warnings {
+        for warning in warnings {
+            printer.warn(warning);
+        }
+    }
+    if args.error_warnings && !warnings.is_empty() {
+        return Err(TemplateCommandError::Warnings { count: warnings.len() });
+    }
+    Ok(())
+}
+
+/// Write the rendered text to `--out` atomically, or to stdout.
+///
+/// # Errors
+/// The file or stdout cannot be written.
+pub fn emit(args: &TemplateArgs, rendered: &str, dry_run: bool, printer: &Printer) -> Result<(), TemplateCommandError> {
+    match &args.out {
+        Some(path) if dry_run => {
+            printer.note(&format!("would write {} bytes to {}", rendered.len(), path.display()));
+            Ok(())
+        }
+        Some(path) => crate::atomic::write(path, rendered.as_bytes()).map_err(|source| TemplateCommandError::Write {
+            path: path.clone(),
+            source,
+        }),
+        None => {
+            use std::io::Write as _;
+            let mut stdout = io::stdout().lock();
+            match stdout.write_all(rendered.as_bytes()).and_then(|()| stdout.flush()) {
+                Err(error) if error.kind() != io::ErrorKind::BrokenPipe => Err(TemplateCommandError::Output(error)),
+                _ => Ok(()),
+            }
+        }
+    }
+}
+
+/// The real environment, clock and randomness for template functions.
+pub struct ProcessHost;
+
+impl Host for ProcessHost {
+    fn env(&self, name: &str) -> Option<String> {
+        std::env::var(name).ok()
+    }
+
+    /// Go's `time.Time` format in UTC; `SOURCE_DATE_EPOCH` fixes it.
+    fn now(&self) -> String {
+        let (seconds, nanos) = match std::env::var(env::SOURCE_DATE_EPOCH).ok().and_then(|value| value.trim().parse::<u64>().ok()) {
+            Some(seconds) => (seconds, 0),
+            None => SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map_or((0, 0), |elapsed| (elapsed.as_secs(), elapsed.subsec_nanos())),
+        };
+        let stamp = crate::version::stamp::format_utc(seconds);
+        let (date, time) = stamp.trim_end_matches('Z').split_once('T').unwrap_or((&stamp, ""));
+        let fraction = format!("{nanos:09}");
+        let fraction = fraction.trim_end_matches('0');
+        if fraction.is_empty() {
+            format!("{date} {time} +0000 UTC")
+        } else {
+            format!("{date} {time}.{fraction} +0000 UTC")
+        }
+    }
+
+    fn uuid(&self) -> String {
+        let mut bytes = [0_u8; 16];
+        if std::fs::File::open("/dev/urandom").and_then(|mut random| random.read_exact(&mut bytes)).is_err() {
+            let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |elapsed| elapsed.as_nanos());
+            bytes = nanos.to_le_bytes();
+        }
+        bytes[6] = (bytes[6] & 0x0f) | 0x40;
+        bytes[8] = (bytes[8] & 0x3f) | 0x80;
+        let hex: String = bytes.iter().map(|byte| format!("{byte:02x}")).collect();
+        format!("{}-{}-{}-{}-{}", &hex[0..8], &hex[8..12], &hex[12..16], &hex[16..20], &hex[20..32])
+    }
+}
