@@ -1,30 +1,28 @@
-# Developer build image (build.sh's <org>/<module>-build:<branch>): compiles and tests sgr and
-# runner as the host user, with the work tree mounted at /project, so build outputs belong to
-# that user. A template in duat's Go-template dialect: rendered by `sgr stencil` (or duat's
-# stencil), then built by `sgr build`. Base images come from the registry the builder can reach.
-FROM rust:1.95-bookworm
+{#- The developer build image: the Rust toolchain and the tools the tests start, with the
+    host user baked in so that files written to the mounted checkout belong to them.
+    Render with `sgr render Dockerfile`, then `sgr build`. -#}
+FROM {{ base_image | default(value="rust:1.95-bookworm") }}
 
-ARG USER={{.duat.userName}}
-ARG USER_ID={{.duat.userID}}
-ARG USER_GROUP_ID={{.duat.userGroupID}}
-ARG RUNNER_BUILD_LOG={{ env "RUNNER_BUILD_LOG" | default "build.log" }}
+ARG USER={{ user.name }}
+ARG USER_ID={{ user.uid }}
+ARG USER_GROUP_ID={{ user.gid }}
 
 RUN apt-get update \
- && apt-get install -y --no-install-recommends git python3-venv busybox-static ca-certificates \
+ && apt-get install -y --no-install-recommends git ca-certificates python3-venv busybox-static \
+      docker.io docker-registry rabbitmq-server apache2-utils golang-go golang-github-masterminds-sprig-dev \
  && rm -rf /var/lib/apt/lists/*
 
-# The user and group of the host (build.sh's Dockerfile wrote the group as "$USER}").
 RUN (getent group "${USER_GROUP_ID}" || groupadd -g "${USER_GROUP_ID}" "${USER}") \
  && (getent passwd "${USER_ID}" || useradd -m -u "${USER_ID}" -g "${USER_GROUP_ID}" -s /bin/bash "${USER}")
 
-ENV RUNNER_BUILD_LOG=${RUNNER_BUILD_LOG} CARGO_HOME=/project/.cargo-home CARGO_TARGET_DIR=/project/target
+ENV CARGO_HOME=/project/.cargo-home CARGO_TARGET_DIR=/project/target
 USER ${USER_ID}:${USER_GROUP_ID}
 WORKDIR /project
-VOLUME /project
 
-LABEL org.opencontainers.image.title="{{.duat.module}}-build" \
-      org.opencontainers.image.version="{{.duat.version}}" \
-      org.opencontainers.image.revision="{{.duat.gitHash}}"
+LABEL org.opencontainers.image.title={{ (module ~ "-build") | quote }} \
+      org.opencontainers.image.version={{ version.full | quote }} \
+      org.opencontainers.image.revision={{ git.hash | quote }} \
+      dev.sgr.module={{ module | quote }} \
+      dev.sgr.branch={{ git.branch | quote }}
 
-# pipefail keeps the build's exit status through tee (build.sh lost it).
-CMD ["bash", "-c", "set -o pipefail; { cargo build --release --locked && cargo test --workspace --locked; } 2>&1 | tee \"$RUNNER_BUILD_LOG\""]
+CMD ["scripts/test.sh"]

@@ -1,6 +1,7 @@
 //! Command-line types (clap derive) and nothing else: commands turn these
 //! into settings and call the library.
 
+pub mod render;
 pub mod semver;
 pub mod stencil;
 pub mod template;
@@ -56,6 +57,9 @@ pub enum Command {
     /// Read, bump and propagate the version kept in README.md
     #[command(long_about = semver::LONG_ABOUT, after_long_help = semver::EXAMPLES)]
     Semver(semver::SemverArgs),
+    /// Render a tera template with git, version and user variables
+    #[command(long_about = render::LONG_ABOUT, after_long_help = render::EXAMPLES)]
+    Render(render::RenderArgs),
     /// Render a template in duat's Go-template dialect
     #[command(long_about = stencil::LONG_ABOUT, after_long_help = stencil::EXAMPLES)]
     Stencil(stencil::StencilArgs),

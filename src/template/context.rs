@@ -21,7 +21,7 @@ pub struct ContextInputs {
     pub git: Option<GitMetadata>,
     /// The process environment (`Env`).
     pub environment: BTreeMap<String, String>,
-    /// User values, merged in order; they are top-level variables and win over the rest.
+    /// User values: top-level variables merged over the rest, maps key by key.
     pub values: Map<String, Value>,
     /// The default ECR registry host, when a template asked for it and AWS answered.
     pub aws_ecr: Option<String>,
@@ -105,9 +105,8 @@ pub fn build(inputs: &ContextInputs) -> Value {
         );
     }
     context.insert("Env".into(), json!(inputs.environment));
-    for (key, value) in &inputs.values {
-        context.insert(key.clone(), value.clone());
-    }
+    // User values win, key by key: --set git.hash=x replaces only git.hash.
+    merge(&mut context, inputs.values.clone());
     Value::Object(context)
 }
 

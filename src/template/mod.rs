@@ -4,3 +4,4 @@
 
 pub mod context;
 pub mod go;
+pub mod tera_dialect;

@@ -7,3 +7,4 @@ mod git;
 mod semver;
 mod services;
 mod stencil;
+mod templates;
