@@ -25,29 +25,32 @@ pub fn write(path: &Path, contents: &[u8]) -> io::Result<()> {
         Some(parent) if !parent.as_os_str().is_empty() => parent.to_path_buf(),
         _ => Path::new(".").to_path_buf(),
     };
-    let name = target.file_name().map(|name| name.to_string_lossy().into_owned()).unwrap_or_default();
+    let name = target
+        .file_name()
+        .map(|name| name.to_string_lossy().into_owned())
+        .unwrap_or_default();
     let mut temporary = tempfile::Builder::new()
         .prefix(&format!(".{name}."))
         .suffix(".sgr-tmp")
         .tempfile_in(&directory)?;
     temporary.write_all(contents)?;
     temporary.as_file().sync_all()?;
-    match &metadata {
-        Some(metadata) => {
-            use std::os::unix::fs::MetadataExt;
-            fs::set_permissions(temporary.path(), metadata.permissions())?;
-            // Keeping the owner only works as root or for one's own files; elsewhere the
-            // new file belongs to the user who ran sgr, as with any editor.
-            let _ = std::os::unix::fs::chown(temporary.path(), Some(metadata.uid()), Some(metadata.gid()));
-        }
-        None => {
-            use std::os::unix::fs::PermissionsExt;
-            // tempfile creates 0600; a new file gets 0644, as a shell redirect gives
-            // under the usual umask.
-            fs::set_permissions(temporary.path(), fs::Permissions::from_mode(0o644))?;
-        }
+    if let Some(metadata) = &metadata {
+        use std::os::unix::fs::MetadataExt;
+        fs::set_permissions(temporary.path(), metadata.permissions())?;
+        // Keeping the owner only works as root or for one's own files; elsewhere the
+        // new file belongs to the user who ran sgr, as with any editor.
+        let _ =
+            std::os::unix::fs::chown(temporary.path(), Some(metadata.uid()), Some(metadata.gid()));
+    } else {
+        use std::os::unix::fs::PermissionsExt;
+        // tempfile creates 0600; a new file gets 0644, as a shell redirect gives
+        // under the usual umask.
+        fs::set_permissions(temporary.path(), fs::Permissions::from_mode(0o644))?;
     }
-    temporary.persist(&target).map_err(|persist| persist.error)?;
+    temporary
+        .persist(&target)
+        .map_err(|persist| persist.error)?;
     if let Ok(handle) = fs::File::open(&directory) {
         let _ = handle.sync_all();
     }

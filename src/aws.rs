@@ -8,6 +8,10 @@ use thiserror::Error;
 /// How long the whole lookup may take (the metadata service can hang).
 const LOOKUP_TIMEOUT: Duration = Duration::from_secs(15);
 
+type CallerIdentityError = aws_sdk_sts::error::SdkError<
+    aws_sdk_sts::operation::get_caller_identity::GetCallerIdentityError,
+>;
+
 /// Why an AWS lookup failed.
 #[derive(Debug, Error)]
 pub enum AwsError {
@@ -16,7 +20,7 @@ pub enum AwsError {
     NoRegion,
     /// STS refused or could not be reached.
     #[error("AWS STS GetCallerIdentity failed")]
-    CallerIdentity(#[source] aws_sdk_sts::error::SdkError<aws_sdk_sts::operation::get_caller_identity::GetCallerIdentityError>),
+    CallerIdentity(#[source] Box<CallerIdentityError>),
     /// STS answered without an account.
     #[error("AWS STS returned no account id")]
     NoAccount,
@@ -32,13 +36,15 @@ pub enum AwsError {
 /// No region, no credentials, or STS failing.
 pub async fn default_ecr_registry() -> Result<String, AwsError> {
     tokio::time::timeout(LOOKUP_TIMEOUT, async {
-        let config = aws_config::defaults(aws_config::BehaviorVersion::latest()).load().await;
+        let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
+            .load()
+            .await;
         let region = config.region().ok_or(AwsError::NoRegion)?.to_string();
         let identity = aws_sdk_sts::Client::new(&config)
             .get_caller_identity()
             .send()
             .await
-            .map_err(AwsError::CallerIdentity)?;
+            .map_err(|error| AwsError::CallerIdentity(Box::new(error)))?;
         let account = identity.account().ok_or(AwsError::NoAccount)?;
         Ok(format!("{account}.dkr.ecr.{region}.amazonaws.com"))
     })

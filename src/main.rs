@@ -29,7 +29,10 @@ fn main() -> ExitCode {
     );
     // The AWS SDK and kube otherwise disagree on the rustls provider and the first TLS client panics.
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
-    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
         Ok(runtime) => runtime,
         Err(error) => {
             printer.error(&format!("cannot start the async runtime: {error}"), None);

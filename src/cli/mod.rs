@@ -88,14 +88,24 @@ pub fn normalise_duat_flags(args: impl IntoIterator<Item = OsString>) -> Vec<OsS
     args.into_iter()
         .map(|argument| {
             let Some(current) = &command else {
-                if let Some(text) = argument.to_str().filter(|text| DUAT_FLAGS.iter().any(|(name, _, _)| name == text)) {
+                if let Some(text) = argument
+                    .to_str()
+                    .filter(|text| DUAT_FLAGS.iter().any(|(name, _, _)| name == text))
+                {
                     command = Some(text.to_owned());
                 }
                 return argument;
             };
-            let Some(text) = argument.to_str() else { return argument };
-            let (flag, value) = text.split_once('=').map_or((text, None), |(flag, value)| (flag, Some(value)));
-            match DUAT_FLAGS.iter().find(|(name, duat, _)| name == current && *duat == flag) {
+            let Some(text) = argument.to_str() else {
+                return argument;
+            };
+            let (flag, value) = text
+                .split_once('=')
+                .map_or((text, None), |(flag, value)| (flag, Some(value)));
+            match DUAT_FLAGS
+                .iter()
+                .find(|(name, duat, _)| name == current && *duat == flag)
+            {
                 Some((_, _, replacement)) => match value {
                     Some(value) => OsString::from(format!("{replacement}={value}")),
                     None => OsString::from(*replacement),
@@ -119,11 +129,39 @@ mod tests {
 
     #[test]
     fn duat_flags_are_rewritten_after_their_command_only() {
-        let args = ["sgr", "-git", "semver", "-git", "x", "-git=y", "-rc", "sort", "--git", "-input"].map(OsString::from);
-        let expected = ["sgr", "-git", "semver", "--git", "x", "--git=y", "--rc", "sort", "--git", "-input"].map(OsString::from);
+        let args = [
+            "sgr", "-git", "semver", "-git", "x", "-git=y", "-rc", "sort", "--git", "-input",
+        ]
+        .map(OsString::from);
+        let expected = [
+            "sgr", "-git", "semver", "--git", "x", "--git=y", "--rc", "sort", "--git", "-input",
+        ]
+        .map(OsString::from);
         assert_eq!(normalise_duat_flags(args), expected.to_vec());
-        let args = ["sgr", "stencil", "-input", "a", "-output=b", "-values", "k=v", "-supress-warnings", "-git"].map(OsString::from);
-        let expected = ["sgr", "stencil", "--input", "a", "--out=b", "--values", "k=v", "--suppress-warnings", "-git"].map(OsString::from);
+        let args = [
+            "sgr",
+            "stencil",
+            "-input",
+            "a",
+            "-output=b",
+            "-values",
+            "k=v",
+            "-supress-warnings",
+            "-git",
+        ]
+        .map(OsString::from);
+        let expected = [
+            "sgr",
+            "stencil",
+            "--input",
+            "a",
+            "--out=b",
+            "--values",
+            "k=v",
+            "--suppress-warnings",
+            "-git",
+        ]
+        .map(OsString::from);
         assert_eq!(normalise_duat_flags(args), expected.to_vec());
     }
 }

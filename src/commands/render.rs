@@ -12,19 +12,31 @@ use super::template::{self, TemplateCommandError};
 ///
 /// # Errors
 /// Bad input or template (exit 2), a failed write (exit 1); nothing is written on failure.
-pub fn run(args: &RenderArgs, global: &GlobalArgs, printer: &Printer, runtime: &tokio::runtime::Runtime) -> Result<(), Failure> {
+pub fn run(
+    args: &RenderArgs,
+    global: &GlobalArgs,
+    printer: &Printer,
+    runtime: &tokio::runtime::Runtime,
+) -> Result<(), Failure> {
     let source = template::read_source(args.template.as_deref())?;
     let (context, warnings) = template::gather(&args.template_args, &source, runtime)?;
     if args.template_args.print_context {
         template::report_warnings(&args.template_args, &warnings, printer)?;
         let shown = serde_json::to_string_pretty(&template::masked(&context)).unwrap_or_default();
-        return template::emit(&args.template_args, &format!("{shown}\n"), global.dry_run, printer).map_err(Failure::from);
+        return template::emit(
+            &args.template_args,
+            &format!("{shown}\n"),
+            global.dry_run,
+            printer,
+        )
+        .map_err(Failure::from);
     }
     let name = source.path.display().to_string();
-    let rendered = tera_dialect::render(&name, &source.text, &context, args.allow_missing).map_err(|error| TemplateCommandError::Template {
-        path: source.path.clone(),
-        message: error.to_string(),
-    })?;
+    let rendered = tera_dialect::render(&name, &source.text, &context, args.allow_missing)
+        .map_err(|error| TemplateCommandError::Template {
+            path: source.path.clone(),
+            message: error.to_string(),
+        })?;
     template::report_warnings(&args.template_args, &warnings, printer)?;
     template::emit(&args.template_args, &rendered, global.dry_run, printer).map_err(Failure::from)
 }

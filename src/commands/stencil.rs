@@ -6,13 +6,19 @@ use crate::error::Failure;
 use crate::output::Printer;
 use crate::template::go::{Template, Value};
 
-use super::template::{self, ProcessHost, TemplateCommandError};
+use super::template::{self, TemplateCommandError};
+use crate::template::process_host::ProcessHost;
 
 /// Run `sgr stencil`.
 ///
 /// # Errors
 /// Bad input or template (exit 2), a failed write (exit 1); nothing is written on failure.
-pub fn run(args: &StencilArgs, global: &GlobalArgs, printer: &Printer, runtime: &tokio::runtime::Runtime) -> Result<(), Failure> {
+pub fn run(
+    args: &StencilArgs,
+    global: &GlobalArgs,
+    printer: &Printer,
+    runtime: &tokio::runtime::Runtime,
+) -> Result<(), Failure> {
     let path = args.input.as_deref().or(args.template.as_deref());
     let source = template::read_source(path)?;
     // Parse first: a broken template fails before any lookup (git, AWS).
@@ -24,7 +30,13 @@ pub fn run(args: &StencilArgs, global: &GlobalArgs, printer: &Printer, runtime: 
     if args.template_args.print_context {
         template::report_warnings(&args.template_args, &warnings, printer)?;
         let shown = serde_json::to_string_pretty(&template::masked(&context)).unwrap_or_default();
-        return template::emit(&args.template_args, &format!("{shown}\n"), global.dry_run, printer).map_err(Failure::from);
+        return template::emit(
+            &args.template_args,
+            &format!("{shown}\n"),
+            global.dry_run,
+            printer,
+        )
+        .map_err(Failure::from);
     }
     let rendered = parsed
         .render_with(&Value::from(&context), &ProcessHost, args.strict)

@@ -5,7 +5,6 @@
 use std::collections::BTreeMap;
 use std::io::{self, Read};
 use std::path::{Path, PathBuf};
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde_json::{Map, Value};
 use thiserror::Error;
@@ -15,7 +14,6 @@ use crate::error::{ExitStatus, Failure};
 use crate::git::GitRepository;
 use crate::output::Printer;
 use crate::template::context::{self, ContextInputs, ValuesError};
-use crate::template::go::Host;
 use crate::version_file::VersionFile;
 use crate::{aws, env};
 
@@ -73,10 +71,21 @@ pub enum TemplateCommandError {
 impl From<TemplateCommandError> for Failure {
     fn from(error: TemplateCommandError) -> Self {
         let (status, hint) = match &error {
-            TemplateCommandError::Write { .. } | TemplateCommandError::Output(_) => (ExitStatus::Failed, None),
-            TemplateCommandError::Values(_) => (ExitStatus::Usage, Some("values are KEY=VALUE, e.g. --values Namespace=ci,Image=x".to_owned())),
-            TemplateCommandError::Input { .. } => (ExitStatus::Usage, Some("name an existing file, or - for stdin".to_owned())),
-            TemplateCommandError::Warnings { .. } => (ExitStatus::Usage, Some("fix the warnings above, or drop --error-warnings".to_owned())),
+            TemplateCommandError::Write { .. } | TemplateCommandError::Output(_) => {
+                (ExitStatus::Failed, None)
+            }
+            TemplateCommandError::Values(_) => (
+                ExitStatus::Usage,
+                Some("values are KEY=VALUE, e.g. --values Namespace=ci,Image=x".to_owned()),
+            ),
+            TemplateCommandError::Input { .. } => (
+                ExitStatus::Usage,
+                Some("name an existing file, or - for stdin".to_owned()),
+            ),
+            TemplateCommandError::Warnings { .. } => (
+                ExitStatus::Usage,
+                Some("fix the warnings above, or drop --error-warnings".to_owned()),
+            ),
             _ => (ExitStatus::Usage, None),
         };
         Self::new(error, status, hint)
@@ -113,10 +122,12 @@ pub fn read_source(path: Option<&Path>) -> Result<Source, TemplateCommandError> 
 
 fn read_stdin() -> Result<Source, TemplateCommandError> {
     let mut text = String::new();
-    io::stdin().read_to_string(&mut text).map_err(|source| TemplateCommandError::Input {
-        path: PathBuf::from("<stdin>"),
-        source,
-    })?;
+    io::stdin()
+        .read_to_string(&mut text)
+        .map_err(|source| TemplateCommandError::Input {
+            path: PathBuf::from("<stdin>"),
+            source,
+        })?;
     Ok(Source {
         path: PathBuf::from("<stdin>"),
         text,
@@ -127,11 +138,15 @@ fn read_stdin() -> Result<Source, TemplateCommandError> {
 fn user_values(args: &TemplateArgs) -> Result<Map<String, Value>, TemplateCommandError> {
     let mut values = Map::new();
     for path in &args.values_files {
-        let text = std::fs::read_to_string(path).map_err(|error| TemplateCommandError::ValuesFile {
-            path: path.clone(),
-            reason: error.to_string(),
-        })?;
-        let parsed: Value = if path.extension().is_some_and(|extension| extension == "json") {
+        let text =
+            std::fs::read_to_string(path).map_err(|error| TemplateCommandError::ValuesFile {
+                path: path.clone(),
+                reason: error.to_string(),
+            })?;
+        let parsed: Value = if path
+            .extension()
+            .is_some_and(|extension| extension == "json")
+        {
             serde_json::from_str(&text).map_err(|error| TemplateCommandError::ValuesFile {
                 path: path.clone(),
                 reason: error.to_string(),
@@ -154,7 +169,9 @@ fn user_values(args: &TemplateArgs) -> Result<Map<String, Value>, TemplateComman
         }
     }
     for list in &args.values {
-        for (key, value) in context::parse_duat_values(list).map_err(TemplateCommandError::Values)? {
+        for (key, value) in
+            context::parse_duat_values(list).map_err(TemplateCommandError::Values)?
+        {
             values.insert(key, Value::String(value));
         }
     }
@@ -167,18 +184,38 @@ fn user_values(args: &TemplateArgs) -> Result<Map<String, Value>, TemplateComman
 /// Names whose values are masked when the context is printed.
 fn looks_secret(name: &str) -> bool {
     let upper = name.to_ascii_uppercase();
-    ["TOKEN", "SECRET", "PASSWORD", "PASSWD", "CREDENTIAL", "PRIVATE", "_KEY", "APIKEY", "AUTH"].iter().any(|marker| upper.contains(marker))
+    [
+        "TOKEN",
+        "SECRET",
+        "PASSWORD",
+        "PASSWD",
+        "CREDENTIAL",
+        "PRIVATE",
+        "_KEY",
+        "APIKEY",
+        "AUTH",
+    ]
+    .iter()
+    .any(|marker| upper.contains(marker))
 }
 
 /// The context for `source`, and the warnings met while gathering it.
 ///
 /// # Errors
 /// Bad values or values files.
-pub fn gather(args: &TemplateArgs, source: &Source, runtime: &tokio::runtime::Runtime) -> Result<(Value, Vec<String>), TemplateCommandError> {
+pub fn gather(
+    args: &TemplateArgs,
+    source: &Source,
+    runtime: &tokio::runtime::Runtime,
+) -> Result<(Value, Vec<String>), TemplateCommandError> {
     let mut warnings = Vec::new();
     let values = user_values(args)?;
-    let module_directory = std::fs::canonicalize(&args.module).unwrap_or_else(|_| args.module.clone());
-    let module_name = module_directory.file_name().map(|name| name.to_string_lossy().into_owned()).unwrap_or_default();
+    let module_directory =
+        std::fs::canonicalize(&args.module).unwrap_or_else(|_| args.module.clone());
+    let module_name = module_directory
+        .file_name()
+        .map(|name| name.to_string_lossy().into_owned())
+        .unwrap_or_default();
     let repository = match GitRepository::discover(&args.git_dir) {
         Ok(repository) => Some(repository),
         Err(error) => {
@@ -201,28 +238,48 @@ pub fn gather(args: &TemplateArgs, source: &Source, runtime: &tokio::runtime::Ru
         },
         None => None,
     };
-    let base = repository.as_ref().map_or_else(|| PathBuf::from("."), |repository| repository.top_dir().to_path_buf());
-    let version_file = args.version_files.iter().map(|candidate| base.join(candidate)).find(|candidate| candidate.exists());
-    let version = match version_file {
-        Some(path) => match VersionFile::read(&path).and_then(|file| file.version()) {
+    let base = repository.as_ref().map_or_else(
+        || PathBuf::from("."),
+        |repository| repository.top_dir().to_path_buf(),
+    );
+    let version_file = args
+        .version_files
+        .iter()
+        .map(|candidate| base.join(candidate))
+        .find(|candidate| candidate.exists());
+    let version = if let Some(path) = version_file {
+        match VersionFile::read(&path).and_then(|file| file.version()) {
             Ok((version, _)) => Some(version),
             Err(error) => {
-                warnings.push(format!("{}: the version variables are not set", crate::error::Failure::new(error, ExitStatus::Usage, None).message()));
+                warnings.push(format!(
+                    "{}: the version variables are not set",
+                    crate::error::Failure::new(error, ExitStatus::Usage, None).message()
+                ));
                 None
             }
-        },
-        None => {
-            let names: Vec<String> = args.version_files.iter().map(|path| path.display().to_string()).collect();
-            warnings.push(format!("no version file ({}) in {}: the version variables are not set", names.join(", "), base.display()));
-            None
         }
+    } else {
+        let names: Vec<String> = args
+            .version_files
+            .iter()
+            .map(|path| path.display().to_string())
+            .collect();
+        warnings.push(format!(
+            "no version file ({}) in {}: the version variables are not set",
+            names.join(", "),
+            base.display()
+        ));
+        None
     };
     // duat looked AWS up on every run; sgr only when the template mentions it.
     let aws_ecr = if source.text.contains("awsecr") {
         match runtime.block_on(aws::default_ecr_registry()) {
             Ok(registry) => Some(registry),
             Err(error) => {
-                warnings.push(format!("duat.awsecr is not set: {}", crate::error::Failure::new(error, ExitStatus::Usage, None).message()));
+                warnings.push(format!(
+                    "duat.awsecr is not set: {}",
+                    crate::error::Failure::new(error, ExitStatus::Usage, None).message()
+                ));
                 None
             }
         }
@@ -258,14 +315,20 @@ pub fn masked(context: &Value) -> Value {
 ///
 /// # Errors
 /// Warnings with `--error-warnings`.
-pub fn report_warnings(args: &TemplateArgs, warnings: &[String], printer: &Printer) -> Result<(), TemplateCommandError> {
+pub fn report_warnings(
+    args: &TemplateArgs,
+    warnings: &[String],
+    printer: &Printer,
+) -> Result<(), TemplateCommandError> {
     if !args.suppress_warnings {
         for warning in warnings {
             printer.warn(warning);
         }
     }
     if args.error_warnings && !warnings.is_empty() {
-        return Err(TemplateCommandError::Warnings { count: warnings.len() });
+        return Err(TemplateCommandError::Warnings {
+            count: warnings.len(),
+        });
     }
     Ok(())
 }
@@ -274,63 +337,39 @@ pub fn report_warnings(args: &TemplateArgs, warnings: &[String], printer: &Print
 ///
 /// # Errors
 /// The file or stdout cannot be written.
-pub fn emit(args: &TemplateArgs, rendered: &str, dry_run: bool, printer: &Printer) -> Result<(), TemplateCommandError> {
+pub fn emit(
+    args: &TemplateArgs,
+    rendered: &str,
+    dry_run: bool,
+    printer: &Printer,
+) -> Result<(), TemplateCommandError> {
     match &args.out {
         Some(path) if dry_run => {
-            printer.note(&format!("would write {} bytes to {}", rendered.len(), path.display()));
+            printer.note(&format!(
+                "would write {} bytes to {}",
+                rendered.len(),
+                path.display()
+            ));
             Ok(())
         }
-        Some(path) => crate::atomic::write(path, rendered.as_bytes()).map_err(|source| TemplateCommandError::Write {
-            path: path.clone(),
-            source,
+        Some(path) => crate::atomic::write(path, rendered.as_bytes()).map_err(|source| {
+            TemplateCommandError::Write {
+                path: path.clone(),
+                source,
+            }
         }),
         None => {
             use std::io::Write as _;
             let mut stdout = io::stdout().lock();
-            match stdout.write_all(rendered.as_bytes()).and_then(|()| stdout.flush()) {
-                Err(error) if error.kind() != io::ErrorKind::BrokenPipe => Err(TemplateCommandError::Output(error)),
+            match stdout
+                .write_all(rendered.as_bytes())
+                .and_then(|()| stdout.flush())
+            {
+                Err(error) if error.kind() != io::ErrorKind::BrokenPipe => {
+                    Err(TemplateCommandError::Output(error))
+                }
                 _ => Ok(()),
             }
         }
-    }
-}
-
-/// The real environment, clock and randomness for template functions.
-pub struct ProcessHost;
-
-impl Host for ProcessHost {
-    fn env(&self, name: &str) -> Option<String> {
-        std::env::var(name).ok()
-    }
-
-    /// Go's `time.Time` format in UTC; `SOURCE_DATE_EPOCH` fixes it.
-    fn now(&self) -> String {
-        let (seconds, nanos) = match std::env::var(env::SOURCE_DATE_EPOCH).ok().and_then(|value| value.trim().parse::<u64>().ok()) {
-            Some(seconds) => (seconds, 0),
-            None => SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .map_or((0, 0), |elapsed| (elapsed.as_secs(), elapsed.subsec_nanos())),
-        };
-        let stamp = crate::version::stamp::format_utc(seconds);
-        let (date, time) = stamp.trim_end_matches('Z').split_once('T').unwrap_or((&stamp, ""));
-        let fraction = format!("{nanos:09}");
-        let fraction = fraction.trim_end_matches('0');
-        if fraction.is_empty() {
-            format!("{date} {time} +0000 UTC")
-        } else {
-            format!("{date} {time}.{fraction} +0000 UTC")
-        }
-    }
-
-    fn uuid(&self) -> String {
-        let mut bytes = [0_u8; 16];
-        if std::fs::File::open("/dev/urandom").and_then(|mut random| random.read_exact(&mut bytes)).is_err() {
-            let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |elapsed| elapsed.as_nanos());
-            bytes = nanos.to_le_bytes();
-        }
-        bytes[6] = (bytes[6] & 0x0f) | 0x40;
-        bytes[8] = (bytes[8] & 0x3f) | 0x80;
-        let hex: String = bytes.iter().map(|byte| format!("{byte:02x}")).collect();
-        format!("{}-{}-{}-{}-{}", &hex[0..8], &hex[8..12], &hex[12..16], &hex[16..20], &hex[20..32])
     }
 }

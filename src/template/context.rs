@@ -37,13 +37,20 @@ pub struct ContextInputs {
 #[must_use]
 pub fn scrub_module(name: &str) -> String {
     name.chars()
-        .map(|character| if character.is_ascii_alphanumeric() || matches!(character, '.' | '_' | '-') { character } else { '-' })
+        .map(|character| {
+            if character.is_ascii_alphanumeric() || matches!(character, '.' | '_' | '-') {
+                character
+            } else {
+                '-'
+            }
+        })
         .collect::<String>()
         .to_lowercase()
 }
 
 /// The context as one JSON object.
 #[must_use]
+#[allow(clippy::too_many_lines)] // one flat list of variables reads best in one place
 pub fn build(inputs: &ContextInputs) -> Value {
     let mut duat = Map::new();
     let mut git = Map::new();
@@ -53,25 +60,77 @@ pub fn build(inputs: &ContextInputs) -> Value {
     }
     duat.insert("module".into(), json!(inputs.module));
     if let Some(metadata) = &inputs.git {
-        let branch = metadata.branch.as_ref().map(|branch| branch.name.clone()).unwrap_or_default();
-        let url = metadata.remote.as_ref().map(|remote| remote.raw.clone()).unwrap_or_default();
-        duat.insert("gitTag".into(), json!(metadata.tag.clone().unwrap_or_default()));
-        duat.insert("gitHash".into(), json!(metadata.commit.clone().unwrap_or_default()));
+        let branch = metadata
+            .branch
+            .as_ref()
+            .map(|branch| branch.name.clone())
+            .unwrap_or_default();
+        let url = metadata
+            .remote
+            .as_ref()
+            .map(|remote| remote.raw.clone())
+            .unwrap_or_default();
+        duat.insert(
+            "gitTag".into(),
+            json!(metadata.tag.clone().unwrap_or_default()),
+        );
+        duat.insert(
+            "gitHash".into(),
+            json!(metadata.commit.clone().unwrap_or_default()),
+        );
         duat.insert("gitBranch".into(), json!(branch));
         duat.insert("gitURL".into(), json!(url));
-        duat.insert("gitDir".into(), json!(metadata.top_dir.display().to_string()));
+        duat.insert(
+            "gitDir".into(),
+            json!(metadata.top_dir.display().to_string()),
+        );
         let remote = metadata.remote.as_ref();
         git.insert("branch".into(), json!(branch));
-        git.insert("branch_slug".into(), json!(metadata.branch_slug.clone().unwrap_or_default()));
-        git.insert("branch_dns".into(), json!(metadata.branch_dns_label.clone().unwrap_or_default()));
-        git.insert("hash".into(), json!(metadata.commit.clone().unwrap_or_default()));
-        git.insert("short_hash".into(), json!(metadata.short_commit.clone().unwrap_or_default()));
-        git.insert("tag".into(), json!(metadata.tag.clone().unwrap_or_default()));
+        git.insert(
+            "branch_slug".into(),
+            json!(metadata.branch_slug.clone().unwrap_or_default()),
+        );
+        git.insert(
+            "branch_dns".into(),
+            json!(metadata.branch_dns_label.clone().unwrap_or_default()),
+        );
+        git.insert(
+            "hash".into(),
+            json!(metadata.commit.clone().unwrap_or_default()),
+        );
+        git.insert(
+            "short_hash".into(),
+            json!(metadata.short_commit.clone().unwrap_or_default()),
+        );
+        git.insert(
+            "tag".into(),
+            json!(metadata.tag.clone().unwrap_or_default()),
+        );
         git.insert("url".into(), json!(url));
-        git.insert("https_url".into(), json!(remote.and_then(crate::git::RemoteUrl::https).unwrap_or_default()));
-        git.insert("host".into(), json!(remote.map(|remote| remote.host.clone()).unwrap_or_default()));
-        git.insert("owner".into(), json!(remote.and_then(|remote| remote.owner()).unwrap_or_default()));
-        git.insert("repository".into(), json!(remote.and_then(|remote| remote.repository()).unwrap_or_default()));
+        git.insert(
+            "https_url".into(),
+            json!(
+                remote
+                    .and_then(crate::git::RemoteUrl::https)
+                    .unwrap_or_default()
+            ),
+        );
+        git.insert(
+            "host".into(),
+            json!(remote.map(|remote| remote.host.clone()).unwrap_or_default()),
+        );
+        git.insert(
+            "owner".into(),
+            json!(remote.and_then(|remote| remote.owner()).unwrap_or_default()),
+        );
+        git.insert(
+            "repository".into(),
+            json!(
+                remote
+                    .and_then(|remote| remote.repository())
+                    .unwrap_or_default()
+            ),
+        );
         git.insert("dir".into(), json!(metadata.top_dir.display().to_string()));
         git.insert("dirty".into(), json!(metadata.dirty));
         duat.insert("userName".into(), json!(metadata.user.name));
@@ -128,14 +187,22 @@ pub enum ValuesError {
 }
 
 fn split_pair(pair: &str) -> Result<(String, String), ValuesError> {
-    let (key, value) = pair.split_once('=').ok_or_else(|| ValuesError::NoEquals { pair: pair.to_owned() })?;
+    let (key, value) = pair.split_once('=').ok_or_else(|| ValuesError::NoEquals {
+        pair: pair.to_owned(),
+    })?;
     let key = key.trim();
     if key.is_empty() {
-        return Err(ValuesError::EmptyKey { pair: pair.to_owned() });
+        return Err(ValuesError::EmptyKey {
+            pair: pair.to_owned(),
+        });
     }
     let unquoted = ['"', '\'']
         .iter()
-        .find_map(|quote| value.strip_prefix(*quote).and_then(|inner| inner.strip_suffix(*quote)))
+        .find_map(|quote| {
+            value
+                .strip_prefix(*quote)
+                .and_then(|inner| inner.strip_suffix(*quote))
+        })
         .unwrap_or(value);
     Ok((key.to_owned(), unquoted.to_owned()))
 }
@@ -146,7 +213,10 @@ fn split_pair(pair: &str) -> Result<(String, String), ValuesError> {
 /// # Errors
 /// An entry without `=`, or with an empty key.
 pub fn parse_duat_values(text: &str) -> Result<Vec<(String, String)>, ValuesError> {
-    text.split(',').filter(|pair| !pair.trim().is_empty()).map(split_pair).collect()
+    text.split(',')
+        .filter(|pair| !pair.trim().is_empty())
+        .map(split_pair)
+        .collect()
 }
 
 /// `--set a.b=v`: like a `-values` entry, with dots nesting maps.
@@ -157,16 +227,22 @@ pub fn apply_set(values: &mut Map<String, Value>, pair: &str) -> Result<(), Valu
     let (key, value) = split_pair(pair)?;
     let mut path: Vec<&str> = key.split('.').collect();
     if path.iter().any(|part| part.is_empty()) {
-        return Err(ValuesError::EmptyKey { pair: pair.to_owned() });
+        return Err(ValuesError::EmptyKey {
+            pair: pair.to_owned(),
+        });
     }
     let last = path.pop().unwrap_or_default();
     let mut target = values;
     for part in path {
-        let entry = target.entry(part.to_owned()).or_insert_with(|| Value::Object(Map::new()));
+        let entry = target
+            .entry(part.to_owned())
+            .or_insert_with(|| Value::Object(Map::new()));
         if !entry.is_object() {
             *entry = Value::Object(Map::new());
         }
-        let Value::Object(map) = entry else { return Ok(()) };
+        let Value::Object(map) = entry else {
+            return Ok(());
+        };
         target = map;
     }
     target.insert(last.to_owned(), Value::String(value));
@@ -200,8 +276,18 @@ mod tests {
                 ("Empty".to_owned(), String::new()),
             ])
         );
-        assert_eq!(parse_duat_values("ok=1,broken"), Err(ValuesError::NoEquals { pair: "broken".to_owned() }));
-        assert_eq!(parse_duat_values("=x"), Err(ValuesError::EmptyKey { pair: "=x".to_owned() }));
+        assert_eq!(
+            parse_duat_values("ok=1,broken"),
+            Err(ValuesError::NoEquals {
+                pair: "broken".to_owned()
+            })
+        );
+        assert_eq!(
+            parse_duat_values("=x"),
+            Err(ValuesError::EmptyKey {
+                pair: "=x".to_owned()
+            })
+        );
     }
 
     #[test]
@@ -209,12 +295,18 @@ mod tests {
         let mut values = Map::new();
         assert_eq!(apply_set(&mut values, "image.tag=1.0"), Ok(()));
         assert_eq!(apply_set(&mut values, "image.name=runner"), Ok(()));
-        assert_eq!(Value::Object(values.clone()), json!({"image": {"tag": "1.0", "name": "runner"}}));
+        assert_eq!(
+            Value::Object(values.clone()),
+            json!({"image": {"tag": "1.0", "name": "runner"}})
+        );
         let overlay = json!({"image": {"tag": "2.0"}, "replicas": 3});
         if let Value::Object(overlay) = overlay {
             merge(&mut values, overlay);
         }
-        assert_eq!(Value::Object(values), json!({"image": {"tag": "2.0", "name": "runner"}, "replicas": 3}));
+        assert_eq!(
+            Value::Object(values),
+            json!({"image": {"tag": "2.0", "name": "runner"}, "replicas": 3})
+        );
     }
 
     #[test]
@@ -234,7 +326,12 @@ mod tests {
 
     #[test]
     fn module_vectors() {
-        for (name, scrubbed) in [("studio-go-runner", "studio-go-runner"), ("My Project", "my-project"), ("runner_v2", "runner_v2"), ("Café", "caf-")] {
+        for (name, scrubbed) in [
+            ("studio-go-runner", "studio-go-runner"),
+            ("My Project", "my-project"),
+            ("runner_v2", "runner_v2"),
+            ("Café", "caf-"),
+        ] {
             assert_eq!(scrub_module(name), scrubbed);
         }
     }

@@ -4,4 +4,5 @@
 
 pub mod context;
 pub mod go;
+pub mod process_host;
 pub mod tera_dialect;

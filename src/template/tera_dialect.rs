@@ -2,13 +2,11 @@
 //! Dockerfiles and manifests need. Strict: an undefined variable is an error
 //! naming file, line and column.
 
-use std::time::{SystemTime, UNIX_EPOCH};
-
 use tera::{Kwargs, State, StringInput, TeraResult, Value};
 use thiserror::Error;
 
 use super::go::functions::{base64_decode, base64_encode, expand_env};
-use crate::env;
+use super::process_host::{now_seconds, random_uuid};
 use crate::version::branch;
 
 /// A template that failed to parse or render.
@@ -46,27 +44,6 @@ impl From<tera::Error> for TeraError {
     }
 }
 
-fn seconds_now() -> (u64, u32) {
-    match std::env::var(env::SOURCE_DATE_EPOCH).ok().and_then(|value| value.trim().parse::<u64>().ok()) {
-        Some(seconds) => (seconds, 0),
-        None => SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or((0, 0), |elapsed| (elapsed.as_secs(), elapsed.subsec_nanos())),
-    }
-}
-
-fn random_uuid() -> String {
-    use std::io::Read as _;
-    let mut bytes = [0_u8; 16];
-    if std::fs::File::open("/dev/urandom").and_then(|mut random| random.read_exact(&mut bytes)).is_err() {
-        bytes = u128::from(seconds_now().1).wrapping_mul(0x9e37_79b9_7f4a_7c15).to_le_bytes();
-    }
-    bytes[6] = (bytes[6] & 0x0f) | 0x40;
-    bytes[8] = (bytes[8] & 0x3f) | 0x80;
-    let hex: String = bytes.iter().map(|byte| format!("{byte:02x}")).collect();
-    format!("{}-{}-{}-{}-{}", &hex[0..8], &hex[8..12], &hex[12..16], &hex[16..20], &hex[20..32])
-}
-
 fn message_error(message: impl Into<String>) -> tera::Error {
     tera::Error::message(message.into())
 }
@@ -86,50 +63,84 @@ pub fn engine() -> tera::Tera {
         }
     });
     engine.register_function("now", |kwargs: Kwargs, _: &State| -> TeraResult<Value> {
-        let (seconds, _) = seconds_now();
+        let (seconds, _) = now_seconds();
         let utc = crate::version::stamp::format_utc(seconds);
         match kwargs.get::<&str>("format")? {
             None | Some("rfc3339") => Ok(Value::from(utc)),
             Some("unix") => Ok(Value::from(seconds)),
             Some("stamp") => Ok(Value::from(crate::version::stamp::encode_base25(seconds))),
-            Some(other) => Err(message_error(format!("now(format=\"{other}\"): formats are rfc3339, unix, stamp"))),
+            Some(other) => Err(message_error(format!(
+                "now(format=\"{other}\"): formats are rfc3339, unix, stamp"
+            ))),
         }
     });
     engine.register_function("uuidv4", |_: Kwargs, _: &State| Value::from(random_uuid()));
     engine.register_filter("expandenv", |value: StringInput, _: Kwargs, _: &State| {
-        Value::from(expand_env(value.as_str(), &|name| std::env::var(name).unwrap_or_default()))
+        Value::from(expand_env(value.as_str(), &|name| {
+            std::env::var(name).unwrap_or_default()
+        }))
     });
-    engine.register_filter("b64enc", |value: StringInput, _: Kwargs, _: &State| Value::from(base64_encode(value.as_str().as_bytes())));
-    engine.register_filter("b64dec", |value: StringInput, _: Kwargs, _: &State| -> TeraResult<Value> {
-        let bytes = base64_decode(value.as_str()).map_err(message_error)?;
-        String::from_utf8(bytes).map(Value::from).map_err(|_| message_error("the decoded bytes are not UTF-8 text"))
+    engine.register_filter("b64enc", |value: StringInput, _: Kwargs, _: &State| {
+        Value::from(base64_encode(value.as_str().as_bytes()))
     });
-    engine.register_filter("slug", |value: StringInput, kwargs: Kwargs, _: &State| -> TeraResult<Value> {
-        match kwargs.get::<&str>("kind")?.unwrap_or("dns") {
-            "dns" => Ok(Value::from(branch::dns_label(value.as_str()))),
-            "tag" => Ok(Value::from(branch::docker_tag(value.as_str()))),
-            "semver" => Ok(Value::from(branch::prerelease_identifier(value.as_str()))),
-            "label" => Ok(Value::from(branch::label_value(value.as_str()))),
-            other => Err(message_error(format!("slug(kind=\"{other}\"): kinds are dns, tag, label, semver"))),
-        }
-    });
-    engine.register_filter("quote", |value: Value, _: Kwargs, _: &State| -> TeraResult<Value> {
-        let text = match value.as_str() {
-            Some(text) => text.to_owned(),
-            None => value.to_string(),
-        };
-        serde_json::to_string(&text).map(Value::from).map_err(|error| message_error(error.to_string()))
-    });
-    engine.register_filter("to_json", |value: Value, kwargs: Kwargs, _: &State| -> TeraResult<Value> {
-        let pretty = kwargs.get::<bool>("pretty")?.unwrap_or(false);
-        let text = if pretty { serde_json::to_string_pretty(&value) } else { serde_json::to_string(&value) };
-        text.map(Value::from).map_err(|error| message_error(error.to_string()))
-    });
-    engine.register_filter("to_yaml", |value: Value, _: Kwargs, _: &State| -> TeraResult<Value> {
-        let json = serde_json::to_value(&value).map_err(|error| message_error(error.to_string()))?;
-        let text = serde_saphyr::to_string(&json).map_err(|error| message_error(error.to_string()))?;
-        Ok(Value::from(text.trim_end_matches('\n').to_owned()))
-    });
+    engine.register_filter(
+        "b64dec",
+        |value: StringInput, _: Kwargs, _: &State| -> TeraResult<Value> {
+            let bytes = base64_decode(value.as_str()).map_err(message_error)?;
+            String::from_utf8(bytes)
+                .map(Value::from)
+                .map_err(|_| message_error("the decoded bytes are not UTF-8 text"))
+        },
+    );
+    engine.register_filter(
+        "slug",
+        |value: StringInput, kwargs: Kwargs, _: &State| -> TeraResult<Value> {
+            match kwargs.get::<&str>("kind")?.unwrap_or("dns") {
+                "dns" => Ok(Value::from(branch::dns_label(value.as_str()))),
+                "tag" => Ok(Value::from(branch::docker_tag(value.as_str()))),
+                "semver" => Ok(Value::from(branch::prerelease_identifier(value.as_str()))),
+                "label" => Ok(Value::from(branch::label_value(value.as_str()))),
+                other => Err(message_error(format!(
+                    "slug(kind=\"{other}\"): kinds are dns, tag, label, semver"
+                ))),
+            }
+        },
+    );
+    engine.register_filter(
+        "quote",
+        |value: Value, _: Kwargs, _: &State| -> TeraResult<Value> {
+            let text = match value.as_str() {
+                Some(text) => text.to_owned(),
+                None => value.to_string(),
+            };
+            serde_json::to_string(&text)
+                .map(Value::from)
+                .map_err(|error| message_error(error.to_string()))
+        },
+    );
+    engine.register_filter(
+        "to_json",
+        |value: Value, kwargs: Kwargs, _: &State| -> TeraResult<Value> {
+            let pretty = kwargs.get::<bool>("pretty")?.unwrap_or(false);
+            let text = if pretty {
+                serde_json::to_string_pretty(&value)
+            } else {
+                serde_json::to_string(&value)
+            };
+            text.map(Value::from)
+                .map_err(|error| message_error(error.to_string()))
+        },
+    );
+    engine.register_filter(
+        "to_yaml",
+        |value: Value, _: Kwargs, _: &State| -> TeraResult<Value> {
+            let json =
+                serde_json::to_value(&value).map_err(|error| message_error(error.to_string()))?;
+            let text =
+                serde_saphyr::to_string(&json).map_err(|error| message_error(error.to_string()))?;
+            Ok(Value::from(text.trim_end_matches('\n').to_owned()))
+        },
+    );
     engine
 }
 
@@ -138,12 +149,21 @@ pub fn engine() -> tera::Tera {
 ///
 /// # Errors
 /// Syntax and rendering errors with their position.
-pub fn render(name: &str, source: &str, context: &serde_json::Value, allow_missing: bool) -> Result<String, TeraError> {
+pub fn render(
+    name: &str,
+    source: &str,
+    context: &serde_json::Value,
+    allow_missing: bool,
+) -> Result<String, TeraError> {
     let mut engine = engine();
     engine.add_raw_template(name, source)?;
     let mut tera_context = tera::Context::from_serialize(context)?;
     if allow_missing {
-        let wanted: Vec<String> = engine.get_template_variables(name)?.into_iter().map(str::to_owned).collect();
+        let wanted: Vec<String> = engine
+            .get_template_variables(name)?
+            .into_iter()
+            .map(str::to_owned)
+            .collect();
         for variable in wanted {
             if !tera_context.contains_key(&variable) {
                 tera_context.insert(variable, "");
@@ -175,21 +195,35 @@ mod tests {
             rendered,
             Ok(r#"feature-197-hybrid Feature-197-Hybrid Z2hwX2V4YW1wbGU= ghp_example "a\"b" {"a":[1,"x"],"b":2} d 36"#.to_owned())
         );
-        assert_eq!(render("t", "{{ items | to_yaml }}", &context(), false), Ok("a:\n- 1\n- x\nb: 2".to_owned()));
+        assert_eq!(
+            render("t", "{{ items | to_yaml }}", &context(), false),
+            Ok("a:\n- 1\n- x\nb: 2".to_owned())
+        );
     }
 
     #[test]
     fn undefined_variables_are_errors_with_positions() {
         let error = render("t", "line\n  {{ nope }}", &context(), false).err();
-        assert_eq!(error.as_ref().and_then(|error| error.position), Some((2, 6)));
-        assert!(error.is_some_and(|error| error.message.contains("Variable `nope` is not defined")));
-        assert_eq!(render("t", "[{{ nope }}]", &context(), true), Ok("[]".to_owned()));
+        assert_eq!(
+            error.as_ref().and_then(|error| error.position),
+            Some((2, 6))
+        );
+        assert!(
+            error.is_some_and(|error| error.message.contains("Variable `nope` is not defined"))
+        );
+        assert_eq!(
+            render("t", "[{{ nope }}]", &context(), true),
+            Ok("[]".to_owned())
+        );
         let syntax = render("t", "{{ unclosed", &context(), false).err();
         assert!(syntax.is_some_and(|error| error.position.is_some()));
     }
 
     #[test]
     fn no_html_escaping() {
-        assert_eq!(render("t.html", "{{ x }}", &json!({"x": "<&>"}), false), Ok("<&>".to_owned()));
+        assert_eq!(
+            render("t.html", "{{ x }}", &json!({"x": "<&>"}), false),
+            Ok("<&>".to_owned())
+        );
     }
 }

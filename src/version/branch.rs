@@ -82,11 +82,18 @@ pub fn dns_label(branch: &str) -> String {
 pub fn label_value(text: &str) -> String {
     let cleaned: String = text
         .chars()
-        .map(|character| if character.is_ascii_alphanumeric() || matches!(character, '.' | '_' | '-') { character } else { '-' })
+        .map(|character| {
+            if character.is_ascii_alphanumeric() || matches!(character, '.' | '_' | '-') {
+                character
+            } else {
+                '-'
+            }
+        })
         .collect();
     let trimmed = cleaned.trim_matches(|character: char| !character.is_ascii_alphanumeric());
     let cut: String = trimmed.chars().take(DNS_LABEL_MAX).collect();
-    cut.trim_end_matches(|character: char| !character.is_ascii_alphanumeric()).to_owned()
+    cut.trim_end_matches(|character: char| !character.is_ascii_alphanumeric())
+        .to_owned()
 }
 
 #[cfg(test)]
@@ -139,9 +146,15 @@ mod tests {
 
     #[test]
     fn label_values() {
-        assert_eq!(label_value("0.9.9-feature-197-hybrid-aaaagipajnu"), "0.9.9-feature-197-hybrid-aaaagipajnu");
+        assert_eq!(
+            label_value("0.9.9-feature-197-hybrid-aaaagipajnu"),
+            "0.9.9-feature-197-hybrid-aaaagipajnu"
+        );
         assert_eq!(label_value("1.0.0+build"), "1.0.0-build");
-        assert_eq!(label_value(&format!("-{}-", "a".repeat(70))), "a".repeat(63));
+        assert_eq!(
+            label_value(&format!("-{}-", "a".repeat(70))),
+            "a".repeat(63)
+        );
     }
 
     proptest! {

@@ -17,9 +17,17 @@ fn corpus() -> PathBuf {
 /// A repository like studio-go-runner's: README version, feature branch, remote, tag.
 fn checkout() -> Result<Repo, Box<dyn std::error::Error>> {
     let repo = Repo::new("feature/197_hybrid")?;
-    repo.write("README.md", "# Runner\n\nVersion: <repo-version>0.9.9</repo-version>\n")?;
+    repo.write(
+        "README.md",
+        "# Runner\n\nVersion: <repo-version>0.9.9</repo-version>\n",
+    )?;
     repo.commit("initial")?;
-    repo.git(&["remote", "add", "origin", "git@github.com:leaf-ai/studio-go-runner.git"])?;
+    repo.git(&[
+        "remote",
+        "add",
+        "origin",
+        "git@github.com:leaf-ai/studio-go-runner.git",
+    ])?;
     repo.git(&["tag", "0.9.9"])?;
     Ok(repo)
 }
@@ -44,15 +52,26 @@ fn stencil(repo: &Repo) -> assert_cmd::Command {
 
 #[test]
 fn the_corpus_renders_byte_for_byte_as_go() -> TestResult {
-    let Some(reference) = service(Service::StencilReference) else { return Ok(()) };
+    let Some(reference) = service(Service::StencilReference) else {
+        return Ok(());
+    };
     let repo = checkout()?;
-    let context = stencil(&repo).arg("--print-context").assert().success().get_output().stdout.clone();
+    let context = stencil(&repo)
+        .arg("--print-context")
+        .assert()
+        .success()
+        .get_output()
+        .stdout
+        .clone();
     let context_file = repo.file("context.json");
     std::fs::write(&context_file, &context)?;
     let mut templates: Vec<PathBuf> = std::fs::read_dir(corpus())?
         .map(|entry| entry.map(|entry| entry.path()))
         .collect::<Result<_, _>>()?;
-    templates.retain(|path| path.extension().is_some_and(|extension| extension == "tmpl"));
+    templates.retain(|path| {
+        path.extension()
+            .is_some_and(|extension| extension == "tmpl")
+    });
     templates.sort();
     assert!(templates.len() >= 8, "the corpus is missing: {templates:?}");
     for template in templates {
@@ -71,11 +90,24 @@ fn the_corpus_renders_byte_for_byte_as_go() -> TestResult {
         let theirs = go.output()?;
         let name = template.display();
         let expect_failure = template.to_string_lossy().ends_with(".fail.tmpl");
-        assert_eq!(theirs.status.success(), !expect_failure, "{name}: Go: {}", String::from_utf8_lossy(&theirs.stderr));
-        assert_eq!(ours.status.success(), theirs.status.success(), "{name}: sgr: {}", String::from_utf8_lossy(&ours.stderr));
+        assert_eq!(
+            theirs.status.success(),
+            !expect_failure,
+            "{name}: Go: {}",
+            String::from_utf8_lossy(&theirs.stderr)
+        );
+        assert_eq!(
+            ours.status.success(),
+            theirs.status.success(),
+            "{name}: sgr: {}",
+            String::from_utf8_lossy(&ours.stderr)
+        );
         if expect_failure {
             assert_eq!(ours.status.code(), Some(2), "{name}");
-            assert!(ours.stdout.is_empty(), "{name}: a failed render prints nothing");
+            assert!(
+                ours.stdout.is_empty(),
+                "{name}: a failed render prints nothing"
+            );
         } else {
             assert!(!theirs.stdout.is_empty(), "{name}: Go printed nothing");
             assert_eq!(
@@ -94,12 +126,31 @@ fn duat_variables_from_the_checkout() -> TestResult {
     let repo = checkout()?;
     let head = repo.git(&["rev-parse", "HEAD"])?;
     let template = "{{.duat.version}}|{{.duat.gitBranch}}|{{.duat.gitTag}}|{{.duat.gitHash}}|{{.duat.gitURL}}|{{.git.branch_slug}}|{{.git.owner}}/{{.git.repository}}|{{.version.major}}.{{.version.minor}}|{{.duat.userName}}";
-    let expected = format!("0.9.9|feature/197_hybrid|0.9.9|{head}|git@github.com:leaf-ai/studio-go-runner.git|feature-197-hybrid|leaf-ai/studio-go-runner|0.9|");
-    let output = repo.sgr().args(["stencil", "-"]).write_stdin(template).assert().success().get_output().stdout.clone();
+    let expected = format!(
+        "0.9.9|feature/197_hybrid|0.9.9|{head}|git@github.com:leaf-ai/studio-go-runner.git|feature-197-hybrid|leaf-ai/studio-go-runner|0.9|"
+    );
+    let output = repo
+        .sgr()
+        .args(["stencil", "-"])
+        .write_stdin(template)
+        .assert()
+        .success()
+        .get_output()
+        .stdout
+        .clone();
     let output = String::from_utf8(output)?;
     assert!(output.starts_with(&expected), "{output}");
-    let module = repo.path().file_name().map(|name| name.to_string_lossy().to_lowercase()).unwrap_or_default();
-    repo.sgr().args(["stencil", "-"]).write_stdin("{{.duat.module}}").assert().success().stdout(module);
+    let module = repo
+        .path()
+        .file_name()
+        .map(|name| name.to_string_lossy().to_lowercase())
+        .unwrap_or_default();
+    repo.sgr()
+        .args(["stencil", "-"])
+        .write_stdin("{{.duat.module}}")
+        .assert()
+        .success()
+        .stdout(module);
     repo.write("sub dir/My Module/x", "")?;
     repo.sgr()
         .args(["stencil", "-module", "sub dir/My Module", "-"])
@@ -113,9 +164,21 @@ fn duat_variables_from_the_checkout() -> TestResult {
 #[test]
 fn values_set_and_values_files() -> TestResult {
     let repo = checkout()?;
-    repo.write("values.json", r#"{"image": {"tag": "from-json", "name": "runner"}, "Namespace": "json"}"#)?;
+    repo.write(
+        "values.json",
+        r#"{"image": {"tag": "from-json", "name": "runner"}, "Namespace": "json"}"#,
+    )?;
     repo.sgr()
-        .args(["stencil", "--values-file", "values.json", "-values", "Namespace=ci,Quoted='a b'", "--set", "image.tag=2.0", "-"])
+        .args([
+            "stencil",
+            "--values-file",
+            "values.json",
+            "-values",
+            "Namespace=ci,Quoted='a b'",
+            "--set",
+            "image.tag=2.0",
+            "-",
+        ])
         .write_stdin("{{.Namespace}} {{.Quoted}} {{.image.name}}:{{.image.tag}}")
         .assert()
         .success()
@@ -126,7 +189,9 @@ fn values_set_and_values_files() -> TestResult {
         .write_stdin("x")
         .assert()
         .code(2)
-        .stderr(contains("values file list.yaml: the document is not a mapping"));
+        .stderr(contains(
+            "values file list.yaml: the document is not a mapping",
+        ));
     Ok(())
 }
 
@@ -135,7 +200,11 @@ fn output_file_is_written_atomically_and_only_on_success() -> TestResult {
     let repo = checkout()?;
     repo.write("good.tmpl", "v={{.duat.version}}\n")?;
     repo.write("bad.tmpl", "v={{.duat.version\n")?;
-    repo.sgr().args(["stencil", "-input", "good.tmpl", "-output", "out.txt"]).assert().success().stdout("");
+    repo.sgr()
+        .args(["stencil", "-input", "good.tmpl", "-output", "out.txt"])
+        .assert()
+        .success()
+        .stdout("");
     assert_eq!(repo.read("out.txt")?, b"v=0.9.9\n");
     repo.sgr()
         .args(["stencil", "-input", "bad.tmpl", "-output", "out.txt"])
@@ -143,9 +212,16 @@ fn output_file_is_written_atomically_and_only_on_success() -> TestResult {
         .code(2)
         .stderr(contains("bad.tmpl:1:3: unclosed action"));
     assert_eq!(repo.read("out.txt")?, b"v=0.9.9\n");
-    repo.sgr().args(["stencil", "bad.tmpl", "-o", "new.txt"]).assert().code(2);
+    repo.sgr()
+        .args(["stencil", "bad.tmpl", "-o", "new.txt"])
+        .assert()
+        .code(2);
     assert!(!repo.file("new.txt").exists());
-    repo.sgr().args(["stencil", "good.tmpl", "-o", "dry.txt", "--dry-run"]).assert().success().stderr(contains("would write 8 bytes to dry.txt"));
+    repo.sgr()
+        .args(["stencil", "good.tmpl", "-o", "dry.txt", "--dry-run"])
+        .assert()
+        .success()
+        .stderr(contains("would write 8 bytes to dry.txt"));
     assert!(!repo.file("dry.txt").exists());
     Ok(())
 }
@@ -155,15 +231,30 @@ fn bad_input_is_named_with_line_and_column() -> TestResult {
     let repo = checkout()?;
     for (template, message) in [
         ("a\n  {{ .x ", "t.tmpl:2:3: unclosed action"),
-        ("{{ nosuch . }}", "t.tmpl:1:4: function \"nosuch\" not defined"),
-        ("x\n{{ .missing | replace \"a\" \"b\" }}", "t.tmpl:2:15: error calling replace: invalid value; expected string"),
+        (
+            "{{ nosuch . }}",
+            "t.tmpl:1:4: function \"nosuch\" not defined",
+        ),
+        (
+            "x\n{{ .missing | replace \"a\" \"b\" }}",
+            "t.tmpl:2:15: error calling replace: invalid value; expected string",
+        ),
         ("{{ if . }}", "t.tmpl:1:7: unexpected EOF"),
         ("{{ RaiseError \"refused\" }}", "t.tmpl:1:4: refused"),
     ] {
         repo.write("t.tmpl", template)?;
-        repo.sgr().args(["stencil", "t.tmpl"]).assert().code(2).stdout("").stderr(contains(format!("error: {message}")));
+        repo.sgr()
+            .args(["stencil", "t.tmpl"])
+            .assert()
+            .code(2)
+            .stdout("")
+            .stderr(contains(format!("error: {message}")));
     }
-    repo.sgr().args(["stencil", "missing.tmpl"]).assert().code(2).stderr(contains("cannot read the template missing.tmpl"));
+    repo.sgr()
+        .args(["stencil", "missing.tmpl"])
+        .assert()
+        .code(2)
+        .stderr(contains("cannot read the template missing.tmpl"));
     repo.sgr()
         .args(["stencil", "-values", "Namespace", "-"])
         .write_stdin("x")
@@ -175,7 +266,9 @@ fn bad_input_is_named_with_line_and_column() -> TestResult {
         .write_stdin("{{ .duat.version }}\n{{ .Namespace }}")
         .assert()
         .code(2)
-        .stderr(contains("<stdin>:2:4: undefined variable: . has no entry for key \"Namespace\""));
+        .stderr(contains(
+            "<stdin>:2:4: undefined variable: . has no entry for key \"Namespace\"",
+        ));
     Ok(())
 }
 
@@ -184,7 +277,10 @@ fn warnings_and_error_warnings() -> TestResult {
     let directory = tempfile::tempdir()?;
     sgr_command()
         .current_dir(directory.path())
-        .env("GIT_CEILING_DIRECTORIES", directory.path().parent().unwrap_or(directory.path()))
+        .env(
+            "GIT_CEILING_DIRECTORIES",
+            directory.path().parent().unwrap_or(directory.path()),
+        )
         .args(["stencil", "-"])
         .write_stdin("[{{.duat.gitBranch}}]")
         .assert()
@@ -193,7 +289,10 @@ fn warnings_and_error_warnings() -> TestResult {
         .stderr(contains("warning: ").and(contains("not inside a git repository")));
     sgr_command()
         .current_dir(directory.path())
-        .env("GIT_CEILING_DIRECTORIES", directory.path().parent().unwrap_or(directory.path()))
+        .env(
+            "GIT_CEILING_DIRECTORIES",
+            directory.path().parent().unwrap_or(directory.path()),
+        )
         .args(["stencil", "-supress-warnings", "-"])
         .write_stdin("x")
         .assert()
@@ -201,7 +300,10 @@ fn warnings_and_error_warnings() -> TestResult {
         .stderr("");
     sgr_command()
         .current_dir(directory.path())
-        .env("GIT_CEILING_DIRECTORIES", directory.path().parent().unwrap_or(directory.path()))
+        .env(
+            "GIT_CEILING_DIRECTORIES",
+            directory.path().parent().unwrap_or(directory.path()),
+        )
         .args(["stencil", "-error-warnings", "-o", "out", "-"])
         .write_stdin("x")
         .assert()
@@ -209,7 +311,12 @@ fn warnings_and_error_warnings() -> TestResult {
         .stderr(contains("--error-warnings"));
     assert!(!directory.path().join("out").exists());
     let repo = checkout()?;
-    repo.sgr().args(["stencil", "-error-warnings", "-"]).write_stdin("{{.duat.version}}").assert().success().stdout("0.9.9");
+    repo.sgr()
+        .args(["stencil", "-error-warnings", "-"])
+        .write_stdin("{{.duat.version}}")
+        .assert()
+        .success()
+        .stdout("0.9.9");
     Ok(())
 }
 
@@ -238,7 +345,9 @@ fn print_context_masks_secrets() -> TestResult {
 
 #[test]
 fn awsecr_comes_from_sts_only_when_used() -> TestResult {
-    let Some(endpoint) = service(Service::Aws) else { return Ok(()) };
+    let Some(endpoint) = service(Service::Aws) else {
+        return Ok(());
+    };
     let repo = checkout()?;
     repo.sgr()
         .args(["stencil", "-error-warnings", "-"])

@@ -53,7 +53,12 @@ fn checkout() -> Result<Repo, Box<dyn std::error::Error>> {
     repo.write("README.md", "Version: <repo-version>0.9.9</repo-version>\n")?;
     repo.write("sgr/.keep", "")?;
     repo.commit("initial")?;
-    repo.git(&["remote", "add", "origin", "https://github.com/leaf-ai/sgr.git"])?;
+    repo.git(&[
+        "remote",
+        "add",
+        "origin",
+        "https://github.com/leaf-ai/sgr.git",
+    ])?;
     Ok(repo)
 }
 
@@ -74,10 +79,27 @@ fn values_change_the_manifests() -> TestResult {
     let rendered = render(
         &repo,
         "templates/runner-deployment.yaml",
-        &["--set", "namespace=gpu", "--set", "image=registry.example.com/runner:1.2.3", "--set", "affinity=staging", "--set", "replicas=4"],
+        &[
+            "--set",
+            "namespace=gpu",
+            "--set",
+            "image=registry.example.com/runner:1.2.3",
+            "--set",
+            "affinity=staging",
+            "--set",
+            "replicas=4",
+        ],
     )?;
-    for expected in ["namespace: \"gpu\"", "image: \"registry.example.com/runner:1.2.3\"", "leafai.affinity: \"staging\"", "replicas: 4"] {
-        assert!(rendered.contains(expected), "{expected} missing from:\n{rendered}");
+    for expected in [
+        "namespace: \"gpu\"",
+        "image: \"registry.example.com/runner:1.2.3\"",
+        "leafai.affinity: \"staging\"",
+        "replicas: 4",
+    ] {
+        assert!(
+            rendered.contains(expected),
+            "{expected} missing from:\n{rendered}"
+        );
     }
     let without_node = render(&repo, "templates/runner-configmaps.yaml", &[])?;
     assert_eq!(without_node.matches("kind: ConfigMap").count(), 1);
@@ -90,9 +112,15 @@ fn values_change_the_manifests() -> TestResult {
 
 #[test]
 fn manifests_pass_kubernetes_validate() -> TestResult {
-    let Some(venv) = service(Service::PythonVenv) else { return Ok(()) };
+    let Some(venv) = service(Service::PythonVenv) else {
+        return Ok(());
+    };
     let repo = checkout()?;
-    for name in ["build.yaml", "templates/runner-deployment.yaml", "templates/runner-configmaps.yaml"] {
+    for name in [
+        "build.yaml",
+        "templates/runner-deployment.yaml",
+        "templates/runner-configmaps.yaml",
+    ] {
         let rendered = render(&repo, name, &["--set", "node=gpu-node-1"])?;
         let file = repo.file("rendered.yaml");
         std::fs::write(&file, &rendered)?;
@@ -106,8 +134,14 @@ fn manifests_pass_kubernetes_validate() -> TestResult {
             String::from_utf8_lossy(&output.stdout),
             String::from_utf8_lossy(&output.stderr)
         );
-        let documents = rendered.matches("\nkind: ").count() + usize::from(rendered.starts_with("kind: "));
-        let passed = String::from_utf8_lossy(&output.stdout).matches("passed").count() + String::from_utf8_lossy(&output.stderr).matches("passed").count();
+        let documents =
+            rendered.matches("\nkind: ").count() + usize::from(rendered.starts_with("kind: "));
+        let passed = String::from_utf8_lossy(&output.stdout)
+            .matches("passed")
+            .count()
+            + String::from_utf8_lossy(&output.stderr)
+                .matches("passed")
+                .count();
         assert_eq!(passed, documents, "{name}: every document is validated");
     }
     Ok(())

@@ -34,7 +34,10 @@ impl<'a> Execution<'a> {
         }
     }
 
-    pub(crate) fn run(mut self, nodes: &[Node]) -> Result<(String, Option<(Position, String)>), TemplateError> {
+    pub(crate) fn run(
+        mut self,
+        nodes: &[Node],
+    ) -> Result<(String, Option<(Position, String)>), TemplateError> {
         let root = self.root;
         self.walk(nodes, root)?;
         Ok((self.output, self.raised))
@@ -50,25 +53,45 @@ impl<'a> Execution<'a> {
                         self.output.push_str(&value.to_output());
                     }
                 }
-                Node::If { pipeline, then, otherwise } => {
+                Node::If {
+                    pipeline,
+                    then,
+                    otherwise,
+                } => {
                     let scope = self.variables.len();
                     let value = self.pipeline(pipeline, dot)?;
-                    let flow = if value.is_true() { self.walk(then, dot)? } else { self.walk(otherwise, dot)? };
+                    let flow = if value.is_true() {
+                        self.walk(then, dot)?
+                    } else {
+                        self.walk(otherwise, dot)?
+                    };
                     self.variables.truncate(scope);
                     if !matches!(flow, Flow::Normal) {
                         return Ok(flow);
                     }
                 }
-                Node::With { pipeline, body, otherwise } => {
+                Node::With {
+                    pipeline,
+                    body,
+                    otherwise,
+                } => {
                     let scope = self.variables.len();
                     let value = self.pipeline(pipeline, dot)?;
-                    let flow = if value.is_true() { self.walk(body, &value)? } else { self.walk(otherwise, dot)? };
+                    let flow = if value.is_true() {
+                        self.walk(body, &value)?
+                    } else {
+                        self.walk(otherwise, dot)?
+                    };
                     self.variables.truncate(scope);
                     if !matches!(flow, Flow::Normal) {
                         return Ok(flow);
                     }
                 }
-                Node::Range { pipeline, body, otherwise } => {
+                Node::Range {
+                    pipeline,
+                    body,
+                    otherwise,
+                } => {
                     let scope = self.variables.len();
                     let flow = self.range(pipeline, body, otherwise, dot)?;
                     self.variables.truncate(scope);
@@ -83,14 +106,26 @@ impl<'a> Execution<'a> {
         Ok(Flow::Normal)
     }
 
-    fn range(&mut self, pipeline: &Pipeline, body: &[Node], otherwise: &[Node], dot: &Value) -> Result<Flow, TemplateError> {
+    fn range(
+        &mut self,
+        pipeline: &Pipeline,
+        body: &[Node],
+        otherwise: &[Node],
+        dot: &Value,
+    ) -> Result<Flow, TemplateError> {
         // The pipeline is evaluated without declaring: range declares per element.
         let collection = self.commands(pipeline, dot)?;
         let items: Vec<(Value, Value)> = match collection {
-            Value::List(items) => items.into_iter().enumerate().map(|(index, item)| (Value::Int(i64::try_from(index).unwrap_or(i64::MAX)), item)).collect(),
-            Value::Map(map) => map.into_iter().map(|(key, value)| (Value::String(key), value)).collect(),
+            Value::List(items) => items
+                .into_iter()
+                .enumerate()
+                .map(|(index, item)| (Value::Int(i64::try_from(index).unwrap_or(i64::MAX)), item))
+                .collect(),
+            Value::Map(map) => map
+                .into_iter()
+                .map(|(key, value)| (Value::String(key), value))
+                .collect(),
             Value::Nil => Vec::new(),
-            Value::Int(count) if count >= 0 => (0..count).map(|index| (Value::Int(index), Value::Int(index))).collect(),
             other => {
                 return Err(TemplateError::Execute {
                     position: pipeline.position,
@@ -124,7 +159,12 @@ impl<'a> Execution<'a> {
         let value = self.commands(pipeline, dot)?;
         for name in &pipeline.variables {
             if pipeline.assign {
-                if let Some(slot) = self.variables.iter_mut().rev().find(|(existing, _)| existing == name) {
+                if let Some(slot) = self
+                    .variables
+                    .iter_mut()
+                    .rev()
+                    .find(|(existing, _)| existing == name)
+                {
                     slot.1 = value.clone();
                 }
             } else {
@@ -142,7 +182,12 @@ impl<'a> Execution<'a> {
         Ok(last.unwrap_or(Value::Nil))
     }
 
-    fn command(&mut self, command: &Command, dot: &Value, piped: Option<Value>) -> Result<Value, TemplateError> {
+    fn command(
+        &mut self,
+        command: &Command,
+        dot: &Value,
+        piped: Option<Value>,
+    ) -> Result<Value, TemplateError> {
         let Some(first) = command.arguments.first() else {
             return Ok(Value::Nil);
         };
@@ -152,7 +197,10 @@ impl<'a> Execution<'a> {
         if command.arguments.len() > 1 || piped.is_some() {
             let message = match first {
                 Operand::Field(steps) | Operand::Variable(_, steps) if !steps.is_empty() => {
-                    format!("{} has arguments but cannot be invoked as function", steps.last().map(String::as_str).unwrap_or_default())
+                    format!(
+                        "{} has arguments but cannot be invoked as function",
+                        steps.last().map(String::as_str).unwrap_or_default()
+                    )
                 }
                 Operand::Nil => "nil is not a command".to_owned(),
                 _ => "can't give argument to non-function".to_owned(),
@@ -171,7 +219,12 @@ impl<'a> Execution<'a> {
         self.operand(first, dot, command.position)
     }
 
-    fn operand(&mut self, operand: &Operand, dot: &Value, position: Position) -> Result<Value, TemplateError> {
+    fn operand(
+        &mut self,
+        operand: &Operand,
+        dot: &Value,
+        position: Position,
+    ) -> Result<Value, TemplateError> {
         match operand {
             Operand::Field(steps) => field_chain(dot.clone(), steps, position, self.strict),
             Operand::Variable(name, steps) => {
@@ -191,7 +244,9 @@ impl<'a> Execution<'a> {
                 let value = self.commands(pipeline, dot)?;
                 field_chain(value, steps, position, self.strict)
             }
-            Operand::Function(name, function_position) => self.call(name, *function_position, &[], dot, None),
+            Operand::Function(name, function_position) => {
+                self.call(name, *function_position, &[], dot, None)
+            }
             Operand::String(text) => Ok(Value::String(text.clone())),
             Operand::Int(number) => Ok(Value::Int(*number)),
             Operand::Float(number) => Ok(Value::Float(*number)),
@@ -200,7 +255,14 @@ impl<'a> Execution<'a> {
         }
     }
 
-    fn call(&mut self, name: &str, position: Position, arguments: &[Operand], dot: &Value, piped: Option<Value>) -> Result<Value, TemplateError> {
+    fn call(
+        &mut self,
+        name: &str,
+        position: Position,
+        arguments: &[Operand],
+        dot: &Value,
+        piped: Option<Value>,
+    ) -> Result<Value, TemplateError> {
         // and/or stop at the first argument that decides (Go 1.18+).
         if name == "and" || name == "or" {
             let count = arguments.len() + usize::from(piped.is_some());
@@ -243,7 +305,12 @@ impl<'a> Execution<'a> {
     }
 }
 
-fn field_chain(mut value: Value, steps: &[String], position: Position, strict: bool) -> Result<Value, TemplateError> {
+fn field_chain(
+    mut value: Value,
+    steps: &[String],
+    position: Position,
+    strict: bool,
+) -> Result<Value, TemplateError> {
     for (index, step) in steps.iter().enumerate() {
         value = match value {
             Value::Map(mut map) => match map.remove(step) {
@@ -251,7 +318,10 @@ fn field_chain(mut value: Value, steps: &[String], position: Position, strict: b
                 None if strict => {
                     return Err(TemplateError::Execute {
                         position,
-                        message: format!("undefined variable: .{} has no entry for key {step:?}", steps[..index].join(".")),
+                        message: format!(
+                            "undefined variable: .{} has no entry for key {step:?}",
+                            steps[..index].join(".")
+                        ),
                     });
                 }
                 None => Value::Nil,

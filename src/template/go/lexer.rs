@@ -90,6 +90,7 @@ impl Lexer<'_> {
         }
     }
 
+    #[allow(clippy::too_many_lines)] // one state machine over the text and its actions
     fn run(&mut self) -> Result<(), TemplateError> {
         let mut trim_next_text = false;
         loop {
@@ -107,7 +108,9 @@ impl Lexer<'_> {
             };
             let action_start = self.offset + open;
             let after_open = &self.source[action_start + 2..];
-            let trim_before = after_open.len() >= 2 && after_open.as_bytes()[0] == b'-' && is_space(after_open.as_bytes()[1]);
+            let trim_before = after_open.len() >= 2
+                && after_open.as_bytes()[0] == b'-'
+                && is_space(after_open.as_bytes()[1]);
             let mut text = &rest[..open];
             if trim_next_text {
                 text = text.trim_start_matches([' ', '\t', '\r', '\n']);
@@ -125,7 +128,10 @@ impl Lexer<'_> {
                     return Err(self.error(action_start, "unclosed comment"));
                 };
                 let mut after = cursor + 2 + end + 2;
-                let trim_after = self.source[after..].starts_with(" -}}") || self.source[after..].starts_with("\t-}}") || self.source[after..].starts_with("\n-}}") || self.source[after..].starts_with("\r-}}");
+                let trim_after = self.source[after..].starts_with(" -}}")
+                    || self.source[after..].starts_with("\t-}}")
+                    || self.source[after..].starts_with("\n-}}")
+                    || self.source[after..].starts_with("\r-}}");
                 if trim_after {
                     after += 1;
                 }
@@ -172,6 +178,7 @@ impl Lexer<'_> {
     }
 
     /// Lex one item inside an action starting at `cursor`; returns the offset after it.
+    #[allow(clippy::too_many_lines)] // one arm per token kind
     fn lex_item(&mut self, cursor: usize) -> Result<usize, TemplateError> {
         let source = self.source;
         let bytes = source.as_bytes();
@@ -222,7 +229,10 @@ impl Lexer<'_> {
                 let Some(length) = source[cursor + 1..].find('`') else {
                     return Err(self.error(cursor, "unterminated raw quoted string"));
                 };
-                self.push(Token::String(source[cursor + 1..cursor + 1 + length].to_owned()), cursor);
+                self.push(
+                    Token::String(source[cursor + 1..cursor + 1 + length].to_owned()),
+                    cursor,
+                );
                 Ok(cursor + length + 2)
             }
             b'$' => {
@@ -258,8 +268,12 @@ impl Lexer<'_> {
                     Some(character) => character,
                     None => return Err(self.error(cursor, "unterminated character constant")),
                 };
-                let consumed: usize = source[cursor + 1..].chars().take_while(|character| *character != '\'').map(char::len_utf8).sum();
-                if source[cursor + 1 + consumed..].chars().next() != Some('\'') {
+                let consumed: usize = source[cursor + 1..]
+                    .chars()
+                    .take_while(|character| *character != '\'')
+                    .map(char::len_utf8)
+                    .sum();
+                if !source[cursor + 1 + consumed..].starts_with('\'') {
                     return Err(self.error(cursor, "unterminated character constant"));
                 }
                 self.push(Token::Number((value as u32).to_string()), cursor);
@@ -290,7 +304,12 @@ impl Lexer<'_> {
         if matches!(bytes[end], b'+' | b'-') {
             end += 1;
         }
-        while end < bytes.len() && (bytes[end].is_ascii_alphanumeric() || matches!(bytes[end], b'.' | b'_') || (matches!(bytes[end], b'+' | b'-') && matches!(bytes[end - 1], b'e' | b'E' | b'p' | b'P'))) {
+        while end < bytes.len()
+            && (bytes[end].is_ascii_alphanumeric()
+                || matches!(bytes[end], b'.' | b'_')
+                || (matches!(bytes[end], b'+' | b'-')
+                    && matches!(bytes[end - 1], b'e' | b'E' | b'p' | b'P')))
+        {
             end += 1;
         }
         let text = &self.source[cursor..end];
@@ -309,7 +328,9 @@ impl Lexer<'_> {
                 '"' => return Ok((value, cursor + 1 + index + 1)),
                 '\n' => break,
                 '\\' => {
-                    let Some((_, escaped)) = characters.next() else { break };
+                    let Some((_, escaped)) = characters.next() else {
+                        break;
+                    };
                     match escaped {
                         'n' => value.push('\n'),
                         't' => value.push('\t'),
@@ -329,8 +350,13 @@ impl Lexer<'_> {
                             };
                             let mut code = 0_u32;
                             for _ in 0..digits {
-                                let Some((_, digit)) = characters.next() else { break };
-                                code = code * 16 + digit.to_digit(16).ok_or_else(|| self.error(cursor, "invalid escape in string"))?;
+                                let Some((_, digit)) = characters.next() else {
+                                    break;
+                                };
+                                code = code * 16
+                                    + digit.to_digit(16).ok_or_else(|| {
+                                        self.error(cursor, "invalid escape in string")
+                                    })?;
                             }
                             match char::from_u32(code) {
                                 Some(decoded) => value.push(decoded),
@@ -340,12 +366,21 @@ impl Lexer<'_> {
                         '0'..='7' => {
                             let mut code = escaped.to_digit(8).unwrap_or(0);
                             for _ in 0..2 {
-                                let Some((_, digit)) = characters.next() else { break };
-                                code = code * 8 + digit.to_digit(8).ok_or_else(|| self.error(cursor, "invalid escape in string"))?;
+                                let Some((_, digit)) = characters.next() else {
+                                    break;
+                                };
+                                code = code * 8
+                                    + digit.to_digit(8).ok_or_else(|| {
+                                        self.error(cursor, "invalid escape in string")
+                                    })?;
                             }
                             value.push(char::from_u32(code).unwrap_or('\u{fffd}'));
                         }
-                        _ => return Err(self.error(cursor, format!("unknown escape sequence \\{escaped}"))),
+                        _ => {
+                            return Err(
+                                self.error(cursor, format!("unknown escape sequence \\{escaped}"))
+                            );
+                        }
                     }
                 }
                 other => value.push(other),

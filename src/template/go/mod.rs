@@ -106,7 +106,12 @@ impl Template {
     ///
     /// # Errors
     /// Execution errors, and the first `RaiseError` message once rendering finished.
-    pub fn render_with(&self, data: &Value, host: &dyn Host, strict: bool) -> Result<String, TemplateError> {
+    pub fn render_with(
+        &self,
+        data: &Value,
+        host: &dyn Host,
+        strict: bool,
+    ) -> Result<String, TemplateError> {
         let (output, raised) = exec::Execution::new(data, host, strict).run(&self.nodes)?;
         match raised {
             Some((position, message)) => Err(TemplateError::Execute { position, message }),

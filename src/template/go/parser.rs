@@ -72,8 +72,14 @@ struct Parser<'a> {
     /// Variables in scope, to report undefined ones at parse time as Go does.
     variables: Vec<String>,
     range_depth: usize,
+    /// Control structures and parentheses open now; bounded so that hostile
+    /// input cannot exhaust the stack.
+    depth: usize,
     end: Position,
 }
+
+/// How deeply `if`/`range`/`with` and parentheses may nest.
+const MAX_DEPTH: usize = 100;
 
 enum Terminator {
     End(Position),
@@ -82,13 +88,18 @@ enum Terminator {
 }
 
 /// Parse a token stream into nodes.
-pub(crate) fn parse(tokens: Vec<Spanned>, end: Position, is_function: IsFunction<'_>) -> Result<Vec<Node>, TemplateError> {
+pub(crate) fn parse(
+    tokens: Vec<Spanned>,
+    end: Position,
+    is_function: IsFunction<'_>,
+) -> Result<Vec<Node>, TemplateError> {
     let mut parser = Parser {
         tokens,
         index: 0,
         is_function,
         variables: vec!["$".to_owned()],
         range_depth: 0,
+        depth: 0,
         end,
     };
     let (nodes, terminator) = parser.list()?;
@@ -111,7 +122,9 @@ impl Parser<'_> {
     }
 
     fn position(&self) -> Position {
-        self.tokens.get(self.index).map_or(self.end, |spanned| spanned.position)
+        self.tokens
+            .get(self.index)
+            .map_or(self.end, |spanned| spanned.position)
     }
 
     fn error(&self, message: impl Into<String>) -> TemplateError {
@@ -136,7 +149,10 @@ impl Parser<'_> {
     fn expect_close(&mut self, context: &str) -> Result<(), TemplateError> {
         self.skip_space();
         match self.next() {
-            Some(Spanned { token: Token::Close, .. }) => Ok(()),
+            Some(Spanned {
+                token: Token::Close,
+                ..
+            }) => Ok(()),
             Some(spanned) => Err(TemplateError::Parse {
                 position: spanned.position,
                 message: format!("unexpected {} in {context}", describe(&spanned.token)),
@@ -167,7 +183,9 @@ impl Parser<'_> {
                             self.index += 1;
                             return Ok((nodes, Terminator::Else(keyword_position)));
                         }
-                        Some(Token::Identifier(word)) if word == "if" || word == "range" || word == "with" => {
+                        Some(Token::Identifier(word))
+                            if word == "if" || word == "range" || word == "with" =>
+                        {
                             self.index += 1;
                             nodes.push(self.control(&word)?);
                         }
@@ -180,9 +198,15 @@ impl Parser<'_> {
                                 });
                             }
                             self.expect_close(&word)?;
-                            nodes.push(if word == "break" { Node::Break(keyword_position) } else { Node::Continue(keyword_position) });
+                            nodes.push(if word == "break" {
+                                Node::Break(keyword_position)
+                            } else {
+                                Node::Continue(keyword_position)
+                            });
                         }
-                        Some(Token::Identifier(word)) if matches!(word.as_str(), "define" | "template" | "block") => {
+                        Some(Token::Identifier(word))
+                            if matches!(word.as_str(), "define" | "template" | "block") =>
+                        {
                             return Err(TemplateError::Parse {
                                 position: keyword_position,
                                 message: format!("{{{{{word}}}}} is not supported by sgr stencil"),
@@ -210,9 +234,27 @@ impl Parser<'_> {
         Ok((nodes, Terminator::Eof))
     }
 
+    fn enter(&mut self) -> Result<(), TemplateError> {
+        self.depth += 1;
+        if self.depth > MAX_DEPTH {
+            return Err(self.error(format!("nesting deeper than {MAX_DEPTH} levels")));
+        }
+        Ok(())
+    }
+
     fn control(&mut self, keyword: &str) -> Result<Node, TemplateError> {
+        self.enter()?;
+        let node = self.control_body(keyword);
+        self.depth -= 1;
+        node
+    }
+
+    fn control_body(&mut self, keyword: &str) -> Result<Node, TemplateError> {
         let scope = self.variables.len();
-        let pipeline = self.pipeline(keyword, keyword == "range" || keyword == "if" || keyword == "with")?;
+        let pipeline = self.pipeline(
+            keyword,
+            keyword == "range" || keyword == "if" || keyword == "with",
+        )?;
         if pipeline.assign {
             return Err(TemplateError::Parse {
                 position: pipeline.position,
@@ -237,10 +279,7 @@ impl Parser<'_> {
             }
             Terminator::Else(else_position) => {
                 self.skip_space();
-                let chained = match self.peek() {
-                    Some(Token::Identifier(word)) if (word == "if" && keyword == "if") || (word == "with" && keyword == "with") => true,
-                    _ => false,
-                };
+                let chained = matches!(self.peek(), Some(Token::Identifier(word)) if (word == "if" && keyword == "if") || (word == "with" && keyword == "with"));
                 if chained {
                     // {{else if ...}}: a nested control whose {{end}} closes both.
                     self.index += 1;
@@ -253,13 +292,17 @@ impl Parser<'_> {
                         Terminator::Else(position) => {
                             return Err(TemplateError::Parse {
                                 position,
-                                message: format!("expected {{{{end}}}}; found {{{{else}}}} (the {{{{{keyword}}}}} at {else_position} already has one)"),
+                                message: format!(
+                                    "expected {{{{end}}}}; found {{{{else}}}} (the {{{{{keyword}}}}} at {else_position} already has one)"
+                                ),
                             });
                         }
                         Terminator::Eof => {
                             return Err(TemplateError::Parse {
                                 position: pipeline.position,
-                                message: format!("unexpected EOF: {{{{{keyword}}}}} has no {{{{end}}}}"),
+                                message: format!(
+                                    "unexpected EOF: {{{{{keyword}}}}} has no {{{{end}}}}"
+                                ),
                             });
                         }
                     }
@@ -287,7 +330,11 @@ impl Parser<'_> {
     }
 
     /// A pipeline up to `}}` (or `)` when nested).
-    fn pipeline(&mut self, context: &str, allow_declaration: bool) -> Result<Pipeline, TemplateError> {
+    fn pipeline(
+        &mut self,
+        context: &str,
+        allow_declaration: bool,
+    ) -> Result<Pipeline, TemplateError> {
         self.skip_space();
         let position = self.position();
         let mut variables = Vec::new();
@@ -312,12 +359,12 @@ impl Parser<'_> {
                     }
                     Some(Token::Declare) => {
                         self.index += 1;
-                        variables = names.clone();
+                        variables.clone_from(&names);
                         break;
                     }
                     Some(Token::Assign) => {
                         self.index += 1;
-                        variables = names.clone();
+                        variables.clone_from(&names);
                         assign = true;
                         break;
                     }
@@ -372,7 +419,12 @@ impl Parser<'_> {
                     self.index += 1;
                     break;
                 }
-                _ => return Err(self.error(format!("unexpected {} in {context}", self.peek().map_or("end of input".to_owned(), describe)))),
+                _ => {
+                    return Err(self.error(format!(
+                        "unexpected {} in {context}",
+                        self.peek().map_or("end of input".to_owned(), describe)
+                    )));
+                }
             }
         }
         Ok(Pipeline {
@@ -420,8 +472,10 @@ impl Parser<'_> {
                 Operand::Variable(name, self.fields())
             }
             Token::LeftParen => {
-                let inner = self.pipeline("parenthesized pipeline", true)?;
-                Operand::Chain(Box::new(inner), self.fields())
+                self.enter()?;
+                let inner = self.pipeline("parenthesized pipeline", true);
+                self.depth -= 1;
+                Operand::Chain(Box::new(inner?), self.fields())
             }
             Token::Identifier(name) => {
                 if !(self.is_function)(&name) {
@@ -459,13 +513,25 @@ fn parse_number(text: &str) -> Option<Operand> {
         Some(rest) => (true, rest.to_owned()),
         None => (false, cleaned.trim_start_matches('+').to_owned()),
     };
-    let integer = if let Some(hex) = digits.strip_prefix("0x").or_else(|| digits.strip_prefix("0X")) {
+    let integer = if let Some(hex) = digits
+        .strip_prefix("0x")
+        .or_else(|| digits.strip_prefix("0X"))
+    {
         i64::from_str_radix(hex, 16).ok()
-    } else if let Some(octal) = digits.strip_prefix("0o").or_else(|| digits.strip_prefix("0O")) {
+    } else if let Some(octal) = digits
+        .strip_prefix("0o")
+        .or_else(|| digits.strip_prefix("0O"))
+    {
         i64::from_str_radix(octal, 8).ok()
-    } else if let Some(binary) = digits.strip_prefix("0b").or_else(|| digits.strip_prefix("0B")) {
+    } else if let Some(binary) = digits
+        .strip_prefix("0b")
+        .or_else(|| digits.strip_prefix("0B"))
+    {
         i64::from_str_radix(binary, 2).ok()
-    } else if digits.len() > 1 && digits.starts_with('0') && digits.bytes().all(|byte| byte.is_ascii_digit()) {
+    } else if digits.len() > 1
+        && digits.starts_with('0')
+        && digits.bytes().all(|byte| byte.is_ascii_digit())
+    {
         i64::from_str_radix(&digits[1..], 8).ok()
     } else {
         digits.parse::<i64>().ok()
@@ -484,8 +550,7 @@ fn describe(token: &Token) -> String {
         Token::Close => "}}".to_owned(),
         Token::Field(name) => format!("<.{name}>"),
         Token::Dot => "<.>".to_owned(),
-        Token::Variable(name) => format!("<{name}>"),
-        Token::Identifier(name) => format!("<{name}>"),
+        Token::Variable(name) | Token::Identifier(name) => format!("<{name}>"),
         Token::String(value) => format!("{value:?}"),
         Token::Number(text) => text.clone(),
         Token::Bool(value) => value.to_string(),

@@ -31,7 +31,11 @@ impl From<&serde_json::Value> for Value {
             serde_json::Value::Number(number) => Self::Float(number.as_f64().unwrap_or(0.0)),
             serde_json::Value::String(text) => Self::String(text.clone()),
             serde_json::Value::Array(items) => Self::List(items.iter().map(Self::from).collect()),
-            serde_json::Value::Object(map) => Self::Map(map.iter().map(|(key, value)| (key.clone(), Self::from(value))).collect()),
+            serde_json::Value::Object(map) => Self::Map(
+                map.iter()
+                    .map(|(key, value)| (key.clone(), Self::from(value)))
+                    .collect(),
+            ),
         }
     }
 }
@@ -189,7 +193,11 @@ fn shortest_digits(number: f64) -> (String, i32) {
 }
 
 fn exponent_form(sign: &str, digits: &str, exponent: i32) -> String {
-    let mantissa = if digits.len() > 1 { format!("{}.{}", &digits[..1], &digits[1..]) } else { digits.to_owned() };
+    let mantissa = if digits.len() > 1 {
+        format!("{}.{}", &digits[..1], &digits[1..])
+    } else {
+        digits.to_owned()
+    };
     let exponent_sign = if exponent < 0 { '-' } else { '+' };
     format!("{sign}{mantissa}e{exponent_sign}{:02}", exponent.abs())
 }
@@ -197,9 +205,15 @@ fn exponent_form(sign: &str, digits: &str, exponent: i32) -> String {
 fn plain_form(sign: &str, digits: &str, exponent: i32) -> String {
     let point = exponent + 1;
     if point <= 0 {
-        format!("{sign}0.{}{digits}", "0".repeat(usize::try_from(-point).unwrap_or(0)))
+        format!(
+            "{sign}0.{}{digits}",
+            "0".repeat(usize::try_from(-point).unwrap_or(0))
+        )
     } else if usize::try_from(point).unwrap_or(0) >= digits.len() {
-        format!("{sign}{digits}{}", "0".repeat(usize::try_from(point).unwrap_or(0) - digits.len()))
+        format!(
+            "{sign}{digits}{}",
+            "0".repeat(usize::try_from(point).unwrap_or(0) - digits.len())
+        )
     } else {
         let split = usize::try_from(point).unwrap_or(0);
         format!("{sign}{}.{}", &digits[..split], &digits[split..])
@@ -213,18 +227,26 @@ pub fn format_float_g(number: f64) -> String {
         return "NaN".to_owned();
     }
     if number.is_infinite() {
-        return if number > 0.0 { "+Inf".to_owned() } else { "-Inf".to_owned() };
+        return if number > 0.0 {
+            "+Inf".to_owned()
+        } else {
+            "-Inf".to_owned()
+        };
     }
     if number == 0.0 {
-        return if number.is_sign_negative() { "-0".to_owned() } else { "0".to_owned() };
+        return if number.is_sign_negative() {
+            "-0".to_owned()
+        } else {
+            "0".to_owned()
+        };
     }
     let sign = if number < 0.0 { "-" } else { "" };
     let (digits, exponent) = shortest_digits(number);
     // strconv's shortest 'g' decides with precision 6: 123456 stays plain, 1e+06 does not.
-    if exponent < -4 || exponent >= 6 {
-        exponent_form(sign, &digits, exponent)
-    } else {
+    if (-4..6).contains(&exponent) {
         plain_form(sign, &digits, exponent)
+    } else {
+        exponent_form(sign, &digits, exponent)
     }
 }
 

@@ -2,6 +2,8 @@
 //! sorted keys, sequences not indented under their key, strings quoted only
 //! when plain text would read back as something else).
 
+use std::fmt::Write as _;
+
 use super::value::{Value, format_float_g};
 
 /// The YAML document for `value`, with a final newline.
@@ -89,8 +91,9 @@ fn scalar(value: &Value, indent: usize) -> String {
 /// Whether plain `text` would be read back as a non-string (bool, null, number).
 fn resolves_to_other_type(text: &str) -> bool {
     const WORDS: &[&str] = &[
-        "", "~", "null", "Null", "NULL", "y", "Y", "yes", "Yes", "YES", "n", "N", "no", "No", "NO", "true", "True", "TRUE", "false", "False",
-        "FALSE", "on", "On", "ON", "off", "Off", "OFF", ".inf", ".Inf", ".INF", "+.inf", "+.Inf", "+.INF", "-.inf", "-.Inf", "-.INF", ".nan",
+        "", "~", "null", "Null", "NULL", "y", "Y", "yes", "Yes", "YES", "n", "N", "no", "No", "NO",
+        "true", "True", "TRUE", "false", "False", "FALSE", "on", "On", "ON", "off", "Off", "OFF",
+        ".inf", ".Inf", ".INF", "+.inf", "+.Inf", "+.INF", "-.inf", "-.Inf", "-.INF", ".nan",
         ".NaN", ".NAN", "<<",
     ];
     if WORDS.contains(&text) {
@@ -115,7 +118,10 @@ fn resolves_to_other_type(text: &str) -> bool {
     let mantissa_ok = {
         let (whole, fraction) = mantissa.split_once('.').unwrap_or((mantissa, ""));
         let digits = |part: &str| part.bytes().all(|byte| byte.is_ascii_digit());
-        (mantissa.contains('.') || exponent.is_some()) && digits(whole) && digits(fraction) && !(whole.is_empty() && fraction.is_empty())
+        (mantissa.contains('.') || exponent.is_some())
+            && digits(whole)
+            && digits(fraction)
+            && !(whole.is_empty() && fraction.is_empty())
     };
     let exponent_ok = exponent.is_none_or(|exponent| {
         let digits = exponent.strip_prefix(['+', '-']).unwrap_or(exponent);
@@ -125,11 +131,20 @@ fn resolves_to_other_type(text: &str) -> bool {
         return true;
     }
     let base60 = unsigned.split(':').collect::<Vec<_>>();
-    base60.len() > 1 && base60.iter().all(|part| !part.is_empty() && part.split('.').next().is_some_and(|digits| digits.bytes().all(|byte| byte.is_ascii_digit())))
+    base60.len() > 1
+        && base60.iter().all(|part| {
+            !part.is_empty()
+                && part
+                    .split('.')
+                    .next()
+                    .is_some_and(|digits| digits.bytes().all(|byte| byte.is_ascii_digit()))
+        })
 }
 
 fn plain_allowed(text: &str) -> bool {
-    let Some(first) = text.chars().next() else { return false };
+    let Some(first) = text.chars().next() else {
+        return false;
+    };
     if text.starts_with([' ', '\t']) || text.ends_with([' ', '\t']) {
         return false;
     }
@@ -142,11 +157,15 @@ fn plain_allowed(text: &str) -> bool {
     if text.contains(": ") || text.contains(" #") || text.ends_with(':') || text.contains(":\t") {
         return false;
     }
-    text.chars().all(|character| !character.is_control() || character == '\t') && !text.contains('\t')
+    text.chars()
+        .all(|character| !character.is_control() || character == '\t')
+        && !text.contains('\t')
 }
 
 fn string_scalar(text: &str, indent: usize) -> String {
-    let printable = text.chars().all(|character| !character.is_control() || character == '\n');
+    let printable = text
+        .chars()
+        .all(|character| !character.is_control() || character == '\n');
     if printable && resolves_to_other_type(text) {
         return double_quoted(text);
     }
@@ -158,10 +177,23 @@ fn string_scalar(text: &str, indent: usize) -> String {
         } else {
             "-"
         };
-        let indicator = if text.starts_with([' ', '\n']) { "2" } else { "" };
+        let indicator = if text.starts_with([' ', '\n']) {
+            "2"
+        } else {
+            ""
+        };
         let pad = " ".repeat(indent.max(2));
         let body = text.strip_suffix('\n').unwrap_or(text);
-        let lines: Vec<String> = body.split('\n').map(|line| if line.is_empty() { String::new() } else { format!("{pad}{line}") }).collect();
+        let lines: Vec<String> = body
+            .split('\n')
+            .map(|line| {
+                if line.is_empty() {
+                    String::new()
+                } else {
+                    format!("{pad}{line}")
+                }
+            })
+            .collect();
         return format!("|{indicator}{chomp}\n{}", lines.join("\n"));
     }
     if printable && plain_allowed(text) {
@@ -183,7 +215,9 @@ fn double_quoted(text: &str) -> String {
             '\t' => output.push_str("\\t"),
             '\r' => output.push_str("\\r"),
             '\0' => output.push_str("\\0"),
-            character if character.is_control() => output.push_str(&format!("\\x{:02X}", character as u32)),
+            character if character.is_control() => {
+                let _ = write!(output, "\\x{:02X}", character as u32);
+            }
             character => output.push(character),
         }
     }
