@@ -15,8 +15,8 @@ command -v hyperfine >/dev/null || { echo "bench/stencil.sh: needs hyperfine (ap
 
 cargo build --release --locked -p sgr --manifest-path "$ROOT/Cargo.toml" >&2
 SGR=$ROOT/target/release/sgr
-GOPATH=/usr/share/gocode GO111MODULE=off GOFLAGS= GOCACHE="$WORK/go-cache" \
-    go build -o "$WORK/stencil-reference" "$ROOT/tests/reference/stencil"
+(cd "$ROOT/tests/reference/stencil" && GOPATH=/usr/share/gocode GO111MODULE=off GOFLAGS= GOCACHE="$WORK/go-cache" \
+    go build -o "$WORK/stencil-reference" .)
 
 # 12 documents of 25 lines: the constructs of studio-go-runner's build.yaml.
 TEMPLATE=$WORK/stencil-300.yaml.tmpl

@@ -242,8 +242,8 @@ start_seaweedfs() {
 # The Go reference for `sgr stencil`: text/template + Debian's sprig, in GOPATH mode (no network).
 build_stencil_reference() {
     log "building the Go text/template reference"
-    GOPATH=/usr/share/gocode GO111MODULE=off GOFLAGS= GOCACHE="$WORK/go-cache" \
-        go build -o "$WORK/stencil-reference" "$ROOT/tests/reference/stencil"
+    (cd "$ROOT/tests/reference/stencil" && GOPATH=/usr/share/gocode GO111MODULE=off GOFLAGS= GOCACHE="$WORK/go-cache" \
+        go build -o "$WORK/stencil-reference" .)
     export SGR_TEST_STENCIL_REFERENCE="$WORK/stencil-reference"
 }
 

@@ -4,6 +4,7 @@
 
 mod common;
 mod git;
+mod render;
 mod semver;
 mod services;
 mod stencil;

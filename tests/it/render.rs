@@ -1,0 +1,63 @@
+//! `sgr render` (tera 2) from the command line.
+
+use predicates::str::contains;
+
+use crate::common::{Repo, TestResult};
+
+fn checkout() -> Result<Repo, Box<dyn std::error::Error>> {
+    let repo = Repo::new("feature/197_hybrid")?;
+    repo.write(
+        "README.md",
+        "Version: <repo-version>v0.9.9-rc.1+meta</repo-version>\n",
+    )?;
+    repo.commit("initial")?;
+    Ok(repo)
+}
+
+#[test]
+fn renders_the_context_and_filters() -> TestResult {
+    let repo = checkout()?;
+    repo.sgr()
+        .args(["render", "-", "--set", "image.tag=1.0"])
+        .env("SGR_RENDER_VALUE", "$HOME-less")
+        .write_stdin(
+            "{{ git.branch }} {{ git.branch | slug }} {{ git.branch | slug(kind=\"tag\") }} {{ version.full }} {{ version.original }} {{ version.pre }} {{ version.build }} {{ image.tag }} {{ env(name=\"SGR_RENDER_VALUE\") }} {{ \"x${SGR_RENDER_VALUE}\" | expandenv }} {{ git.branch | quote }}",
+        )
+        .assert()
+        .success()
+        .stdout("feature/197_hybrid feature-197-hybrid feature-197-hybrid 0.9.9-rc.1+meta v0.9.9-rc.1+meta rc.1 meta 1.0 $HOME-less x$HOME-less \"feature/197_hybrid\"");
+    Ok(())
+}
+
+#[test]
+fn undefined_variables_are_errors_unless_allowed() -> TestResult {
+    let repo = checkout()?;
+    repo.write("t.yaml", "a: 1\nb: {{ nope }}\n")?;
+    repo.sgr()
+        .args(["render", "t.yaml", "-o", "out.yaml"])
+        .assert()
+        .code(2)
+        .stdout("")
+        .stderr(contains(
+            "error: t.yaml:2:7: Variable `nope` is not defined",
+        ));
+    assert!(!repo.file("out.yaml").exists());
+    repo.sgr()
+        .args(["render", "t.yaml", "--allow-missing", "-o", "out.yaml"])
+        .assert()
+        .success();
+    assert_eq!(repo.read("out.yaml")?, b"a: 1\nb: \n");
+    repo.write("bad.yaml", "{% if %}")?;
+    repo.sgr()
+        .args(["render", "bad.yaml"])
+        .assert()
+        .code(2)
+        .stderr(contains("bad.yaml:1:"));
+    repo.sgr()
+        .args(["render", "-"])
+        .write_stdin("{{ env(name=\"SGR_SURELY_UNSET\") }}")
+        .assert()
+        .code(2)
+        .stderr(contains("environment variable SGR_SURELY_UNSET is not set"));
+    Ok(())
+}
