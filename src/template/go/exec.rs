@@ -226,14 +226,14 @@ impl<'a> Execution<'a> {
         position: Position,
     ) -> Result<Value, TemplateError> {
         match operand {
-            Operand::Field(steps) => field_chain(dot.clone(), steps, position, self.strict),
+            Operand::Field(steps) => field_chain(dot, steps, position, self.strict),
             Operand::Variable(name, steps) => {
                 let value = self
                     .variables
                     .iter()
                     .rev()
                     .find(|(existing, _)| existing == name)
-                    .map(|(_, value)| value.clone())
+                    .map(|(_, value)| value)
                     .ok_or_else(|| TemplateError::Execute {
                         position,
                         message: format!("undefined variable: {name}"),
@@ -242,7 +242,7 @@ impl<'a> Execution<'a> {
             }
             Operand::Chain(pipeline, steps) => {
                 let value = self.commands(pipeline, dot)?;
-                field_chain(value, steps, position, self.strict)
+                field_chain(&value, steps, position, self.strict)
             }
             Operand::Function(name, function_position) => {
                 self.call(name, *function_position, &[], dot, None)
@@ -305,26 +305,20 @@ impl<'a> Execution<'a> {
     }
 }
 
-fn field_chain(
-    mut value: Value,
-    steps: &[String],
-    position: Position,
-    strict: bool,
-) -> Result<Value, TemplateError> {
+/// Follow `.a.b` from `value`, cloning only what is found at the end.
+fn field_chain(value: &Value, steps: &[String], position: Position, strict: bool) -> Result<Value, TemplateError> {
+    let mut current = value;
     for (index, step) in steps.iter().enumerate() {
-        value = match value {
-            Value::Map(mut map) => match map.remove(step) {
+        current = match current {
+            Value::Map(map) => match map.get(step) {
                 Some(found) => found,
                 None if strict => {
                     return Err(TemplateError::Execute {
                         position,
-                        message: format!(
-                            "undefined variable: .{} has no entry for key {step:?}",
-                            steps[..index].join(".")
-                        ),
+                        message: format!("undefined variable: .{} has no entry for key {step:?}", steps[..index].join(".")),
                     });
                 }
-                None => Value::Nil,
+                None => return Ok(Value::Nil),
             },
             Value::Nil if strict => {
                 return Err(TemplateError::Execute {
@@ -332,7 +326,7 @@ fn field_chain(
                     message: format!("undefined variable: .{} is nil", steps[..index].join(".")),
                 });
             }
-            Value::Nil => Value::Nil,
+            Value::Nil => return Ok(Value::Nil),
             other => {
                 return Err(TemplateError::Execute {
                     position,
@@ -341,5 +335,5 @@ fn field_chain(
             }
         };
     }
-    Ok(value)
+    Ok(current.clone())
 }

@@ -54,6 +54,9 @@ struct Lexer<'a> {
     source: &'a str,
     offset: usize,
     tokens: Vec<Spanned>,
+    /// The last position computed and its offset: tokens come in order, so
+    /// each position is found by scanning forward from the previous one.
+    last: std::cell::Cell<(usize, Position)>,
 }
 
 /// Split `source` into tokens. Comments are dropped here; trim markers are applied.
@@ -62,6 +65,7 @@ pub(crate) fn lex(source: &str) -> Result<Vec<Spanned>, TemplateError> {
         source,
         offset: 0,
         tokens: Vec::new(),
+        last: std::cell::Cell::new((0, Position { line: 1, column: 1 })),
     };
     lexer.run()?;
     Ok(lexer.tokens)
@@ -73,7 +77,23 @@ fn is_space(byte: u8) -> bool {
 
 impl Lexer<'_> {
     fn position(&self, offset: usize) -> Position {
-        Position::of(self.source, offset)
+        let (last_offset, last_position) = self.last.get();
+        let position = if offset >= last_offset && offset <= self.source.len() {
+            let mut position = last_position;
+            for character in self.source[last_offset..offset].chars() {
+                if character == '\n' {
+                    position.line += 1;
+                    position.column = 1;
+                } else {
+                    position.column += 1;
+                }
+            }
+            position
+        } else {
+            Position::of(self.source, offset)
+        };
+        self.last.set((offset.min(self.source.len()), position));
+        position
     }
 
     fn push(&mut self, token: Token, offset: usize) {
