@@ -306,7 +306,12 @@ impl<'a> Execution<'a> {
 }
 
 /// Follow `.a.b` from `value`, cloning only what is found at the end.
-fn field_chain(value: &Value, steps: &[String], position: Position, strict: bool) -> Result<Value, TemplateError> {
+fn field_chain(
+    value: &Value,
+    steps: &[String],
+    position: Position,
+    strict: bool,
+) -> Result<Value, TemplateError> {
     let mut current = value;
     for (index, step) in steps.iter().enumerate() {
         current = match current {
@@ -315,7 +320,10 @@ fn field_chain(value: &Value, steps: &[String], position: Position, strict: bool
                 None if strict => {
                     return Err(TemplateError::Execute {
                         position,
-                        message: format!("undefined variable: .{} has no entry for key {step:?}", steps[..index].join(".")),
+                        message: format!(
+                            "undefined variable: .{} has no entry for key {step:?}",
+                            steps[..index].join(".")
+                        ),
                     });
                 }
                 None => return Ok(Value::Nil),
