@@ -75,6 +75,16 @@ fn the_corpus_renders_byte_for_byte_as_go() -> TestResult {
     templates.sort();
     assert!(templates.len() >= 8, "the corpus is missing: {templates:?}");
     for template in templates {
+        // The context for this template (duat.awsecr is only looked up when a template mentions it).
+        let context = stencil(&repo)
+            .arg("--print-context")
+            .arg(&template)
+            .assert()
+            .success()
+            .get_output()
+            .stdout
+            .clone();
+        std::fs::write(&context_file, &context)?;
         let ours = stencil(&repo).arg(&template).output()?;
         let mut go = Command::new(&reference);
         go.arg(&template)
