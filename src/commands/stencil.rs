@@ -28,11 +28,10 @@ pub fn run(
     })?;
     let (context, warnings) = template::gather(&args.template_args, &source, runtime)?;
     if args.template_args.print_context {
-        template::report_warnings(&args.template_args, &warnings, printer)?;
-        let shown = serde_json::to_string_pretty(&template::masked(&context)).unwrap_or_default();
-        return template::emit(
+        return template::print_context(
             &args.template_args,
-            &format!("{shown}\n"),
+            &context,
+            &warnings,
             global.dry_run,
             printer,
         )

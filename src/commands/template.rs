@@ -311,6 +311,22 @@ pub fn masked(context: &Value) -> Value {
     shown
 }
 
+/// `--print-context`: the variables as JSON (secret-looking environment values masked).
+///
+/// # Errors
+/// Warnings with `--error-warnings`, or a failed write.
+pub fn print_context(
+    args: &TemplateArgs,
+    context: &Value,
+    warnings: &[String],
+    dry_run: bool,
+    printer: &Printer,
+) -> Result<(), TemplateCommandError> {
+    report_warnings(args, warnings, printer)?;
+    let shown = serde_json::to_string_pretty(&masked(context)).unwrap_or_default();
+    emit(args, &format!("{shown}\n"), dry_run, printer)
+}
+
 /// Print warnings (unless suppressed) and fail when `--error-warnings` is set.
 ///
 /// # Errors

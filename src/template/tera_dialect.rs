@@ -220,6 +220,22 @@ mod tests {
     }
 
     #[test]
+    fn map_iteration_is_sorted_by_key() {
+        let context = json!({"labels": {"zone": "a", "app": "b", "tier": "c"}});
+        for _ in 0..20 {
+            assert_eq!(
+                render(
+                    "t",
+                    "{% for key, value in labels %}{{ key }}={{ value }};{% endfor %}",
+                    &context,
+                    false
+                ),
+                Ok("app=b;tier=c;zone=a;".to_owned())
+            );
+        }
+    }
+
+    #[test]
     fn no_html_escaping() {
         assert_eq!(
             render("t.html", "{{ x }}", &json!({"x": "<&>"}), false),

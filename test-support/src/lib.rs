@@ -102,6 +102,17 @@ pub fn service(service: Service) -> Option<String> {
     }
 }
 
+/// A current-thread runtime for a test, with the crypto provider installed.
+///
+/// # Errors
+/// The runtime cannot be built.
+pub fn runtime() -> Result<tokio::runtime::Runtime, std::io::Error> {
+    install_crypto_provider();
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+}
+
 /// Install the process-wide rustls provider, as `main` does: the AWS SDK and
 /// kube otherwise disagree on the provider and the first TLS client panics.
 pub fn install_crypto_provider() {

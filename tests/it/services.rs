@@ -2,16 +2,9 @@
 //! the client crates sgr uses can talk to it. Skipped (with a line naming the
 //! service) when the script did not run; failures when it did.
 
-use sgr_test_support::{Service, install_crypto_provider, service};
+use sgr_test_support::{Service, runtime, service};
 
 type TestResult = Result<(), Box<dyn std::error::Error>>;
-
-fn runtime() -> Result<tokio::runtime::Runtime, std::io::Error> {
-    install_crypto_provider();
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-}
 
 #[test]
 fn dockerd_answers_version() -> TestResult {

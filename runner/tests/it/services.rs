@@ -1,16 +1,9 @@
 //! Smoke tests for the services the runner uses: RabbitMQ through lapin and
 //! S3 (SeaweedFS) through aws-sdk-s3. Skipped without scripts/test.sh.
 
-use sgr_test_support::{Service, install_crypto_provider, service};
+use sgr_test_support::{Service, runtime, service};
 
 type TestResult = Result<(), Box<dyn std::error::Error>>;
-
-fn runtime() -> Result<tokio::runtime::Runtime, std::io::Error> {
-    install_crypto_provider();
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-}
 
 #[test]
 fn rabbitmq_accepts_an_amqp_connection() -> TestResult {
