@@ -7,8 +7,10 @@
 
 pub mod atomic;
 pub mod aws;
+pub mod build;
 pub mod cli;
 pub mod commands;
+pub mod docker;
 pub mod env;
 pub mod error;
 pub mod git;

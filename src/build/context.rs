@@ -1,0 +1,189 @@
+//! The build context as a tar stream, written file by file to any sink so
+//! that it is never held in memory: the directory walk (sorted, `.dockerignore`
+//! applied, `.git` left out unless asked), and the rendered Dockerfile added
+//! under a private name.
+
+use std::fs;
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+
+use thiserror::Error;
+
+use super::dockerignore::{DockerIgnore, PatternError};
+
+/// The name the rendered Dockerfile has inside the context.
+pub const DOCKERFILE_NAME: &str = ".sgr-dockerfile";
+
+/// What was sent.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ContextSummary {
+    /// Regular files sent.
+    pub files: u64,
+    /// Their total size in bytes.
+    pub bytes: u64,
+}
+
+/// Why the context could not be sent.
+#[derive(Debug, Error)]
+pub enum ContextError {
+    /// The `.dockerignore` is invalid.
+    #[error("{}", .path.display())]
+    Ignore {
+        /// The file.
+        path: PathBuf,
+        /// The bad pattern.
+        #[source]
+        source: PatternError,
+    },
+    /// A file or directory could not be read, or the sink failed.
+    #[error("cannot add {} to the build context", .path.display())]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: io::Error,
+    },
+}
+
+/// Read `<context>/.dockerignore` (absent means no rules).
+///
+/// # Errors
+/// Unreadable file or invalid pattern.
+pub fn read_ignore(context: &Path) -> Result<DockerIgnore, ContextError> {
+    let path = context.join(".dockerignore");
+    match fs::read_to_string(&path) {
+        Ok(text) => DockerIgnore::parse(&text).map_err(|source| ContextError::Ignore { path, source }),
+        Err(error) if error.kind() == io::ErrorKind::NotFound => Ok(DockerIgnore::default()),
+        Err(source) => Err(ContextError::Io { path, source }),
+    }
+}
+
+/// Write the context of `directory` as a tar archive to `sink`, followed by
+/// the rendered Dockerfile as [`DOCKERFILE_NAME`].
+///
+/// # Errors
+/// A file that cannot be read, or a failing sink.
+pub fn write_context(directory: &Path, ignore: &DockerIgnore, include_git: bool, dockerfile: &[u8], sink: impl Write) -> Result<ContextSummary, ContextError> {
+    let mut archive = tar::Builder::new(sink);
+    archive.follow_symlinks(false);
+    let mut summary = ContextSummary::default();
+    let prune = !ignore.has_exclusions();
+    walk(directory, "", ignore, include_git, prune, &mut archive, &mut summary)?;
+    let mut header = tar::Header::new_gnu();
+    header.set_size(dockerfile.len() as u64);
+    header.set_mode(0o644);
+    header.set_mtime(0);
+    header.set_cksum();
+    archive.append_data(&mut header, DOCKERFILE_NAME, dockerfile).map_err(|source| ContextError::Io {
+        path: PathBuf::from(DOCKERFILE_NAME),
+        source,
+    })?;
+    archive.into_inner().and_then(|mut sink| sink.flush()).map_err(|source| ContextError::Io {
+        path: directory.to_path_buf(),
+        source,
+    })?;
+    Ok(summary)
+}
+
+fn walk<W: Write>(
+    directory: &Path,
+    prefix: &str,
+    ignore: &DockerIgnore,
+    include_git: bool,
+    prune: bool,
+    archive: &mut tar::Builder<W>,
+    summary: &mut ContextSummary,
+) -> Result<(), ContextError> {
+    let io_error = |path: &Path| {
+        let path = path.to_path_buf();
+        move |source| ContextError::Io { path, source }
+    };
+    let mut entries: Vec<fs::DirEntry> = fs::read_dir(directory).map_err(io_error(directory))?.collect::<Result<_, _>>().map_err(io_error(directory))?;
+    entries.sort_by_key(fs::DirEntry::file_name);
+    for entry in entries {
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        let relative = if prefix.is_empty() { name.to_string() } else { format!("{prefix}/{name}") };
+        if prefix.is_empty() && name == ".git" && !include_git {
+            continue;
+        }
+        let path = entry.path();
+        let file_type = entry.file_type().map_err(io_error(&path))?;
+        let ignored = ignore.is_ignored(&relative);
+        if file_type.is_dir() {
+            if ignored && prune {
+                continue;
+            }
+            if !ignored {
+                archive.append_dir(&relative, &path).map_err(io_error(&path))?;
+            }
+            walk(&path, &relative, ignore, include_git, prune, archive, summary)?;
+        } else if ignored {
+        } else if file_type.is_file() {
+            let mut file = fs::File::open(&path).map_err(io_error(&path))?;
+            let metadata = file.metadata().map_err(io_error(&path))?;
+            let mut header = tar::Header::new_gnu();
+            header.set_metadata(&metadata);
+            header.set_size(metadata.len());
+            archive.append_data(&mut header, &relative, &mut file).map_err(io_error(&path))?;
+            summary.files += 1;
+            summary.bytes += metadata.len();
+        } else if file_type.is_symlink() {
+            archive.append_path_with_name(&path, &relative).map_err(io_error(&path))?;
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn names(archive: &[u8]) -> Vec<String> {
+        let mut reader = tar::Archive::new(archive);
+        let mut names: Vec<String> = reader
+            .entries()
+            .map(|entries| entries.filter_map(Result::ok).filter_map(|entry| entry.path().ok().map(|path| path.display().to_string())).collect())
+            .unwrap_or_default();
+        names.sort();
+        names
+    }
+
+    #[test]
+    fn context_honours_dockerignore_and_leaves_git_out() -> Result<(), Box<dyn std::error::Error>> {
+        let directory = tempfile::tempdir()?;
+        let root = directory.path();
+        for (name, content) in [
+            ("Dockerfile", "FROM scratch"),
+            (".dockerignore", "*.log\ndata\n!data/keep.txt\n"),
+            ("app.log", "x"),
+            ("src/main.rs", "fn main() {}"),
+            ("data/drop.bin", "drop"),
+            ("data/keep.txt", "keep"),
+            (".git/HEAD", "ref: refs/heads/main"),
+        ] {
+            let path = root.join(name);
+            fs::create_dir_all(path.parent().unwrap_or(root))?;
+            fs::write(path, content)?;
+        }
+        let ignore = read_ignore(root)?;
+        let mut archive = Vec::new();
+        let summary = write_context(root, &ignore, false, b"FROM scratch\n", &mut archive)?;
+        assert_eq!(names(&archive), [".dockerignore", ".sgr-dockerfile", "Dockerfile", "data/keep.txt", "src", "src/main.rs"]);
+        assert_eq!(summary.files, 4);
+        let mut with_git = Vec::new();
+        write_context(root, &ignore, true, b"", &mut with_git)?;
+        assert!(names(&with_git).contains(&".git/HEAD".to_owned()));
+        Ok(())
+    }
+
+    #[test]
+    fn a_bad_pattern_names_the_file() -> Result<(), Box<dyn std::error::Error>> {
+        let directory = tempfile::tempdir()?;
+        fs::write(directory.path().join(".dockerignore"), "ok\nbad[\n")?;
+        let error = read_ignore(directory.path()).err().map(|error| crate::error::Failure::new(error, crate::error::ExitStatus::Usage, None).message());
+        assert!(error.is_some_and(|message| message.contains(".dockerignore") && message.contains("line 2")));
+        Ok(())
+    }
+}

@@ -1,0 +1,359 @@
+//! What `sgr build` will build: images from `sgr.toml` or studio-go-runner's
+//! conventions, with tags, build args and labels resolved. Pure: the caller
+//! says which files exist and supplies the metadata.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use thiserror::Error;
+
+use crate::version::branch;
+
+/// `sgr.toml`.
+#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Organisation used in default names and `{org}` (default `leafai`).
+    pub org: Option<String>,
+    /// The images; when absent, the defaults.
+    #[serde(default, rename = "image")]
+    pub images: Vec<ImageConfig>,
+}
+
+/// One `[[image]]` of `sgr.toml`.
+#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct ImageConfig {
+    /// Repository name without tag, placeholders allowed (`{org}/{module}-build`).
+    pub name: String,
+    /// Dockerfile template, relative to the git top directory.
+    pub dockerfile: PathBuf,
+    /// Build context, relative to the git top directory (default: the Dockerfile's directory).
+    pub context: Option<PathBuf>,
+    /// Tag patterns (default `["{branch}"]`).
+    #[serde(default)]
+    pub tags: Vec<String>,
+    /// Build args; values may use placeholders.
+    #[serde(default)]
+    pub build_args: BTreeMap<String, String>,
+    /// Multi-stage target.
+    pub target: Option<String>,
+    /// Template dialect of the Dockerfile: `tera`, `go`, or detected when absent.
+    pub dialect: Option<Dialect>,
+}
+
+/// The template dialect of a Dockerfile.
+#[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Dialect {
+    /// tera 2 (`sgr render`).
+    Tera,
+    /// duat's Go templates (`sgr stencil`).
+    Go,
+}
+
+/// Values for `{placeholders}`.
+#[derive(Clone, Debug, Default)]
+pub struct Naming {
+    /// `{org}`.
+    pub org: String,
+    /// `{module}`.
+    pub module: String,
+    /// `{branch}`: the branch as build.sh tagged it.
+    pub branch: String,
+    /// `{version}`: the version as a valid tag.
+    pub version: String,
+    /// `{short_hash}`.
+    pub short_hash: String,
+    /// `{user}`, `{uid}`, `{gid}`.
+    pub user: String,
+    /// Numeric user id.
+    pub uid: String,
+    /// Numeric group id.
+    pub gid: String,
+}
+
+/// A bad configuration.
+#[derive(Debug, Error, PartialEq, Eq)]
+pub enum PlanError {
+    /// A `{name}` that is not a placeholder.
+    #[error("unknown placeholder {{{placeholder}}} in '{text}' (known: {{org}} {{module}} {{branch}} {{version}} {{short_hash}} {{user}} {{uid}} {{gid}})")]
+    UnknownPlaceholder {
+        /// The placeholder.
+        placeholder: String,
+        /// Where.
+        text: String,
+    },
+    /// A build arg that would put a secret into the image history.
+    #[error("build arg {name} would store a secret in the image history (it {reason})")]
+    SecretBuildArg {
+        /// The arg.
+        name: String,
+        /// Why it looks secret.
+        reason: String,
+    },
+    /// Two images with the same name.
+    #[error("two images are named {name}")]
+    DuplicateImage {
+        /// The name.
+        name: String,
+    },
+    /// No image to build.
+    #[error("nothing to build: no sgr.toml [[image]] and none of Dockerfile, Dockerfile_standalone, Dockerfile_workstation, runner/Dockerfile exists in {}", .top.display())]
+    NothingToBuild {
+        /// The git top directory.
+        top: PathBuf,
+    },
+}
+
+/// One image of the plan.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct PlannedImage {
+    /// Repository name (`leafai/sgr-build`).
+    pub name: String,
+    /// Full references (`leafai/sgr-build:main`).
+    pub tags: Vec<String>,
+    /// The Dockerfile template.
+    pub dockerfile: PathBuf,
+    /// The context directory.
+    pub context: PathBuf,
+    /// Build args.
+    pub build_args: BTreeMap<String, String>,
+    /// OCI labels.
+    pub labels: BTreeMap<String, String>,
+    /// Target stage.
+    pub target: Option<String>,
+    /// Dialect, when configured (else detected at render time).
+    pub dialect: Option<Dialect>,
+}
+
+/// Replace `{placeholders}` in `text`.
+///
+/// # Errors
+/// An unknown placeholder.
+pub fn expand(text: &str, naming: &Naming) -> Result<String, PlanError> {
+    let mut output = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(start) = rest.find('{') {
+        output.push_str(&rest[..start]);
+        let Some(end) = rest[start..].find('}') else {
+            output.push_str(&rest[start..]);
+            return Ok(output);
+        };
+        let name = &rest[start + 1..start + end];
+        let value = match name {
+            "org" => &naming.org,
+            "module" => &naming.module,
+            "branch" => &naming.branch,
+            "version" => &naming.version,
+            "short_hash" => &naming.short_hash,
+            "user" => &naming.user,
+            "uid" => &naming.uid,
+            "gid" => &naming.gid,
+            other => {
+                return Err(PlanError::UnknownPlaceholder {
+                    placeholder: other.to_owned(),
+                    text: text.to_owned(),
+                });
+            }
+        };
+        output.push_str(value);
+        rest = &rest[start + end + 1..];
+    }
+    output.push_str(rest);
+    Ok(output)
+}
+
+/// The images studio-go-runner's build.sh made, for the files that exist.
+#[must_use]
+pub fn default_images(exists: &dyn Fn(&Path) -> bool) -> Vec<ImageConfig> {
+    let user_args: BTreeMap<String, String> = [("USER", "{user}"), ("USER_ID", "{uid}"), ("USER_GROUP_ID", "{gid}")]
+        .into_iter()
+        .map(|(key, value)| (key.to_owned(), value.to_owned()))
+        .collect();
+    let candidates = [
+        ("{org}/{module}-build", "Dockerfile", ".", "{branch}", user_args.clone()),
+        ("{org}/{module}-standalone-build", "Dockerfile_standalone", ".", "{branch}", BTreeMap::new()),
+        ("{org}/{module}-workstation", "Dockerfile_workstation", ".", "{branch}", user_args),
+        ("{org}/{module}/runner", "runner/Dockerfile", "runner", "{version}", BTreeMap::new()),
+    ];
+    candidates
+        .into_iter()
+        .filter(|(_, dockerfile, ..)| exists(Path::new(dockerfile)))
+        .map(|(name, dockerfile, context, tag, build_args)| ImageConfig {
+            name: name.to_owned(),
+            dockerfile: PathBuf::from(dockerfile),
+            context: Some(PathBuf::from(context)),
+            tags: vec![tag.to_owned()],
+            build_args,
+            target: None,
+            dialect: None,
+        })
+        .collect()
+}
+
+/// Whether a variable name looks like it holds a secret.
+#[must_use]
+pub fn secret_looking(name: &str) -> bool {
+    let upper = name.to_ascii_uppercase();
+    upper == "GITHUB_TOKEN" || ["TOKEN", "PASSWORD", "SECRET", "PASSWD", "API_KEY", "PRIVATE_KEY"].iter().any(|marker| upper.ends_with(marker))
+}
+
+/// Refuse build args that would land a secret in the image history: a
+/// secret-looking name, or a value equal to a secret-looking variable's.
+///
+/// # Errors
+/// The first offending arg.
+pub fn check_build_args(args: &BTreeMap<String, String>, environment: &[(String, String)]) -> Result<(), PlanError> {
+    for (name, value) in args {
+        if secret_looking(name) {
+            return Err(PlanError::SecretBuildArg {
+                name: name.clone(),
+                reason: "is named like a secret".to_owned(),
+            });
+        }
+        if let Some((variable, _)) = environment.iter().find(|(variable, secret)| secret_looking(variable) && !secret.is_empty() && secret == value) {
+            return Err(PlanError::SecretBuildArg {
+                name: name.clone(),
+                reason: format!("has the value of {variable}"),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// Resolve the configured (or default) images into the plan.
+///
+/// # Errors
+/// Unknown placeholders, duplicate names, secret build args, nothing to build.
+pub fn plan(images: &[ImageConfig], naming: &Naming, labels: &BTreeMap<String, String>, extra_args: &BTreeMap<String, String>, top: &Path) -> Result<Vec<PlannedImage>, PlanError> {
+    if images.is_empty() {
+        return Err(PlanError::NothingToBuild { top: top.to_path_buf() });
+    }
+    let mut planned: Vec<PlannedImage> = Vec::new();
+    for image in images {
+        let name = expand(&image.name, naming)?;
+        if planned.iter().any(|existing| existing.name == name) {
+            return Err(PlanError::DuplicateImage { name });
+        }
+        let patterns = if image.tags.is_empty() { vec!["{branch}".to_owned()] } else { image.tags.clone() };
+        let tags = patterns
+            .iter()
+            .map(|pattern| expand(pattern, naming).map(|tag| format!("{name}:{}", branch::docker_tag(&tag))))
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut build_args = BTreeMap::new();
+        for (key, value) in &image.build_args {
+            build_args.insert(key.clone(), expand(value, naming)?);
+        }
+        build_args.extend(extra_args.iter().map(|(key, value)| (key.clone(), value.clone())));
+        let context = image.context.clone().unwrap_or_else(|| image.dockerfile.parent().map(Path::to_path_buf).unwrap_or_default());
+        planned.push(PlannedImage {
+            name,
+            tags,
+            dockerfile: image.dockerfile.clone(),
+            context: if context.as_os_str().is_empty() { PathBuf::from(".") } else { context },
+            build_args,
+            labels: labels.clone(),
+            target: image.target.clone(),
+            dialect: image.dialect,
+        });
+    }
+    Ok(planned)
+}
+
+/// Whether a Dockerfile template is written in duat's Go dialect (`{{ .x }}`,
+/// `{{ env "X" }}`) rather than tera (`{{ x }}`).
+#[must_use]
+pub fn detect_dialect(text: &str) -> Dialect {
+    let mut rest = text;
+    while let Some(start) = rest.find("{{") {
+        let after = rest[start + 2..].trim_start_matches('-').trim_start();
+        if after.starts_with('.') || after.starts_with('$') || after.starts_with("/*") {
+            return Dialect::Go;
+        }
+        let word: String = after.chars().take_while(|character| character.is_ascii_alphanumeric()).collect();
+        let gap = &after[word.len()..];
+        let next = gap.trim_start();
+        // Go passes arguments after a space (`len .list`, `env "X"`); tera has `a.b` and `f(x=...)`.
+        if !word.is_empty() && gap.len() > next.len() && (next.starts_with('"') || next.starts_with('.') || next.starts_with('$')) {
+            return Dialect::Go;
+        }
+        rest = &rest[start + 2..];
+    }
+    Dialect::Tera
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn naming() -> Naming {
+        Naming {
+            org: "leafai".into(),
+            module: "studio-go-runner".into(),
+            branch: "feature-197-hybrid".into(),
+            version: "0.9.9".into(),
+            short_hash: "eaa596f".into(),
+            user: "kmutch".into(),
+            uid: "1000".into(),
+            gid: "1000".into(),
+        }
+    }
+
+    #[test]
+    fn defaults_follow_build_sh() -> Result<(), PlanError> {
+        let images = default_images(&|path| path != Path::new("Dockerfile_workstation"));
+        let planned = plan(&images, &naming(), &BTreeMap::new(), &BTreeMap::new(), Path::new("/top"))?;
+        let tags: Vec<&str> = planned.iter().flat_map(|image| image.tags.iter().map(String::as_str)).collect();
+        assert_eq!(
+            tags,
+            ["leafai/studio-go-runner-build:feature-197-hybrid", "leafai/studio-go-runner-standalone-build:feature-197-hybrid", "leafai/studio-go-runner/runner:0.9.9"]
+        );
+        assert_eq!(planned[0].build_args.get("USER_ID").map(String::as_str), Some("1000"));
+        assert_eq!(planned[2].context, PathBuf::from("runner"));
+        assert!(matches!(plan(&[], &naming(), &BTreeMap::new(), &BTreeMap::new(), Path::new("/top")), Err(PlanError::NothingToBuild { .. })));
+        Ok(())
+    }
+
+    #[test]
+    fn placeholders_and_errors() {
+        assert_eq!(expand("{org}/{module}:{branch}-{short_hash}", &naming()).as_deref(), Ok("leafai/studio-go-runner:feature-197-hybrid-eaa596f"));
+        assert!(matches!(expand("{nope}", &naming()), Err(PlanError::UnknownPlaceholder { .. })));
+        let image = ImageConfig {
+            name: "x".into(),
+            dockerfile: "Dockerfile".into(),
+            ..ImageConfig::default()
+        };
+        assert!(matches!(plan(&[image.clone(), image], &naming(), &BTreeMap::new(), &BTreeMap::new(), Path::new(".")), Err(PlanError::DuplicateImage { .. })));
+    }
+
+    #[test]
+    fn secrets_are_refused_as_build_args() {
+        let environment = vec![("GITHUB_TOKEN".to_owned(), "ghp_x".to_owned()), ("HOME".to_owned(), "/root".to_owned())];
+        let args = |name: &str, value: &str| [(name.to_owned(), value.to_owned())].into_iter().collect::<BTreeMap<_, _>>();
+        assert!(check_build_args(&args("GITHUB_TOKEN", "x"), &environment).is_err());
+        assert!(check_build_args(&args("DB_PASSWORD", "x"), &environment).is_err());
+        assert!(check_build_args(&args("INNOCENT", "ghp_x"), &environment).is_err());
+        assert!(check_build_args(&args("HOME_DIR", "/root"), &environment).is_ok());
+    }
+
+    #[test]
+    fn dialect_detection() {
+        assert_eq!(detect_dialect("LABEL v={{.duat.version}}"), Dialect::Go);
+        assert_eq!(detect_dialect("ENV L={{ env \"X\" | default \"y\" }}"), Dialect::Go);
+        assert_eq!(detect_dialect("LABEL v={{ version.full }}"), Dialect::Tera);
+        assert_eq!(detect_dialect("{#- comment -#}\nFROM x"), Dialect::Tera);
+        assert_eq!(detect_dialect("FROM scratch"), Dialect::Tera);
+        assert_eq!(detect_dialect("{{ len .list }}"), Dialect::Go);
+    }
+
+    #[test]
+    fn config_parses() -> Result<(), toml::de::Error> {
+        let config: Config = toml::from_str("org = \"acme\"\n[[image]]\nname = \"{org}/app\"\ndockerfile = \"docker/Dockerfile\"\ntags = [\"{version}\", \"latest\"]\ndialect = \"go\"\n[image.build_args]\nMODE = \"release\"\n")?;
+        assert_eq!(config.org.as_deref(), Some("acme"));
+        assert_eq!(config.images[0].dialect, Some(Dialect::Go));
+        assert!(toml::from_str::<Config>("[[image]]\nname = \"x\"\ndockerfile = \"D\"\nunknown = 1\n").is_err());
+        Ok(())
+    }
+}

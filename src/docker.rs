@@ -1,0 +1,305 @@
+//! The Docker Engine, through bollard: connection with API negotiation
+//! (Debian's engine speaks 1.41), and image builds from a context streamed
+//! as tar while it is read from disk.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::io::{self, Write};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use bollard::Docker;
+use bollard::query_parameters::{BuildImageOptionsBuilder, TagImageOptionsBuilder};
+use bytes::Bytes;
+use futures_util::StreamExt;
+use thiserror::Error;
+use tokio::sync::mpsc;
+
+use crate::build::context::{self, ContextError, ContextSummary, DOCKERFILE_NAME};
+use crate::build::dockerignore::DockerIgnore;
+
+/// How long connecting and negotiating may take.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// Lines of build output kept to explain a failure.
+const KEPT_LINES: usize = 15;
+/// Size of the chunks the context is sent in.
+const CHUNK: usize = 256 * 1024;
+
+/// Engine failures.
+#[derive(Debug, Error)]
+pub enum DockerError {
+    /// The engine cannot be reached.
+    #[error("cannot reach the Docker engine at {host}")]
+    Unreachable {
+        /// DOCKER_HOST or the default socket.
+        host: String,
+        /// Why.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    /// The context could not be read.
+    #[error(transparent)]
+    Context(#[from] ContextError),
+    /// A build step failed.
+    #[error("building {image} failed: {message}{}", if .last_lines.is_empty() { String::new() } else { format!("\n{}", .last_lines.join("\n")) })]
+    BuildFailed {
+        /// The image being built.
+        image: String,
+        /// The engine's error.
+        message: String,
+        /// The last lines of build output before it.
+        last_lines: Vec<String>,
+    },
+    /// Another engine call failed.
+    #[error("Docker engine: {action} failed")]
+    Api {
+        /// What was being done.
+        action: String,
+        /// The engine's answer.
+        #[source]
+        source: bollard::errors::Error,
+    },
+}
+
+/// The engine sgr talks to.
+pub struct Engine {
+    docker: Docker,
+    host: String,
+}
+
+/// One image to build.
+#[derive(Debug)]
+pub struct BuildRequest {
+    /// Name used in messages (the first tag).
+    pub image: String,
+    /// The context directory.
+    pub context: PathBuf,
+    /// Its `.dockerignore` rules.
+    pub ignore: DockerIgnore,
+    /// Send `.git` too.
+    pub include_git: bool,
+    /// The rendered Dockerfile.
+    pub dockerfile: Vec<u8>,
+    /// Every tag (`name:tag`).
+    pub tags: Vec<String>,
+    /// Build args.
+    pub build_args: BTreeMap<String, String>,
+    /// Labels.
+    pub labels: BTreeMap<String, String>,
+    /// `--no-cache`.
+    pub no_cache: bool,
+    /// `--pull`.
+    pub pull: bool,
+    /// `--target`.
+    pub target: Option<String>,
+    /// `--network`.
+    pub network: Option<String>,
+}
+
+/// A built image.
+#[derive(Debug, Clone)]
+pub struct BuiltImage {
+    /// `sha256:…`.
+    pub id: String,
+    /// Size in bytes.
+    pub size: u64,
+    /// What the context held.
+    pub context: ContextSummary,
+}
+
+/// An `io::Write` that hands full chunks to the async side, blocking when it is behind.
+struct ChannelWriter {
+    sender: mpsc::Sender<Bytes>,
+    buffer: Vec<u8>,
+}
+
+impl Write for ChannelWriter {
+    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+        self.buffer.extend_from_slice(data);
+        if self.buffer.len() >= CHUNK {
+            self.flush()?;
+        }
+        Ok(data.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        if self.buffer.is_empty() {
+            return Ok(());
+        }
+        let chunk = Bytes::from(std::mem::replace(&mut self.buffer, Vec::with_capacity(CHUNK)));
+        self.sender
+            .blocking_send(chunk)
+            .map_err(|_| io::Error::new(io::ErrorKind::BrokenPipe, "the engine stopped reading the build context"))
+    }
+}
+
+impl Engine {
+    /// Connect to `host` (else DOCKER_HOST, else the default socket) and negotiate the API version.
+    ///
+    /// # Errors
+    /// The engine does not answer.
+    pub async fn connect(host: Option<&str>) -> Result<Self, DockerError> {
+        let host = host
+            .map(str::to_owned)
+            .or_else(|| std::env::var("DOCKER_HOST").ok())
+            .unwrap_or_else(|| "unix:///var/run/docker.sock".to_owned());
+        let unreachable = |source: Box<dyn std::error::Error + Send + Sync>| DockerError::Unreachable { host: host.clone(), source };
+        let docker = Docker::connect_with_host(&host).map_err(|error| unreachable(Box::new(error)))?;
+        let docker = tokio::time::timeout(CONNECT_TIMEOUT, docker.negotiate_version())
+            .await
+            .map_err(|_| unreachable(format!("no answer within {} s", CONNECT_TIMEOUT.as_secs()).into()))?
+            .map_err(|error| unreachable(Box::new(error)))?;
+        Ok(Self { docker, host })
+    }
+
+    /// The address in use.
+    #[must_use]
+    pub fn host(&self) -> &str {
+        &self.host
+    }
+
+    /// Build one image; `on_line` receives each line of build output.
+    ///
+    /// # Errors
+    /// A failing step, an unreadable context, or an engine error. Errors inside
+    /// the build stream are fatal.
+    pub async fn build(&self, request: BuildRequest, mut on_line: impl FnMut(&str) + Send) -> Result<BuiltImage, DockerError> {
+        let BuildRequest {
+            image,
+            context: directory,
+            ignore,
+            include_git,
+            dockerfile,
+            tags,
+            build_args,
+            labels,
+            no_cache,
+            pull,
+            target,
+            network,
+        } = request;
+        let (sender, mut receiver) = mpsc::channel::<Bytes>(8);
+        let writer = tokio::task::spawn_blocking(move || {
+            let sink = ChannelWriter {
+                sender,
+                buffer: Vec::with_capacity(CHUNK),
+            };
+            context::write_context(&directory, &ignore, include_git, &dockerfile, sink)
+        });
+        let body = futures_util::stream::poll_fn(move |context| receiver.poll_recv(context));
+        let build_args: HashMap<String, String> = build_args.into_iter().collect();
+        let labels: HashMap<String, String> = labels.into_iter().collect();
+        let mut options = BuildImageOptionsBuilder::default()
+            .dockerfile(DOCKERFILE_NAME)
+            .t(tags.first().map_or(image.as_str(), String::as_str))
+            .buildargs(&build_args)
+            .labels(&labels)
+            .nocache(no_cache)
+            .rm(true)
+            .forcerm(true);
+        if pull {
+            options = options.pull("true");
+        }
+        if let Some(target) = &target {
+            options = options.target(target);
+        }
+        if let Some(network) = &network {
+            options = options.networkmode(network);
+        }
+        let mut stream = self.docker.build_image(options.build(), None, Some(bollard::body_stream(body)));
+        let mut last_lines: VecDeque<String> = VecDeque::with_capacity(KEPT_LINES);
+        let mut id: Option<String> = None;
+        let mut failure: Option<String> = None;
+        while let Some(item) = stream.next().await {
+            match item {
+                Ok(info) => {
+                    if let Some(text) = &info.stream {
+                        for line in text.lines().filter(|line| !line.trim().is_empty()) {
+                            on_line(line);
+                            if last_lines.len() == KEPT_LINES {
+                                last_lines.pop_front();
+                            }
+                            last_lines.push_back(line.to_owned());
+                        }
+                    }
+                    if let Some(detail) = info.error_detail {
+                        failure = Some(detail.message.unwrap_or_else(|| "the engine reported an error".to_owned()));
+                        break;
+                    }
+                    if let Some(image_id) = info.aux
+                        && let Some(value) = image_id.id
+                    {
+                        id = Some(value);
+                    }
+                }
+                Err(error) => {
+                    failure = Some(error.to_string());
+                    break;
+                }
+            }
+        }
+        drop(stream);
+        let written = writer.await.map_err(|error| DockerError::BuildFailed {
+            image: image.clone(),
+            message: format!("the context writer stopped: {error}"),
+            last_lines: Vec::new(),
+        })?;
+        // A context that could not be read explains a failed build better than the engine does.
+        let summary = match written {
+            Ok(summary) => summary,
+            Err(error) if failure.is_some() || id.is_none() => return Err(error.into()),
+            Err(error) => return Err(error.into()),
+        };
+        if let Some(message) = failure {
+            return Err(DockerError::BuildFailed {
+                image,
+                message,
+                last_lines: last_lines.into(),
+            });
+        }
+        let Some(id) = id else {
+            return Err(DockerError::BuildFailed {
+                image,
+                message: "the engine did not report an image id".to_owned(),
+                last_lines: last_lines.into(),
+            });
+        };
+        for tag in tags.iter().skip(1) {
+            let (repository, tag_name) = split_tag(tag);
+            let options = TagImageOptionsBuilder::default().repo(repository).tag(tag_name).build();
+            self.docker.tag_image(&id, Some(options)).await.map_err(|source| DockerError::Api {
+                action: format!("tagging {id} as {tag}"),
+                source,
+            })?;
+        }
+        let inspected = self.docker.inspect_image(&id).await.map_err(|source| DockerError::Api {
+            action: format!("inspecting {id}"),
+            source,
+        })?;
+        Ok(BuiltImage {
+            id,
+            size: inspected.size.and_then(|size| u64::try_from(size).ok()).unwrap_or(0),
+            context: summary,
+        })
+    }
+}
+
+/// `registry:5000/a/b:tag` → (`registry:5000/a/b`, `tag`); no tag → `latest`.
+#[must_use]
+pub fn split_tag(reference: &str) -> (&str, &str) {
+    match reference.rsplit_once(':') {
+        Some((repository, tag)) if !tag.contains('/') => (repository, tag),
+        _ => (reference, "latest"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tags_split_at_the_last_colon_after_the_last_slash() {
+        assert_eq!(split_tag("leafai/sgr-build:main"), ("leafai/sgr-build", "main"));
+        assert_eq!(split_tag("localhost:32000/leafai/x"), ("localhost:32000/leafai/x", "latest"));
+        assert_eq!(split_tag("localhost:32000/leafai/x:1.0"), ("localhost:32000/leafai/x", "1.0"));
+    }
+}
