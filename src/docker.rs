@@ -30,7 +30,7 @@ pub enum DockerError {
     /// The engine cannot be reached.
     #[error("cannot reach the Docker engine at {host}")]
     Unreachable {
-        /// DOCKER_HOST or the default socket.
+        /// `DOCKER_HOST` or the default socket.
         host: String,
         /// Why.
         #[source]
@@ -125,15 +125,21 @@ impl Write for ChannelWriter {
         if self.buffer.is_empty() {
             return Ok(());
         }
-        let chunk = Bytes::from(std::mem::replace(&mut self.buffer, Vec::with_capacity(CHUNK)));
-        self.sender
-            .blocking_send(chunk)
-            .map_err(|_| io::Error::new(io::ErrorKind::BrokenPipe, "the engine stopped reading the build context"))
+        let chunk = Bytes::from(std::mem::replace(
+            &mut self.buffer,
+            Vec::with_capacity(CHUNK),
+        ));
+        self.sender.blocking_send(chunk).map_err(|_| {
+            io::Error::new(
+                io::ErrorKind::BrokenPipe,
+                "the engine stopped reading the build context",
+            )
+        })
     }
 }
 
 impl Engine {
-    /// Connect to `host` (else DOCKER_HOST, else the default socket) and negotiate the API version.
+    /// Connect to `host` (else `DOCKER_HOST`, else the default socket) and negotiate the API version.
     ///
     /// # Errors
     /// The engine does not answer.
@@ -142,11 +148,18 @@ impl Engine {
             .map(str::to_owned)
             .or_else(|| std::env::var("DOCKER_HOST").ok())
             .unwrap_or_else(|| "unix:///var/run/docker.sock".to_owned());
-        let unreachable = |source: Box<dyn std::error::Error + Send + Sync>| DockerError::Unreachable { host: host.clone(), source };
-        let docker = Docker::connect_with_host(&host).map_err(|error| unreachable(Box::new(error)))?;
+        let unreachable =
+            |source: Box<dyn std::error::Error + Send + Sync>| DockerError::Unreachable {
+                host: host.clone(),
+                source,
+            };
+        let docker =
+            Docker::connect_with_host(&host).map_err(|error| unreachable(Box::new(error)))?;
         let docker = tokio::time::timeout(CONNECT_TIMEOUT, docker.negotiate_version())
             .await
-            .map_err(|_| unreachable(format!("no answer within {} s", CONNECT_TIMEOUT.as_secs()).into()))?
+            .map_err(|_| {
+                unreachable(format!("no answer within {} s", CONNECT_TIMEOUT.as_secs()).into())
+            })?
             .map_err(|error| unreachable(Box::new(error)))?;
         Ok(Self { docker, host })
     }
@@ -162,7 +175,11 @@ impl Engine {
     /// # Errors
     /// A failing step, an unreadable context, or an engine error. Errors inside
     /// the build stream are fatal.
-    pub async fn build(&self, request: BuildRequest, mut on_line: impl FnMut(&str) + Send) -> Result<BuiltImage, DockerError> {
+    pub async fn build(
+        &self,
+        request: BuildRequest,
+        mut on_line: impl FnMut(&str) + Send,
+    ) -> Result<BuiltImage, DockerError> {
         let BuildRequest {
             image,
             context: directory,
@@ -205,38 +222,10 @@ impl Engine {
         if let Some(network) = &network {
             options = options.networkmode(network);
         }
-        let mut stream = self.docker.build_image(options.build(), None, Some(bollard::body_stream(body)));
-        let mut last_lines: VecDeque<String> = VecDeque::with_capacity(KEPT_LINES);
-        let mut id: Option<String> = None;
-        let mut failure: Option<String> = None;
-        while let Some(item) = stream.next().await {
-            match item {
-                Ok(info) => {
-                    if let Some(text) = &info.stream {
-                        for line in text.lines().filter(|line| !line.trim().is_empty()) {
-                            on_line(line);
-                            if last_lines.len() == KEPT_LINES {
-                                last_lines.pop_front();
-                            }
-                            last_lines.push_back(line.to_owned());
-                        }
-                    }
-                    if let Some(detail) = info.error_detail {
-                        failure = Some(detail.message.unwrap_or_else(|| "the engine reported an error".to_owned()));
-                        break;
-                    }
-                    if let Some(image_id) = info.aux
-                        && let Some(value) = image_id.id
-                    {
-                        id = Some(value);
-                    }
-                }
-                Err(error) => {
-                    failure = Some(error.to_string());
-                    break;
-                }
-            }
-        }
+        let mut stream =
+            self.docker
+                .build_image(options.build(), None, Some(bollard::body_stream(body)));
+        let (id, failure, last_lines) = drain(&mut stream, &mut on_line).await;
         drop(stream);
         let written = writer.await.map_err(|error| DockerError::BuildFailed {
             image: image.clone(),
@@ -244,43 +233,93 @@ impl Engine {
             last_lines: Vec::new(),
         })?;
         // A context that could not be read explains a failed build better than the engine does.
-        let summary = match written {
-            Ok(summary) => summary,
-            Err(error) if failure.is_some() || id.is_none() => return Err(error.into()),
-            Err(error) => return Err(error.into()),
-        };
+        let summary = written?;
         if let Some(message) = failure {
             return Err(DockerError::BuildFailed {
                 image,
                 message,
-                last_lines: last_lines.into(),
+                last_lines,
             });
         }
         let Some(id) = id else {
             return Err(DockerError::BuildFailed {
                 image,
                 message: "the engine did not report an image id".to_owned(),
-                last_lines: last_lines.into(),
+                last_lines,
             });
         };
         for tag in tags.iter().skip(1) {
             let (repository, tag_name) = split_tag(tag);
-            let options = TagImageOptionsBuilder::default().repo(repository).tag(tag_name).build();
-            self.docker.tag_image(&id, Some(options)).await.map_err(|source| DockerError::Api {
-                action: format!("tagging {id} as {tag}"),
-                source,
-            })?;
+            let options = TagImageOptionsBuilder::default()
+                .repo(repository)
+                .tag(tag_name)
+                .build();
+            self.docker
+                .tag_image(&id, Some(options))
+                .await
+                .map_err(|source| DockerError::Api {
+                    action: format!("tagging {id} as {tag}"),
+                    source,
+                })?;
         }
-        let inspected = self.docker.inspect_image(&id).await.map_err(|source| DockerError::Api {
-            action: format!("inspecting {id}"),
-            source,
-        })?;
+        let inspected =
+            self.docker
+                .inspect_image(&id)
+                .await
+                .map_err(|source| DockerError::Api {
+                    action: format!("inspecting {id}"),
+                    source,
+                })?;
         Ok(BuiltImage {
             id,
-            size: inspected.size.and_then(|size| u64::try_from(size).ok()).unwrap_or(0),
+            size: inspected
+                .size
+                .and_then(|size| u64::try_from(size).ok())
+                .unwrap_or(0),
             context: summary,
         })
     }
+}
+
+/// Follow a build stream to its end: the image id, the first error, and the
+/// last lines of output. Any error item ends the build (it is fatal).
+async fn drain(
+    stream: &mut (
+             impl futures_util::Stream<Item = Result<bollard::models::BuildInfo, bollard::errors::Error>>
+             + Unpin
+         ),
+    on_line: &mut (impl FnMut(&str) + Send),
+) -> (Option<String>, Option<String>, Vec<String>) {
+    let mut last_lines: VecDeque<String> = VecDeque::with_capacity(KEPT_LINES);
+    let mut id: Option<String> = None;
+    while let Some(item) = stream.next().await {
+        match item {
+            Ok(info) => {
+                if let Some(text) = &info.stream {
+                    for line in text.lines().filter(|line| !line.trim().is_empty()) {
+                        on_line(line);
+                        if last_lines.len() == KEPT_LINES {
+                            last_lines.pop_front();
+                        }
+                        last_lines.push_back(line.to_owned());
+                    }
+                }
+                if let Some(detail) = info.error_detail {
+                    let message = detail
+                        .message
+                        .unwrap_or_else(|| "the engine reported an error".to_owned());
+                    return (id, Some(message), last_lines.into());
+                }
+                if let Some(image_id) = info.aux
+                    && let Some(value) = image_id.id
+                {
+                    id = Some(value);
+                }
+            }
+            Err(error) => return (id, Some(error.to_string()), last_lines.into()),
+        }
+    }
+    (id, None, last_lines.into())
 }
 
 /// `registry:5000/a/b:tag` → (`registry:5000/a/b`, `tag`); no tag → `latest`.
@@ -298,8 +337,17 @@ mod tests {
 
     #[test]
     fn tags_split_at_the_last_colon_after_the_last_slash() {
-        assert_eq!(split_tag("leafai/sgr-build:main"), ("leafai/sgr-build", "main"));
-        assert_eq!(split_tag("localhost:32000/leafai/x"), ("localhost:32000/leafai/x", "latest"));
-        assert_eq!(split_tag("localhost:32000/leafai/x:1.0"), ("localhost:32000/leafai/x", "1.0"));
+        assert_eq!(
+            split_tag("leafai/sgr-build:main"),
+            ("leafai/sgr-build", "main")
+        );
+        assert_eq!(
+            split_tag("localhost:32000/leafai/x"),
+            ("localhost:32000/leafai/x", "latest")
+        );
+        assert_eq!(
+            split_tag("localhost:32000/leafai/x:1.0"),
+            ("localhost:32000/leafai/x", "1.0")
+        );
     }
 }

@@ -13,6 +13,10 @@ pub const APPLY_TARGETS: &str = "SGR_APPLY_TARGETS";
 pub const GIT_DIR: &str = "SGR_GIT_DIR";
 /// Overrides the branch read from git.
 pub const GIT_BRANCH: &str = "SGR_GIT_BRANCH";
+/// Organisation in default image names (`--org`).
+pub const ORG: &str = "SGR_ORG";
+/// The build configuration file (`--config`).
+pub const CONFIG: &str = "SGR_CONFIG";
 /// Output format (`--output`).
 pub const OUTPUT: &str = "SGR_OUTPUT";
 /// Colour choice (`--color`).

@@ -53,7 +53,9 @@ pub enum ContextError {
 pub fn read_ignore(context: &Path) -> Result<DockerIgnore, ContextError> {
     let path = context.join(".dockerignore");
     match fs::read_to_string(&path) {
-        Ok(text) => DockerIgnore::parse(&text).map_err(|source| ContextError::Ignore { path, source }),
+        Ok(text) => {
+            DockerIgnore::parse(&text).map_err(|source| ContextError::Ignore { path, source })
+        }
         Err(error) if error.kind() == io::ErrorKind::NotFound => Ok(DockerIgnore::default()),
         Err(source) => Err(ContextError::Io { path, source }),
     }
@@ -64,25 +66,44 @@ pub fn read_ignore(context: &Path) -> Result<DockerIgnore, ContextError> {
 ///
 /// # Errors
 /// A file that cannot be read, or a failing sink.
-pub fn write_context(directory: &Path, ignore: &DockerIgnore, include_git: bool, dockerfile: &[u8], sink: impl Write) -> Result<ContextSummary, ContextError> {
+pub fn write_context(
+    directory: &Path,
+    ignore: &DockerIgnore,
+    include_git: bool,
+    dockerfile: &[u8],
+    sink: impl Write,
+) -> Result<ContextSummary, ContextError> {
     let mut archive = tar::Builder::new(sink);
     archive.follow_symlinks(false);
     let mut summary = ContextSummary::default();
     let prune = !ignore.has_exclusions();
-    walk(directory, "", ignore, include_git, prune, &mut archive, &mut summary)?;
+    walk(
+        directory,
+        "",
+        ignore,
+        include_git,
+        prune,
+        &mut archive,
+        &mut summary,
+    )?;
     let mut header = tar::Header::new_gnu();
     header.set_size(dockerfile.len() as u64);
     header.set_mode(0o644);
     header.set_mtime(0);
     header.set_cksum();
-    archive.append_data(&mut header, DOCKERFILE_NAME, dockerfile).map_err(|source| ContextError::Io {
-        path: PathBuf::from(DOCKERFILE_NAME),
-        source,
-    })?;
-    archive.into_inner().and_then(|mut sink| sink.flush()).map_err(|source| ContextError::Io {
-        path: directory.to_path_buf(),
-        source,
-    })?;
+    archive
+        .append_data(&mut header, DOCKERFILE_NAME, dockerfile)
+        .map_err(|source| ContextError::Io {
+            path: PathBuf::from(DOCKERFILE_NAME),
+            source,
+        })?;
+    archive
+        .into_inner()
+        .and_then(|mut sink| sink.flush())
+        .map_err(|source| ContextError::Io {
+            path: directory.to_path_buf(),
+            source,
+        })?;
     Ok(summary)
 }
 
@@ -99,12 +120,19 @@ fn walk<W: Write>(
         let path = path.to_path_buf();
         move |source| ContextError::Io { path, source }
     };
-    let mut entries: Vec<fs::DirEntry> = fs::read_dir(directory).map_err(io_error(directory))?.collect::<Result<_, _>>().map_err(io_error(directory))?;
+    let mut entries: Vec<fs::DirEntry> = fs::read_dir(directory)
+        .map_err(io_error(directory))?
+        .collect::<Result<_, _>>()
+        .map_err(io_error(directory))?;
     entries.sort_by_key(fs::DirEntry::file_name);
     for entry in entries {
         let name = entry.file_name();
         let name = name.to_string_lossy();
-        let relative = if prefix.is_empty() { name.to_string() } else { format!("{prefix}/{name}") };
+        let relative = if prefix.is_empty() {
+            name.to_string()
+        } else {
+            format!("{prefix}/{name}")
+        };
         if prefix.is_empty() && name == ".git" && !include_git {
             continue;
         }
@@ -116,9 +144,19 @@ fn walk<W: Write>(
                 continue;
             }
             if !ignored {
-                archive.append_dir(&relative, &path).map_err(io_error(&path))?;
+                archive
+                    .append_dir(&relative, &path)
+                    .map_err(io_error(&path))?;
             }
-            walk(&path, &relative, ignore, include_git, prune, archive, summary)?;
+            walk(
+                &path,
+                &relative,
+                ignore,
+                include_git,
+                prune,
+                archive,
+                summary,
+            )?;
         } else if ignored {
         } else if file_type.is_file() {
             let mut file = fs::File::open(&path).map_err(io_error(&path))?;
@@ -126,11 +164,15 @@ fn walk<W: Write>(
             let mut header = tar::Header::new_gnu();
             header.set_metadata(&metadata);
             header.set_size(metadata.len());
-            archive.append_data(&mut header, &relative, &mut file).map_err(io_error(&path))?;
+            archive
+                .append_data(&mut header, &relative, &mut file)
+                .map_err(io_error(&path))?;
             summary.files += 1;
             summary.bytes += metadata.len();
         } else if file_type.is_symlink() {
-            archive.append_path_with_name(&path, &relative).map_err(io_error(&path))?;
+            archive
+                .append_path_with_name(&path, &relative)
+                .map_err(io_error(&path))?;
         }
     }
     Ok(())
@@ -144,7 +186,12 @@ mod tests {
         let mut reader = tar::Archive::new(archive);
         let mut names: Vec<String> = reader
             .entries()
-            .map(|entries| entries.filter_map(Result::ok).filter_map(|entry| entry.path().ok().map(|path| path.display().to_string())).collect())
+            .map(|entries| {
+                entries
+                    .filter_map(Result::ok)
+                    .filter_map(|entry| entry.path().ok().map(|path| path.display().to_string()))
+                    .collect()
+            })
             .unwrap_or_default();
         names.sort();
         names
@@ -170,7 +217,17 @@ mod tests {
         let ignore = read_ignore(root)?;
         let mut archive = Vec::new();
         let summary = write_context(root, &ignore, false, b"FROM scratch\n", &mut archive)?;
-        assert_eq!(names(&archive), [".dockerignore", ".sgr-dockerfile", "Dockerfile", "data/keep.txt", "src", "src/main.rs"]);
+        assert_eq!(
+            names(&archive),
+            [
+                ".dockerignore",
+                ".sgr-dockerfile",
+                "Dockerfile",
+                "data/keep.txt",
+                "src",
+                "src/main.rs"
+            ]
+        );
         assert_eq!(summary.files, 4);
         let mut with_git = Vec::new();
         write_context(root, &ignore, true, b"", &mut with_git)?;
@@ -182,8 +239,14 @@ mod tests {
     fn a_bad_pattern_names_the_file() -> Result<(), Box<dyn std::error::Error>> {
         let directory = tempfile::tempdir()?;
         fs::write(directory.path().join(".dockerignore"), "ok\nbad[\n")?;
-        let error = read_ignore(directory.path()).err().map(|error| crate::error::Failure::new(error, crate::error::ExitStatus::Usage, None).message());
-        assert!(error.is_some_and(|message| message.contains(".dockerignore") && message.contains("line 2")));
+        let error = read_ignore(directory.path()).err().map(|error| {
+            crate::error::Failure::new(error, crate::error::ExitStatus::Usage, None).message()
+        });
+        assert!(
+            error.is_some_and(
+                |message| message.contains(".dockerignore") && message.contains("line 2")
+            )
+        );
         Ok(())
     }
 }

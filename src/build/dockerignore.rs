@@ -48,7 +48,11 @@ fn clean(path: &str) -> String {
             other => parts.push(other),
         }
     }
-    if parts.is_empty() { ".".to_owned() } else { parts.join("/") }
+    if parts.is_empty() {
+        ".".to_owned()
+    } else {
+        parts.join("/")
+    }
 }
 
 /// The regular expression for one cleaned glob, as moby builds it.
@@ -148,7 +152,9 @@ impl DockerIgnore {
         let mut ignored = false;
         for pattern in &self.patterns {
             let matches = pattern.regex.is_match(path)
-                || path.match_indices('/').any(|(index, _)| pattern.regex.is_match(&path[..index]));
+                || path
+                    .match_indices('/')
+                    .any(|(index, _)| pattern.regex.is_match(&path[..index]));
             if matches {
                 ignored = !pattern.exclusion;
             }
@@ -167,7 +173,9 @@ mod tests {
 
     #[test]
     fn docker_pattern_rules() {
-        let rules = ignore("# comment\n\n*.md\n!README.md\ntarget\n/tmp/*\n**/*.log\ndocs/**/draft-?.txt\n  spaced  \n./a/../b\n");
+        let rules = ignore(
+            "# comment\n\n*.md\n!README.md\ntarget\n/tmp/*\n**/*.log\ndocs/**/draft-?.txt\n  spaced  \n./a/../b\n",
+        );
         for (path, ignored) in [
             ("CHANGES.md", true),
             ("README.md", false),

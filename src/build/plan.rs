@@ -78,7 +78,9 @@ pub struct Naming {
 #[derive(Debug, Error, PartialEq, Eq)]
 pub enum PlanError {
     /// A `{name}` that is not a placeholder.
-    #[error("unknown placeholder {{{placeholder}}} in '{text}' (known: {{org}} {{module}} {{branch}} {{version}} {{short_hash}} {{user}} {{uid}} {{gid}})")]
+    #[error(
+        "unknown placeholder {{{placeholder}}} in '{text}' (known: {{org}} {{module}} {{branch}} {{version}} {{short_hash}} {{user}} {{uid}} {{gid}})"
+    )]
     UnknownPlaceholder {
         /// The placeholder.
         placeholder: String,
@@ -98,6 +100,14 @@ pub enum PlanError {
     DuplicateImage {
         /// The name.
         name: String,
+    },
+    /// A name or tag Docker would refuse.
+    #[error("'{reference}' is not a valid image reference: {reason}")]
+    InvalidReference {
+        /// The reference.
+        reference: String,
+        /// What is wrong.
+        reason: String,
     },
     /// No image to build.
     #[error("nothing to build: no sgr.toml [[image]] and none of Dockerfile, Dockerfile_standalone, Dockerfile_workstation, runner/Dockerfile exists in {}", .top.display())]
@@ -168,15 +178,43 @@ pub fn expand(text: &str, naming: &Naming) -> Result<String, PlanError> {
 /// The images studio-go-runner's build.sh made, for the files that exist.
 #[must_use]
 pub fn default_images(exists: &dyn Fn(&Path) -> bool) -> Vec<ImageConfig> {
-    let user_args: BTreeMap<String, String> = [("USER", "{user}"), ("USER_ID", "{uid}"), ("USER_GROUP_ID", "{gid}")]
-        .into_iter()
-        .map(|(key, value)| (key.to_owned(), value.to_owned()))
-        .collect();
+    let user_args: BTreeMap<String, String> = [
+        ("USER", "{user}"),
+        ("USER_ID", "{uid}"),
+        ("USER_GROUP_ID", "{gid}"),
+    ]
+    .into_iter()
+    .map(|(key, value)| (key.to_owned(), value.to_owned()))
+    .collect();
     let candidates = [
-        ("{org}/{module}-build", "Dockerfile", ".", "{branch}", user_args.clone()),
-        ("{org}/{module}-standalone-build", "Dockerfile_standalone", ".", "{branch}", BTreeMap::new()),
-        ("{org}/{module}-workstation", "Dockerfile_workstation", ".", "{branch}", user_args),
-        ("{org}/{module}/runner", "runner/Dockerfile", "runner", "{version}", BTreeMap::new()),
+        (
+            "{org}/{module}-build",
+            "Dockerfile",
+            ".",
+            "{branch}",
+            user_args.clone(),
+        ),
+        (
+            "{org}/{module}-standalone-build",
+            "Dockerfile_standalone",
+            ".",
+            "{branch}",
+            BTreeMap::new(),
+        ),
+        (
+            "{org}/{module}-workstation",
+            "Dockerfile_workstation",
+            ".",
+            "{branch}",
+            user_args,
+        ),
+        (
+            "{org}/{module}/runner",
+            "runner/Dockerfile",
+            "runner",
+            "{version}",
+            BTreeMap::new(),
+        ),
     ];
     candidates
         .into_iter()
@@ -197,7 +235,17 @@ pub fn default_images(exists: &dyn Fn(&Path) -> bool) -> Vec<ImageConfig> {
 #[must_use]
 pub fn secret_looking(name: &str) -> bool {
     let upper = name.to_ascii_uppercase();
-    upper == "GITHUB_TOKEN" || ["TOKEN", "PASSWORD", "SECRET", "PASSWD", "API_KEY", "PRIVATE_KEY"].iter().any(|marker| upper.ends_with(marker))
+    upper == "GITHUB_TOKEN"
+        || [
+            "TOKEN",
+            "PASSWORD",
+            "SECRET",
+            "PASSWD",
+            "API_KEY",
+            "PRIVATE_KEY",
+        ]
+        .iter()
+        .any(|marker| upper.ends_with(marker))
 }
 
 /// Refuse build args that would land a secret in the image history: a
@@ -205,7 +253,10 @@ pub fn secret_looking(name: &str) -> bool {
 ///
 /// # Errors
 /// The first offending arg.
-pub fn check_build_args(args: &BTreeMap<String, String>, environment: &[(String, String)]) -> Result<(), PlanError> {
+pub fn check_build_args(
+    args: &BTreeMap<String, String>,
+    environment: &[(String, String)],
+) -> Result<(), PlanError> {
     for (name, value) in args {
         if secret_looking(name) {
             return Err(PlanError::SecretBuildArg {
@@ -213,7 +264,9 @@ pub fn check_build_args(args: &BTreeMap<String, String>, environment: &[(String,
                 reason: "is named like a secret".to_owned(),
             });
         }
-        if let Some((variable, _)) = environment.iter().find(|(variable, secret)| secret_looking(variable) && !secret.is_empty() && secret == value) {
+        if let Some((variable, _)) = environment.iter().find(|(variable, secret)| {
+            secret_looking(variable) && !secret.is_empty() && secret == value
+        }) {
             return Err(PlanError::SecretBuildArg {
                 name: name.clone(),
                 reason: format!("has the value of {variable}"),
@@ -223,13 +276,81 @@ pub fn check_build_args(args: &BTreeMap<String, String>, environment: &[(String,
     Ok(())
 }
 
+/// Check `name:tag` against Docker's reference grammar: lower-case path
+/// components of `[a-z0-9]` joined by `.`, `_`, `__` or `-`, an optional
+/// registry host first, a tag of `[A-Za-z0-9_.-]` up to 128 characters.
+///
+/// # Errors
+/// The first rule broken.
+pub fn validate_reference(reference: &str) -> Result<(), PlanError> {
+    let invalid = |reason: &str| PlanError::InvalidReference {
+        reference: reference.to_owned(),
+        reason: reason.to_owned(),
+    };
+    let (name, tag) = match reference.rsplit_once(':') {
+        Some((name, tag)) if !tag.contains('/') => (name, Some(tag)),
+        _ => (reference, None),
+    };
+    if let Some(tag) = tag {
+        let valid_start = tag
+            .chars()
+            .next()
+            .is_some_and(|first| first.is_ascii_alphanumeric() || first == '_');
+        if !valid_start
+            || tag.len() > 128
+            || !tag.chars().all(|character| {
+                character.is_ascii_alphanumeric() || matches!(character, '_' | '.' | '-')
+            })
+        {
+            return Err(invalid(
+                "a tag is 1 to 128 of [A-Za-z0-9_.-], not starting with '.' or '-'",
+            ));
+        }
+    }
+    let mut components: Vec<&str> = name.split('/').collect();
+    if components.len() > 1 && (components[0].contains(['.', ':']) || components[0] == "localhost")
+    {
+        components.remove(0);
+    }
+    for component in components {
+        let separators_ok = !component.is_empty()
+            && component.starts_with(|character: char| {
+                character.is_ascii_lowercase() || character.is_ascii_digit()
+            })
+            && component.ends_with(|character: char| {
+                character.is_ascii_lowercase() || character.is_ascii_digit()
+            })
+            && component.chars().all(|character| {
+                character.is_ascii_lowercase()
+                    || character.is_ascii_digit()
+                    || matches!(character, '.' | '_' | '-')
+            })
+            && !component.contains("..")
+            && !component.contains("___");
+        if !separators_ok {
+            return Err(invalid(&format!(
+                "'{component}' must be lower-case letters and digits, separated by '.', '_' or '-'"
+            )));
+        }
+    }
+    Ok(())
+}
+
 /// Resolve the configured (or default) images into the plan.
 ///
 /// # Errors
 /// Unknown placeholders, duplicate names, secret build args, nothing to build.
-pub fn plan(images: &[ImageConfig], naming: &Naming, labels: &BTreeMap<String, String>, extra_args: &BTreeMap<String, String>, top: &Path) -> Result<Vec<PlannedImage>, PlanError> {
+pub fn plan(
+    images: &[ImageConfig],
+    naming: &Naming,
+    labels: &BTreeMap<String, String>,
+    extra_args: &BTreeMap<String, String>,
+    top: &Path,
+) -> Result<Vec<PlannedImage>, PlanError> {
     if images.is_empty() {
-        return Err(PlanError::NothingToBuild { top: top.to_path_buf() });
+        return Err(PlanError::NothingToBuild {
+            top: top.to_path_buf(),
+        });
     }
     let mut planned: Vec<PlannedImage> = Vec::new();
     for image in images {
@@ -237,22 +358,52 @@ pub fn plan(images: &[ImageConfig], naming: &Naming, labels: &BTreeMap<String, S
         if planned.iter().any(|existing| existing.name == name) {
             return Err(PlanError::DuplicateImage { name });
         }
-        let patterns = if image.tags.is_empty() { vec!["{branch}".to_owned()] } else { image.tags.clone() };
-        let tags = patterns
-            .iter()
-            .map(|pattern| expand(pattern, naming).map(|tag| format!("{name}:{}", branch::docker_tag(&tag))))
-            .collect::<Result<Vec<_>, _>>()?;
+        let patterns = if image.tags.is_empty() {
+            vec!["{branch}".to_owned()]
+        } else {
+            image.tags.clone()
+        };
+        let mut tags = Vec::with_capacity(patterns.len());
+        for pattern in &patterns {
+            let tag = branch::docker_tag(&expand(pattern, naming)?);
+            if tag.is_empty() {
+                return Err(PlanError::InvalidReference {
+                    reference: format!("{name}:"),
+                    reason: format!(
+                        "the tag pattern '{pattern}' is empty here ({{version}} needs a version file, {{branch}} a branch)"
+                    ),
+                });
+            }
+            tags.push(format!("{name}:{tag}"));
+        }
+        for tag in &tags {
+            validate_reference(tag)?;
+        }
         let mut build_args = BTreeMap::new();
         for (key, value) in &image.build_args {
             build_args.insert(key.clone(), expand(value, naming)?);
         }
-        build_args.extend(extra_args.iter().map(|(key, value)| (key.clone(), value.clone())));
-        let context = image.context.clone().unwrap_or_else(|| image.dockerfile.parent().map(Path::to_path_buf).unwrap_or_default());
+        build_args.extend(
+            extra_args
+                .iter()
+                .map(|(key, value)| (key.clone(), value.clone())),
+        );
+        let context = image.context.clone().unwrap_or_else(|| {
+            image
+                .dockerfile
+                .parent()
+                .map(Path::to_path_buf)
+                .unwrap_or_default()
+        });
         planned.push(PlannedImage {
             name,
             tags,
             dockerfile: image.dockerfile.clone(),
-            context: if context.as_os_str().is_empty() { PathBuf::from(".") } else { context },
+            context: if context.as_os_str().is_empty() {
+                PathBuf::from(".")
+            } else {
+                context
+            },
             build_args,
             labels: labels.clone(),
             target: image.target.clone(),
@@ -272,11 +423,17 @@ pub fn detect_dialect(text: &str) -> Dialect {
         if after.starts_with('.') || after.starts_with('$') || after.starts_with("/*") {
             return Dialect::Go;
         }
-        let word: String = after.chars().take_while(|character| character.is_ascii_alphanumeric()).collect();
+        let word: String = after
+            .chars()
+            .take_while(char::is_ascii_alphanumeric)
+            .collect();
         let gap = &after[word.len()..];
         let next = gap.trim_start();
         // Go passes arguments after a space (`len .list`, `env "X"`); tera has `a.b` and `f(x=...)`.
-        if !word.is_empty() && gap.len() > next.len() && (next.starts_with('"') || next.starts_with('.') || next.starts_with('$')) {
+        if !word.is_empty()
+            && gap.len() > next.len()
+            && (next.starts_with('"') || next.starts_with('.') || next.starts_with('$'))
+        {
             return Dialect::Go;
         }
         rest = &rest[start + 2..];
@@ -304,34 +461,103 @@ mod tests {
     #[test]
     fn defaults_follow_build_sh() -> Result<(), PlanError> {
         let images = default_images(&|path| path != Path::new("Dockerfile_workstation"));
-        let planned = plan(&images, &naming(), &BTreeMap::new(), &BTreeMap::new(), Path::new("/top"))?;
-        let tags: Vec<&str> = planned.iter().flat_map(|image| image.tags.iter().map(String::as_str)).collect();
+        let planned = plan(
+            &images,
+            &naming(),
+            &BTreeMap::new(),
+            &BTreeMap::new(),
+            Path::new("/top"),
+        )?;
+        let tags: Vec<&str> = planned
+            .iter()
+            .flat_map(|image| image.tags.iter().map(String::as_str))
+            .collect();
         assert_eq!(
             tags,
-            ["leafai/studio-go-runner-build:feature-197-hybrid", "leafai/studio-go-runner-standalone-build:feature-197-hybrid", "leafai/studio-go-runner/runner:0.9.9"]
+            [
+                "leafai/studio-go-runner-build:feature-197-hybrid",
+                "leafai/studio-go-runner-standalone-build:feature-197-hybrid",
+                "leafai/studio-go-runner/runner:0.9.9"
+            ]
         );
-        assert_eq!(planned[0].build_args.get("USER_ID").map(String::as_str), Some("1000"));
+        assert_eq!(
+            planned[0].build_args.get("USER_ID").map(String::as_str),
+            Some("1000")
+        );
         assert_eq!(planned[2].context, PathBuf::from("runner"));
-        assert!(matches!(plan(&[], &naming(), &BTreeMap::new(), &BTreeMap::new(), Path::new("/top")), Err(PlanError::NothingToBuild { .. })));
+        assert!(matches!(
+            plan(
+                &[],
+                &naming(),
+                &BTreeMap::new(),
+                &BTreeMap::new(),
+                Path::new("/top")
+            ),
+            Err(PlanError::NothingToBuild { .. })
+        ));
         Ok(())
     }
 
     #[test]
     fn placeholders_and_errors() {
-        assert_eq!(expand("{org}/{module}:{branch}-{short_hash}", &naming()).as_deref(), Ok("leafai/studio-go-runner:feature-197-hybrid-eaa596f"));
-        assert!(matches!(expand("{nope}", &naming()), Err(PlanError::UnknownPlaceholder { .. })));
+        assert_eq!(
+            expand("{org}/{module}:{branch}-{short_hash}", &naming()).as_deref(),
+            Ok("leafai/studio-go-runner:feature-197-hybrid-eaa596f")
+        );
+        assert!(matches!(
+            expand("{nope}", &naming()),
+            Err(PlanError::UnknownPlaceholder { .. })
+        ));
         let image = ImageConfig {
             name: "x".into(),
             dockerfile: "Dockerfile".into(),
             ..ImageConfig::default()
         };
-        assert!(matches!(plan(&[image.clone(), image], &naming(), &BTreeMap::new(), &BTreeMap::new(), Path::new(".")), Err(PlanError::DuplicateImage { .. })));
+        assert!(matches!(
+            plan(
+                &[image.clone(), image],
+                &naming(),
+                &BTreeMap::new(),
+                &BTreeMap::new(),
+                Path::new(".")
+            ),
+            Err(PlanError::DuplicateImage { .. })
+        ));
+    }
+
+    #[test]
+    fn references_follow_docker_rules() {
+        for valid in [
+            "leafai/sgr-build:main",
+            "localhost:32000/leafai/x:1.0",
+            "a.b_c__d-e/f:v1.2-rc_1",
+            "registry.example.com/x",
+        ] {
+            assert_eq!(validate_reference(valid), Ok(()), "{valid}");
+        }
+        for invalid in [
+            "leafai/.tmp-build:main",
+            "Leafai/x:main",
+            "x:-bad",
+            "x:",
+            "a//b:c",
+            "x-:y",
+        ] {
+            assert!(validate_reference(invalid).is_err(), "{invalid}");
+        }
     }
 
     #[test]
     fn secrets_are_refused_as_build_args() {
-        let environment = vec![("GITHUB_TOKEN".to_owned(), "ghp_x".to_owned()), ("HOME".to_owned(), "/root".to_owned())];
-        let args = |name: &str, value: &str| [(name.to_owned(), value.to_owned())].into_iter().collect::<BTreeMap<_, _>>();
+        let environment = vec![
+            ("GITHUB_TOKEN".to_owned(), "ghp_x".to_owned()),
+            ("HOME".to_owned(), "/root".to_owned()),
+        ];
+        let args = |name: &str, value: &str| {
+            [(name.to_owned(), value.to_owned())]
+                .into_iter()
+                .collect::<BTreeMap<_, _>>()
+        };
         assert!(check_build_args(&args("GITHUB_TOKEN", "x"), &environment).is_err());
         assert!(check_build_args(&args("DB_PASSWORD", "x"), &environment).is_err());
         assert!(check_build_args(&args("INNOCENT", "ghp_x"), &environment).is_err());
@@ -341,7 +567,10 @@ mod tests {
     #[test]
     fn dialect_detection() {
         assert_eq!(detect_dialect("LABEL v={{.duat.version}}"), Dialect::Go);
-        assert_eq!(detect_dialect("ENV L={{ env \"X\" | default \"y\" }}"), Dialect::Go);
+        assert_eq!(
+            detect_dialect("ENV L={{ env \"X\" | default \"y\" }}"),
+            Dialect::Go
+        );
         assert_eq!(detect_dialect("LABEL v={{ version.full }}"), Dialect::Tera);
         assert_eq!(detect_dialect("{#- comment -#}\nFROM x"), Dialect::Tera);
         assert_eq!(detect_dialect("FROM scratch"), Dialect::Tera);
@@ -350,10 +579,15 @@ mod tests {
 
     #[test]
     fn config_parses() -> Result<(), toml::de::Error> {
-        let config: Config = toml::from_str("org = \"acme\"\n[[image]]\nname = \"{org}/app\"\ndockerfile = \"docker/Dockerfile\"\ntags = [\"{version}\", \"latest\"]\ndialect = \"go\"\n[image.build_args]\nMODE = \"release\"\n")?;
+        let config: Config = toml::from_str(
+            "org = \"acme\"\n[[image]]\nname = \"{org}/app\"\ndockerfile = \"docker/Dockerfile\"\ntags = [\"{version}\", \"latest\"]\ndialect = \"go\"\n[image.build_args]\nMODE = \"release\"\n",
+        )?;
         assert_eq!(config.org.as_deref(), Some("acme"));
         assert_eq!(config.images[0].dialect, Some(Dialect::Go));
-        assert!(toml::from_str::<Config>("[[image]]\nname = \"x\"\ndockerfile = \"D\"\nunknown = 1\n").is_err());
+        assert!(
+            toml::from_str::<Config>("[[image]]\nname = \"x\"\ndockerfile = \"D\"\nunknown = 1\n")
+                .is_err()
+        );
         Ok(())
     }
 }

@@ -1,6 +1,7 @@
 //! Command-line types (clap derive) and nothing else: commands turn these
 //! into settings and call the library.
 
+pub mod build;
 pub mod render;
 pub mod semver;
 pub mod stencil;
@@ -57,6 +58,9 @@ pub enum Command {
     /// Read, bump and propagate the version kept in README.md
     #[command(long_about = semver::LONG_ABOUT, after_long_help = semver::EXAMPLES)]
     Semver(semver::SemverArgs),
+    /// Render the Dockerfile templates and build the images
+    #[command(long_about = build::LONG_ABOUT, after_long_help = build::EXAMPLES)]
+    Build(build::BuildArgs),
     /// Render a tera template with git, version and user variables
     #[command(long_about = render::LONG_ABOUT, after_long_help = render::EXAMPLES)]
     Render(render::RenderArgs),

@@ -1,6 +1,7 @@
 //! One function per verb: arguments and environment become settings, the
 //! library does the work, the printer reports it.
 
+pub mod build;
 pub mod render;
 pub mod semver;
 pub mod stencil;
@@ -17,6 +18,7 @@ use crate::output::Printer;
 pub fn run(cli: &Cli, printer: &Printer, runtime: &tokio::runtime::Runtime) -> Result<(), Failure> {
     match &cli.command {
         Command::Semver(args) => semver::run(args, &cli.global, printer, &crate::env::process),
+        Command::Build(args) => build::run(args, &cli.global, printer, runtime),
         Command::Render(args) => render::run(args, &cli.global, printer, runtime),
         Command::Stencil(args) => stencil::run(args, &cli.global, printer, runtime),
     }

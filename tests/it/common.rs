@@ -12,14 +12,21 @@ pub type TestResult = Result<(), Box<dyn std::error::Error>>;
 
 /// A scratch git repository in a temporary directory.
 pub struct Repo {
-    directory: tempfile::TempDir,
+    // Kept so that the directory lives as long as the repository.
+    _directory: tempfile::TempDir,
+    /// `<temp>/project`: a name that is a valid module and image name.
+    root: PathBuf,
 }
 
 impl Repo {
     /// `git init` on `branch`, with a committer identity.
     pub fn new(branch: &str) -> Result<Self, Box<dyn std::error::Error>> {
+        let directory = tempfile::tempdir()?;
+        let root = directory.path().join("project");
+        fs::create_dir(&root)?;
         let repo = Self {
-            directory: tempfile::tempdir()?,
+            _directory: directory,
+            root,
         };
         repo.git(&["init", "-q", "-b", branch])?;
         repo.git(&["config", "user.email", "test@example.invalid"])?;
@@ -30,7 +37,7 @@ impl Repo {
     }
 
     pub fn path(&self) -> &Path {
-        self.directory.path()
+        &self.root
     }
 
     pub fn file(&self, name: &str) -> PathBuf {

@@ -2,6 +2,7 @@
 //! adapter against real repositories, and the local services that
 //! scripts/test.sh starts.
 
+mod build;
 mod common;
 mod git;
 mod render;

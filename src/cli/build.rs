@@ -1,0 +1,93 @@
+//! `sgr build`.
+
+use std::path::PathBuf;
+
+use clap::Args;
+
+use crate::env;
+
+pub(crate) const LONG_ABOUT: &str = "\
+Render each Dockerfile template and build the images through the Docker Engine API.
+
+Images come from sgr.toml at the git top (see docs/config.md) or, without it,
+studio-go-runner's conventions, each only if its Dockerfile exists:
+  <org>/<module>-build:<branch>             Dockerfile (build args USER, USER_ID, USER_GROUP_ID)
+  <org>/<module>-standalone-build:<branch>  Dockerfile_standalone
+  <org>/<module>-workstation:<branch>       Dockerfile_workstation (same build args)
+  <org>/<module>/runner:<version>           runner/Dockerfile, context runner/
+<branch> is the branch with '_' and '/' replaced by '-'; <org> defaults to leafai.
+
+Dockerfiles are templates: tera (sgr render) or duat's Go dialect (sgr stencil),
+detected from their syntax. The context is streamed as tar (never held in memory)
+with .dockerignore applied by Docker's rules and .git left out; the rendered
+Dockerfile travels under a private name. Images get OCI labels (version, revision,
+branch, created). A build arg named like a secret, or holding a secret variable's
+value, is refused: build args stay in the image history.
+
+The engine is DOCKER_HOST (or --docker-host), else /var/run/docker.sock.
+Exit codes: 0 all built; 1 a build failed; 2 bad configuration, template or
+unreachable engine (nothing built).";
+
+pub(crate) const EXAMPLES: &str = "\
+Examples:
+  sgr build                              every default image that has a Dockerfile
+  sgr build leafai/sgr-build --no-cache  one image
+  sgr build --dry-run                    the plan; no engine is contacted
+  sgr build --out-dir rendered/          also keep the rendered Dockerfiles
+  DOCKER_HOST=unix:///tmp/d.sock sgr build --jobs 4 --output json";
+
+/// `sgr build [OPTIONS] [IMAGE]...`.
+#[derive(Debug, Args)]
+pub struct BuildArgs {
+    /// Build only these images (names as in the plan, without tag).
+    #[arg(value_name = "IMAGE")]
+    pub images: Vec<String>,
+
+    /// Organisation in default image names.
+    #[arg(long, value_name = "ORG", env = env::ORG)]
+    pub org: Option<String>,
+
+    /// Images built at the same time.
+    #[arg(short = 'j', long, value_name = "N", default_value_t = 2, value_parser = clap::value_parser!(u16).range(1..=64))]
+    pub jobs: u16,
+
+    /// Do not use the build cache.
+    #[arg(long)]
+    pub no_cache: bool,
+
+    /// Always pull newer versions of base images.
+    #[arg(long)]
+    pub pull: bool,
+
+    /// Build this stage of multi-stage Dockerfiles.
+    #[arg(long, value_name = "STAGE")]
+    pub target: Option<String>,
+
+    /// Network mode for RUN steps (e.g. none, host).
+    #[arg(long, value_name = "MODE")]
+    pub network: Option<String>,
+
+    /// Extra build arg, KEY=VALUE, or KEY to take the value from the environment; repeatable.
+    #[arg(long = "build-arg", value_name = "KEY[=VALUE]")]
+    pub build_args: Vec<String>,
+
+    /// Send the .git directory with the context.
+    #[arg(long)]
+    pub include_git: bool,
+
+    /// Also write the rendered Dockerfiles to this directory.
+    #[arg(long, value_name = "DIR")]
+    pub out_dir: Option<PathBuf>,
+
+    /// The configuration file (default: sgr.toml at the git top, if present).
+    #[arg(long, value_name = "FILE", env = env::CONFIG)]
+    pub config: Option<PathBuf>,
+
+    /// Directory where the search for the git repository starts.
+    #[arg(long = "git", value_name = "DIR", default_value = ".", env = env::GIT_DIR)]
+    pub git_dir: PathBuf,
+
+    /// The engine address (default: `DOCKER_HOST`, else the default socket).
+    #[arg(long, value_name = "HOST")]
+    pub docker_host: Option<String>,
+}

@@ -1,0 +1,491 @@
+//! `sgr build`: plan the images, render their Dockerfiles, build them
+//! concurrently through the engine, print a summary.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use futures_util::StreamExt;
+use serde::Serialize;
+use thiserror::Error;
+
+use super::template::{self, TemplateCommandError};
+use crate::build::context;
+use crate::build::plan::{self, Config, Dialect, Naming, PlanError, PlannedImage};
+use crate::cli::GlobalArgs;
+use crate::cli::build::BuildArgs;
+use crate::cli::template::TemplateArgs;
+use crate::docker::{BuildRequest, DockerError, Engine};
+use crate::error::{ExitStatus, Failure};
+use crate::git::{GitError, GitRepository};
+use crate::output::{OutputFormat, Printer};
+use crate::template::go::{Template, Value};
+use crate::template::process_host::{ProcessHost, now_seconds};
+use crate::template::tera_dialect;
+use crate::version::branch;
+
+/// Failures before any image is built.
+#[derive(Debug, Error)]
+pub enum BuildCommandError {
+    /// Git metadata.
+    #[error(transparent)]
+    Git(#[from] GitError),
+    /// `sgr.toml` cannot be read or parsed.
+    #[error("{}: {message}", .path.display())]
+    Config {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        message: String,
+    },
+    /// The plan is invalid.
+    #[error(transparent)]
+    Plan(#[from] PlanError),
+    /// An image named on the command line is not in the plan.
+    #[error("no image {name} in the plan (images: {})", .known.join(", "))]
+    UnknownImage {
+        /// The name given.
+        name: String,
+        /// The plan's names.
+        known: Vec<String>,
+    },
+    /// A Dockerfile template failed to render.
+    #[error(transparent)]
+    Template(#[from] TemplateCommandError),
+    /// `--out-dir` cannot be written.
+    #[error("cannot write {}", .path.display())]
+    OutDir {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The engine cannot be reached.
+    #[error(transparent)]
+    Docker(#[from] DockerError),
+    /// Some builds failed.
+    #[error("{failed} of {total} image(s) failed to build")]
+    Failed {
+        /// Failed builds.
+        failed: usize,
+        /// All builds.
+        total: usize,
+    },
+}
+
+impl From<BuildCommandError> for Failure {
+    fn from(error: BuildCommandError) -> Self {
+        let (status, hint) = match &error {
+            BuildCommandError::Docker(DockerError::Unreachable { .. }) => (
+                ExitStatus::Usage,
+                Some("start the engine, or point DOCKER_HOST (or --docker-host) at it, e.g. DOCKER_HOST=unix:///run/user/1000/docker.sock".to_owned()),
+            ),
+            BuildCommandError::Plan(PlanError::SecretBuildArg { .. }) => (
+                ExitStatus::Usage,
+                Some("pass secrets at run time (an env var or a mounted file), never as build args".to_owned()),
+            ),
+            BuildCommandError::Plan(PlanError::NothingToBuild { .. }) => {
+                (ExitStatus::Usage, Some("add a Dockerfile, or describe the images in sgr.toml (docs/config.md)".to_owned()))
+            }
+            BuildCommandError::Failed { .. } | BuildCommandError::Docker(_) | BuildCommandError::OutDir { .. } => (ExitStatus::Failed, None),
+            BuildCommandError::Git(error) => (ExitStatus::Usage, error.hint()),
+            _ => (ExitStatus::Usage, None),
+        };
+        Self::new(error, status, hint)
+    }
+}
+
+/// One row of the summary.
+#[derive(Debug, Serialize)]
+struct BuildResult {
+    image: String,
+    tags: Vec<String>,
+    id: Option<String>,
+    size: Option<u64>,
+    context_files: Option<u64>,
+    context_bytes: Option<u64>,
+    seconds: f64,
+    result: &'static str,
+    error: Option<String>,
+}
+
+fn read_config(path: &Path) -> Result<Config, BuildCommandError> {
+    let text = std::fs::read_to_string(path).map_err(|error| BuildCommandError::Config {
+        path: path.to_path_buf(),
+        message: error.to_string(),
+    })?;
+    toml::from_str(&text).map_err(|error| BuildCommandError::Config {
+        path: path.to_path_buf(),
+        message: error.to_string().trim().replace('\n', " "),
+    })
+}
+
+fn extra_build_args(args: &BuildArgs) -> BTreeMap<String, String> {
+    args.build_args
+        .iter()
+        .map(|entry| match entry.split_once('=') {
+            Some((key, value)) => (key.to_owned(), value.to_owned()),
+            None => (entry.clone(), std::env::var(entry).unwrap_or_default()),
+        })
+        .collect()
+}
+
+/// Render one Dockerfile template with the shared context.
+fn render_dockerfile(
+    image: &PlannedImage,
+    top: &Path,
+    template_args: &TemplateArgs,
+    runtime: &tokio::runtime::Runtime,
+) -> Result<String, BuildCommandError> {
+    let path = top.join(&image.dockerfile);
+    let source = template::read_source(Some(&path))?;
+    let (context_value, _) = template::gather(template_args, &source, runtime)?;
+    let dialect = image
+        .dialect
+        .unwrap_or_else(|| plan::detect_dialect(&source.text));
+    let rendered = match dialect {
+        Dialect::Go => Template::parse(&source.text)
+            .and_then(|parsed| parsed.render(&Value::from(&context_value), &ProcessHost))
+            .map_err(|error| error.to_string()),
+        Dialect::Tera => tera_dialect::render(
+            &path.display().to_string(),
+            &source.text,
+            &context_value,
+            false,
+        )
+        .map_err(|error| error.to_string()),
+    };
+    rendered.map_err(|message| {
+        BuildCommandError::Template(TemplateCommandError::Template {
+            path: path.clone(),
+            message,
+        })
+    })
+}
+
+/// Run `sgr build`.
+///
+/// # Errors
+/// Bad configuration or templates (2), unreachable engine (2), failed builds (1).
+#[allow(clippy::too_many_lines)]
+pub fn run(
+    args: &BuildArgs,
+    global: &GlobalArgs,
+    printer: &Printer,
+    runtime: &tokio::runtime::Runtime,
+) -> Result<(), Failure> {
+    run_inner(args, global, printer, runtime).map_err(Failure::from)
+}
+
+#[allow(clippy::too_many_lines)]
+fn run_inner(
+    args: &BuildArgs,
+    global: &GlobalArgs,
+    printer: &Printer,
+    runtime: &tokio::runtime::Runtime,
+) -> Result<(), BuildCommandError> {
+    let repository = GitRepository::discover(&args.git_dir)?;
+    let top = repository.top_dir().to_path_buf();
+    let metadata = repository.metadata(&crate::env::process)?;
+    let config_path = args.config.clone().unwrap_or_else(|| top.join("sgr.toml"));
+    let config = if args.config.is_some() || config_path.exists() {
+        read_config(&config_path)?
+    } else {
+        Config::default()
+    };
+    let images = if config.images.is_empty() {
+        plan::default_images(&|path| top.join(path).is_file())
+    } else {
+        config.images.clone()
+    };
+    let template_args = TemplateArgs {
+        out: None,
+        values: Vec::new(),
+        set: Vec::new(),
+        values_files: Vec::new(),
+        module: top.clone(),
+        version_files: vec![PathBuf::from("README.md"), PathBuf::from("README.adoc")],
+        git_dir: args.git_dir.clone(),
+        print_context: false,
+        suppress_warnings: true,
+        error_warnings: false,
+    };
+    let version = ["README.md", "README.adoc"]
+        .iter()
+        .map(|name| top.join(name))
+        .find(|path| path.exists())
+        .and_then(|path| crate::version_file::VersionFile::read(&path).ok())
+        .and_then(|file| file.version().ok())
+        .map(|(version, _)| version);
+    let module = crate::template::context::scrub_module(
+        &top.file_name()
+            .map(|name| name.to_string_lossy().into_owned())
+            .unwrap_or_default(),
+    );
+    let naming = Naming {
+        org: args
+            .org
+            .clone()
+            .or(config.org.clone())
+            .unwrap_or_else(|| "leafai".to_owned()),
+        module: module.clone(),
+        branch: metadata.branch_slug.clone().unwrap_or_default(),
+        version: version
+            .as_ref()
+            .map(|version| branch::docker_tag(&version.to_string()))
+            .unwrap_or_default(),
+        short_hash: metadata.short_commit.clone().unwrap_or_default(),
+        user: metadata.user.name.clone(),
+        uid: metadata.user.uid.to_string(),
+        gid: metadata.user.gid.to_string(),
+    };
+    let (seconds, _) = now_seconds();
+    let mut labels = BTreeMap::new();
+    labels.insert(
+        "org.opencontainers.image.created".to_owned(),
+        crate::version::stamp::format_utc(seconds),
+    );
+    labels.insert(
+        "org.opencontainers.image.revision".to_owned(),
+        metadata.commit.clone().unwrap_or_default(),
+    );
+    labels.insert(
+        "org.opencontainers.image.version".to_owned(),
+        version
+            .as_ref()
+            .map(ToString::to_string)
+            .unwrap_or_default(),
+    );
+    labels.insert("dev.sgr.module".to_owned(), module);
+    labels.insert(
+        "dev.sgr.branch".to_owned(),
+        metadata
+            .branch
+            .as_ref()
+            .map(|branch| branch.name.clone())
+            .unwrap_or_default(),
+    );
+    if let Some(source) = metadata
+        .remote
+        .as_ref()
+        .and_then(crate::git::RemoteUrl::https)
+    {
+        labels.insert("org.opencontainers.image.source".to_owned(), source);
+    }
+    let mut planned = plan::plan(&images, &naming, &labels, &extra_build_args(args), &top)?;
+    if !args.images.is_empty() {
+        let known: Vec<String> = planned.iter().map(|image| image.name.clone()).collect();
+        for name in &args.images {
+            if !known.contains(name) {
+                return Err(BuildCommandError::UnknownImage {
+                    name: name.clone(),
+                    known,
+                });
+            }
+        }
+        planned.retain(|image| args.images.contains(&image.name));
+    }
+    let environment: Vec<(String, String)> = std::env::vars().collect();
+    for image in &planned {
+        plan::check_build_args(&image.build_args, &environment)?;
+    }
+    // Render every Dockerfile before building anything: a broken template stops the run early.
+    let mut rendered = Vec::with_capacity(planned.len());
+    for image in &planned {
+        rendered.push(render_dockerfile(image, &top, &template_args, runtime)?);
+    }
+    if let Some(out_dir) = &args.out_dir {
+        for (image, text) in planned.iter().zip(&rendered) {
+            let path = out_dir.join(format!(
+                "{}.Dockerfile",
+                image.name.replace(['/', ':'], "_")
+            ));
+            std::fs::create_dir_all(out_dir)
+                .and_then(|()| crate::atomic::write(&path, text.as_bytes()))
+                .map_err(|source| BuildCommandError::OutDir {
+                    path: path.clone(),
+                    source,
+                })?;
+            printer.detail(&format!("wrote {}", path.display()));
+        }
+    }
+    if global.dry_run {
+        let human = planned
+            .iter()
+            .map(|image| {
+                let args: Vec<String> = image
+                    .build_args
+                    .iter()
+                    .map(|(key, value)| format!("{key}={value}"))
+                    .collect();
+                format!(
+                    "{}  {}  context {}  {}",
+                    image.tags.join(","),
+                    image.dockerfile.display(),
+                    image.context.display(),
+                    if args.is_empty() {
+                        String::new()
+                    } else {
+                        format!("build args {}", args.join(" "))
+                    }
+                )
+            })
+            .collect::<Vec<_>>()
+            .join("\n");
+        return printer.result(human.trim_end(), &planned).map_err(|error| {
+            BuildCommandError::OutDir {
+                path: PathBuf::from("<stdout>"),
+                source: error,
+            }
+        });
+    }
+    let results = runtime.block_on(async {
+        let engine = Engine::connect(args.docker_host.as_deref()).await?;
+        printer.detail(&format!("engine {}", engine.host()));
+        let engine = &engine;
+        let builds = planned.iter().zip(rendered).map(|(image, dockerfile)| {
+            let context_directory = top.join(&image.context);
+            async move {
+                let started = Instant::now();
+                let ignore = context::read_ignore(&context_directory);
+                let outcome = match ignore {
+                    Err(error) => Err(DockerError::from(error)),
+                    Ok(ignore) => {
+                        let request = BuildRequest {
+                            image: image.name.clone(),
+                            context: context_directory,
+                            ignore,
+                            include_git: args.include_git,
+                            dockerfile: dockerfile.into_bytes(),
+                            tags: image.tags.clone(),
+                            build_args: image.build_args.clone(),
+                            labels: image.labels.clone(),
+                            no_cache: args.no_cache,
+                            pull: args.pull,
+                            target: args.target.clone().or_else(|| image.target.clone()),
+                            network: args.network.clone(),
+                        };
+                        let name = image.name.clone();
+                        engine
+                            .build(request, |line| printer.note(&format!("{name} | {line}")))
+                            .await
+                    }
+                };
+                (image, outcome, started.elapsed())
+            }
+        });
+        let outcomes: Vec<_> = futures_util::stream::iter(builds)
+            .buffer_unordered(usize::from(args.jobs))
+            .collect()
+            .await;
+        Ok::<_, BuildCommandError>(outcomes)
+    })?;
+    let mut rows = Vec::with_capacity(results.len());
+    let mut failed = 0;
+    for (image, outcome, elapsed) in results {
+        let row = match outcome {
+            Ok(built) => BuildResult {
+                image: image.name.clone(),
+                tags: image.tags.clone(),
+                id: Some(built.id),
+                size: Some(built.size),
+                context_files: Some(built.context.files),
+                context_bytes: Some(built.context.bytes),
+                seconds: elapsed.as_secs_f64(),
+                result: "built",
+                error: None,
+            },
+            Err(error) => {
+                failed += 1;
+                let message = Failure::new(error, ExitStatus::Failed, None).message();
+                printer.error(&message, None);
+                BuildResult {
+                    image: image.name.clone(),
+                    tags: image.tags.clone(),
+                    id: None,
+                    size: None,
+                    context_files: None,
+                    context_bytes: None,
+                    seconds: elapsed.as_secs_f64(),
+                    result: "failed",
+                    error: Some(message),
+                }
+            }
+        };
+        rows.push(row);
+    }
+    rows.sort_by(|left, right| left.image.cmp(&right.image));
+    let table = summary_table(&rows);
+    if printer.format() == OutputFormat::Json || !rows.is_empty() {
+        printer
+            .result(&table, &rows)
+            .map_err(|error| BuildCommandError::OutDir {
+                path: PathBuf::from("<stdout>"),
+                source: error,
+            })?;
+    }
+    if failed > 0 {
+        return Err(BuildCommandError::Failed {
+            failed,
+            total: rows.len(),
+        });
+    }
+    Ok(())
+}
+
+fn summary_table(rows: &[BuildResult]) -> String {
+    let mut lines = vec![[
+        "IMAGE".to_owned(),
+        "TAGS".to_owned(),
+        "ID".to_owned(),
+        "SIZE".to_owned(),
+        "TIME".to_owned(),
+        "RESULT".to_owned(),
+    ]];
+    for row in rows {
+        let id = row.id.as_deref().map_or_else(
+            || "-".to_owned(),
+            |id| id.trim_start_matches("sha256:").chars().take(12).collect(),
+        );
+        let size = row.size.map_or_else(
+            || "-".to_owned(),
+            |size| format!("{}.{} MB", size / 1_000_000, size % 1_000_000 / 100_000),
+        );
+        let tags: Vec<&str> = row
+            .tags
+            .iter()
+            .map(|tag| crate::docker::split_tag(tag).1)
+            .collect();
+        lines.push([
+            row.image.clone(),
+            tags.join(","),
+            id,
+            size,
+            format!("{:.1}s", row.seconds),
+            row.result.to_owned(),
+        ]);
+    }
+    let widths: Vec<usize> = (0..6)
+        .map(|column| {
+            lines
+                .iter()
+                .map(|line| line[column].chars().count())
+                .max()
+                .unwrap_or(0)
+        })
+        .collect();
+    lines
+        .iter()
+        .map(|line| {
+            line.iter()
+                .zip(&widths)
+                .map(|(cell, width)| format!("{cell:<width$}"))
+                .collect::<Vec<_>>()
+                .join("  ")
+                .trim_end()
+                .to_owned()
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
