@@ -251,3 +251,26 @@ fn bad_input_and_unreachable_engine_exit_2() -> TestResult {
         .stderr(contains("missing.toml"));
     Ok(())
 }
+
+#[test]
+fn the_json_schema_describes_the_config() -> TestResult {
+    let schema: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/sgr.schema.json"))?)?;
+    let keys = |value: &serde_json::Value| -> Vec<String> {
+        let mut keys: Vec<String> = value.as_object().map(|map| map.keys().cloned().collect()).unwrap_or_default();
+        keys.sort();
+        keys
+    };
+    assert_eq!(keys(&schema["properties"]), ["image", "org"]);
+    // Every field of [[image]] that the parser accepts, and no other.
+    let full = sgr::build::plan::ImageConfig {
+        name: "n".into(),
+        dockerfile: "D".into(),
+        context: Some(".".into()),
+        tags: vec!["t".into()],
+        build_args: [("A".to_owned(), "b".to_owned())].into_iter().collect(),
+        target: Some("t".into()),
+        dialect: Some(sgr::build::plan::Dialect::Go),
+    };
+    assert_eq!(keys(&schema["$defs"]["image"]["properties"]), keys(&serde_json::to_value(full)?));
+    Ok(())
+}
