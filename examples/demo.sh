@@ -36,7 +36,14 @@ else
         --bridge=none --iptables=false --ip-masq=false --containerd-namespace sgr-demo \
         --containerd-plugins-namespace sgr-demo-plugins >"$WORK/dockerd.log" 2>&1 </dev/null &
     DOCKERD=$!
-    trap 'kill -TERM -- -$DOCKERD 2>/dev/null; wait $DOCKERD 2>/dev/null; grep -o " $WORK[^ ]*" /proc/mounts | sort -r | while read -r m; do umount -l "$m"; done; rm -rf "$WORK"' EXIT
+    stop_engine() {
+        set +e
+        kill -TERM -- "-$DOCKERD" 2>/dev/null
+        wait "$DOCKERD" 2>/dev/null
+        grep -o " $WORK[^ ]*" /proc/mounts | sort -r | while read -r mount; do umount -l "$mount"; done
+        rm -rf "$WORK"
+    }
+    trap stop_engine EXIT
     for _ in $(seq 1 150); do engine_answers "$HOST" && break; sleep 0.2; done
     engine_answers "$HOST" || { tail -n 20 "$WORK/dockerd.log" >&2; log "dockerd did not start"; exit 1; }
 fi
