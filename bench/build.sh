@@ -1,0 +1,93 @@
+#!/usr/bin/env bash
+# `sgr build` against `docker build` (classic builder, DOCKER_BUILDKIT=0) on the same engine
+# and the same context: about 1 GiB in 20 000 files, no cache, `FROM scratch` + `COPY . /ctx`.
+# Reports the median wall time of RUNS builds each, their ratio, and sgr's peak RSS
+# (/usr/bin/time), also for a context ten times smaller to show RSS does not grow with it.
+#
+# Usage: bench/build.sh [RUNS]   (needs docker.io for dockerd and the docker CLI, and time)
+# Uses DOCKER_HOST when it answers; otherwise starts a private dockerd under /tmp.
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+RUNS=${1:-5}
+WORK=${SGR_BENCH_WORK:-$ROOT/bench/work}
+mkdir -p "$WORK"
+cargo build --release --locked -p sgr --manifest-path "$ROOT/Cargo.toml" >&2
+SGR=$ROOT/target/release/sgr
+
+engine_answers() { curl -sf --max-time 2 --unix-socket "${1#unix://}" http://localhost/_ping >/dev/null 2>&1; }
+HOST=${DOCKER_HOST:-unix:///var/run/docker.sock}
+if ! { [[ "$HOST" == unix://* ]] && engine_answers "$HOST"; }; then
+    ENGINE=$(mktemp -d /tmp/sgr-bench.XXXXXX)
+    HOST="unix://$ENGINE/docker.sock"
+    setsid dockerd --data-root "$ENGINE/data" --exec-root "$ENGINE/exec" -H "$HOST" --bridge=none --iptables=false \
+        --ip-masq=false --containerd-namespace sgr-bench --containerd-plugins-namespace sgr-bench-plugins \
+        >"$ENGINE/dockerd.log" 2>&1 </dev/null &
+    DOCKERD=$!
+    stop_engine() {
+        set +e
+        kill -TERM -- "-$DOCKERD" 2>/dev/null
+        wait "$DOCKERD" 2>/dev/null
+        grep -o " $ENGINE[^ ]*" /proc/mounts | sort -r | while read -r mount; do umount -l "$mount"; done
+        rm -rf "$ENGINE"
+    }
+    trap stop_engine EXIT
+    for _ in $(seq 1 150); do engine_answers "$HOST" && break; sleep 0.2; done
+fi
+export DOCKER_HOST=$HOST
+
+# make_context DIR FILES BYTES_PER_FILE
+make_context() {
+    local directory=$1
+    if [ -f "$directory/.complete" ]; then return; fi
+    rm -rf "$directory"
+    mkdir -p "$directory"
+    python3 - "$directory" "$2" "$3" <<'PY'
+import os, sys
+root, files, size = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+block = os.urandom(size)
+for index in range(files):
+    directory = os.path.join(root, "data", f"{index // 1000:03d}")
+    os.makedirs(directory, exist_ok=True)
+    with open(os.path.join(directory, f"{index:05d}.bin"), "wb") as handle:
+        handle.write(block[index % 97:] + block[:index % 97])
+PY
+    printf 'FROM scratch\nCOPY . /ctx\n' >"$directory/Dockerfile"
+    printf '.git\nDockerfile\n' >"$directory/.dockerignore"
+    printf 'Version: <repo-version>1.0.0</repo-version>\n' >"$directory/README.md"
+    printf '[[image]]\nname = "sgr-bench/ctx"\ndockerfile = "Dockerfile"\ncontext = "."\ntags = ["bench"]\n' >"$directory/sgr.toml"
+    git -C "$directory" init -q -b main
+    touch "$directory/.complete"
+}
+
+median() { sort -n | awk '{ values[NR] = $1 } END { print values[int((NR + 1) / 2)] }'; }
+
+# run_builds DIR LABEL: prints "docker_median sgr_median sgr_rss_max_kib"
+run_builds() {
+    local directory=$1 docker_times=() sgr_times=() rss=0 start end kib
+    for run in $(seq 1 "$RUNS"); do
+        docker rmi -f sgr-bench/ctx:bench >/dev/null 2>&1 || true
+        start=$(date +%s.%N)
+        DOCKER_BUILDKIT=0 docker build -q --no-cache -t sgr-bench/ctx:bench "$directory" >/dev/null 2>&1
+        end=$(date +%s.%N)
+        docker_times+=("$(echo "$end - $start" | bc)")
+        docker rmi -f sgr-bench/ctx:bench >/dev/null 2>&1 || true
+        start=$(date +%s.%N)
+        /usr/bin/time -f '%M' -o "$WORK/rss" "$SGR" build -q --no-cache --git "$directory" >/dev/null
+        end=$(date +%s.%N)
+        sgr_times+=("$(echo "$end - $start" | bc)")
+        kib=$(tail -n 1 "$WORK/rss")
+        [ "$kib" -gt "$rss" ] && rss=$kib
+        echo "  run $run: docker ${docker_times[-1]} s, sgr ${sgr_times[-1]} s, sgr RSS $kib KiB" >&2
+    done
+    docker rmi -f sgr-bench/ctx:bench >/dev/null 2>&1 || true
+    echo "$(printf '%s\n' "${docker_times[@]}" | median) $(printf '%s\n' "${sgr_times[@]}" | median) $rss"
+}
+
+make_context "$WORK/ctx-1g" 20000 53687
+make_context "$WORK/ctx-100m" 2000 53687
+echo "context 1 GiB: $(du -sh --apparent-size "$WORK/ctx-1g/data" | cut -f1) in $(find "$WORK/ctx-1g/data" -type f | wc -l) files" >&2
+read -r docker_large sgr_large rss_large < <(run_builds "$WORK/ctx-1g")
+read -r _ _ rss_small < <(RUNS=1 run_builds "$WORK/ctx-100m")
+echo "1 GiB / 20 000 files: docker build median ${docker_large} s, sgr build median ${sgr_large} s, ratio $(echo "scale=2; $sgr_large / $docker_large" | bc)"
+echo "sgr peak RSS: $((rss_large / 1024)) MiB with 1 GiB, $((rss_small / 1024)) MiB with 100 MiB"
