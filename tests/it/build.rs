@@ -254,9 +254,14 @@ fn bad_input_and_unreachable_engine_exit_2() -> TestResult {
 
 #[test]
 fn the_json_schema_describes_the_config() -> TestResult {
-    let schema: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/sgr.schema.json"))?)?;
+    let schema: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/sgr.schema.json"),
+    )?)?;
     let keys = |value: &serde_json::Value| -> Vec<String> {
-        let mut keys: Vec<String> = value.as_object().map(|map| map.keys().cloned().collect()).unwrap_or_default();
+        let mut keys: Vec<String> = value
+            .as_object()
+            .map(|map| map.keys().cloned().collect())
+            .unwrap_or_default();
         keys.sort();
         keys
     };
@@ -271,6 +276,9 @@ fn the_json_schema_describes_the_config() -> TestResult {
         target: Some("t".into()),
         dialect: Some(sgr::build::plan::Dialect::Go),
     };
-    assert_eq!(keys(&schema["$defs"]["image"]["properties"]), keys(&serde_json::to_value(full)?));
+    assert_eq!(
+        keys(&schema["$defs"]["image"]["properties"]),
+        keys(&serde_json::to_value(full)?)
+    );
     Ok(())
 }
