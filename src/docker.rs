@@ -93,6 +93,8 @@ pub struct BuildRequest {
     pub target: Option<String>,
     /// `--network`.
     pub network: Option<String>,
+    /// Counts the context bytes sent, for progress.
+    pub sent: std::sync::Arc<std::sync::atomic::AtomicU64>,
 }
 
 /// A built image.
@@ -110,6 +112,7 @@ pub struct BuiltImage {
 struct ChannelWriter {
     sender: mpsc::Sender<Bytes>,
     buffer: Vec<u8>,
+    sent: std::sync::Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl Write for ChannelWriter {
@@ -129,6 +132,8 @@ impl Write for ChannelWriter {
             &mut self.buffer,
             Vec::with_capacity(CHUNK),
         ));
+        self.sent
+            .fetch_add(chunk.len() as u64, std::sync::atomic::Ordering::Relaxed);
         self.sender.blocking_send(chunk).map_err(|_| {
             io::Error::new(
                 io::ErrorKind::BrokenPipe,
@@ -164,6 +169,29 @@ impl Engine {
         Ok(Self { docker, host })
     }
 
+    /// Give image `id` every one of `tags`.
+    async fn tag_all(
+        &self,
+        id: &str,
+        tags: impl Iterator<Item = &String>,
+    ) -> Result<(), DockerError> {
+        for tag in tags {
+            let (repository, tag_name) = split_tag(tag);
+            let options = TagImageOptionsBuilder::default()
+                .repo(repository)
+                .tag(tag_name)
+                .build();
+            self.docker
+                .tag_image(id, Some(options))
+                .await
+                .map_err(|source| DockerError::Api {
+                    action: format!("tagging {id} as {tag}"),
+                    source,
+                })?;
+        }
+        Ok(())
+    }
+
     /// The address in use.
     #[must_use]
     pub fn host(&self) -> &str {
@@ -193,12 +221,14 @@ impl Engine {
             pull,
             target,
             network,
+            sent,
         } = request;
         let (sender, mut receiver) = mpsc::channel::<Bytes>(8);
         let writer = tokio::task::spawn_blocking(move || {
             let sink = ChannelWriter {
                 sender,
                 buffer: Vec::with_capacity(CHUNK),
+                sent,
             };
             context::write_context(&directory, &ignore, include_git, &dockerfile, sink)
         });
@@ -248,20 +278,7 @@ impl Engine {
                 last_lines,
             });
         };
-        for tag in tags.iter().skip(1) {
-            let (repository, tag_name) = split_tag(tag);
-            let options = TagImageOptionsBuilder::default()
-                .repo(repository)
-                .tag(tag_name)
-                .build();
-            self.docker
-                .tag_image(&id, Some(options))
-                .await
-                .map_err(|source| DockerError::Api {
-                    action: format!("tagging {id} as {tag}"),
-                    source,
-                })?;
-        }
+        self.tag_all(&id, tags.iter().skip(1)).await?;
         let inspected =
             self.docker
                 .inspect_image(&id)

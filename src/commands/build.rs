@@ -340,6 +340,11 @@ fn run_inner(
             }
         });
     }
+    let progress = crate::output::progress::BuildProgress::new(
+        printer,
+        printer.interactive() && printer.format() == OutputFormat::Human,
+    );
+    let progress = &progress;
     let results = runtime.block_on(async {
         let engine = Engine::connect(args.docker_host.as_deref()).await?;
         printer.detail(&format!("engine {}", engine.host()));
@@ -347,6 +352,7 @@ fn run_inner(
         let builds = planned.iter().zip(rendered).map(|(image, dockerfile)| {
             let context_directory = top.join(&image.context);
             async move {
+                let mut tracker = progress.image(&image.name);
                 let started = Instant::now();
                 let ignore = context::read_ignore(&context_directory);
                 let outcome = match ignore {
@@ -365,13 +371,12 @@ fn run_inner(
                             pull: args.pull,
                             target: args.target.clone().or_else(|| image.target.clone()),
                             network: args.network.clone(),
+                            sent: std::sync::Arc::clone(&tracker.sent),
                         };
-                        let name = image.name.clone();
-                        engine
-                            .build(request, |line| printer.note(&format!("{name} | {line}")))
-                            .await
+                        engine.build(request, |line| tracker.line(line)).await
                     }
                 };
+                tracker.finish(if outcome.is_ok() { "built" } else { "failed" });
                 (image, outcome, started.elapsed())
             }
         });

@@ -4,6 +4,8 @@
 //! `--output json`); warnings, notes and errors go to stderr, coloured only
 //! on a terminal and never when `NO_COLOR` is set.
 
+pub mod progress;
+
 use std::io::{self, IsTerminal, Write};
 
 use clap::ValueEnum;
@@ -61,6 +63,12 @@ impl Printer {
             verbose,
             color,
         }
+    }
+
+    /// Whether progress bars belong on stderr: a terminal, and messages wanted.
+    #[must_use]
+    pub fn interactive(&self) -> bool {
+        !self.quiet && io::stderr().is_terminal()
     }
 
     /// The output format.
