@@ -15,26 +15,9 @@ mkdir -p "$WORK"
 cargo build --release --locked -p sgr --manifest-path "$ROOT/Cargo.toml" >&2
 SGR=$ROOT/target/release/sgr
 
-engine_answers() { curl -sf --max-time 2 --unix-socket "${1#unix://}" http://localhost/_ping >/dev/null 2>&1; }
-HOST=${DOCKER_HOST:-unix:///var/run/docker.sock}
-if ! { [[ "$HOST" == unix://* ]] && engine_answers "$HOST"; }; then
-    ENGINE=$(mktemp -d /tmp/sgr-bench.XXXXXX)
-    HOST="unix://$ENGINE/docker.sock"
-    setsid dockerd --data-root "$ENGINE/data" --exec-root "$ENGINE/exec" -H "$HOST" --bridge=none --iptables=false \
-        --ip-masq=false --containerd-namespace sgr-bench --containerd-plugins-namespace sgr-bench-plugins \
-        >"$ENGINE/dockerd.log" 2>&1 </dev/null &
-    DOCKERD=$!
-    stop_engine() {
-        set +e
-        kill -TERM -- "-$DOCKERD" 2>/dev/null
-        wait "$DOCKERD" 2>/dev/null
-        grep -o " $ENGINE[^ ]*" /proc/mounts | sort -r | while read -r mount; do umount -l "$mount"; done
-        rm -rf "$ENGINE"
-    }
-    trap stop_engine EXIT
-    for _ in $(seq 1 150); do engine_answers "$HOST" && break; sleep 0.2; done
-fi
-export DOCKER_HOST=$HOST
+# shellcheck source=../scripts/lib/engine.sh
+. "$ROOT/scripts/lib/engine.sh"
+ensure_engine sgr-bench
 
 # make_context DIR FILES BYTES_PER_FILE
 make_context() {

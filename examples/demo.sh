@@ -24,27 +24,7 @@ install -m 0755 /bin/busybox examples/hello/busybox
 cargo build --release --locked -p sgr >&2
 SGR=$ROOT/target/release/sgr
 
-engine_answers() { curl -sf --max-time 2 --unix-socket "${1#unix://}" http://localhost/_ping >/dev/null 2>&1; }
-HOST=${DOCKER_HOST:-unix:///var/run/docker.sock}
-if [[ "$HOST" == unix://* ]] && engine_answers "$HOST"; then
-    log "using the engine at $HOST"
-else
-    WORK=$(mktemp -d /tmp/sgr-demo.XXXXXX)
-    HOST="unix://$WORK/docker.sock"
-    log "starting a private dockerd at $HOST"
-    setsid dockerd --data-root "$WORK/data" --exec-root "$WORK/exec" --pidfile "$WORK/docker.pid" -H "$HOST" \
-        --bridge=none --iptables=false --ip-masq=false --containerd-namespace sgr-demo \
-        --containerd-plugins-namespace sgr-demo-plugins >"$WORK/dockerd.log" 2>&1 </dev/null &
-    DOCKERD=$!
-    stop_engine() {
-        set +e
-        kill -TERM -- "-$DOCKERD" 2>/dev/null
-        wait "$DOCKERD" 2>/dev/null
-        grep -o " $WORK[^ ]*" /proc/mounts | sort -r | while read -r mount; do umount -l "$mount"; done
-        rm -rf "$WORK"
-    }
-    trap stop_engine EXIT
-    for _ in $(seq 1 150); do engine_answers "$HOST" && break; sleep 0.2; done
-    engine_answers "$HOST" || { tail -n 20 "$WORK/dockerd.log" >&2; log "dockerd did not start"; exit 1; }
-fi
-DOCKER_HOST=$HOST "$SGR" build --config examples/sgr.toml
+# shellcheck source=../scripts/lib/engine.sh
+. "$ROOT/scripts/lib/engine.sh"
+ensure_engine sgr-demo
+"$SGR" build --config examples/sgr.toml
