@@ -13,6 +13,7 @@ as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
 
 missing=()
 command -v dockerd >/dev/null || missing+=(docker.io)
+command -v curl >/dev/null || missing+=(curl)
 [ -x /bin/busybox ] || missing+=(busybox-static)
 if [ ${#missing[@]} -gt 0 ]; then
     log "installing ${missing[*]}"
