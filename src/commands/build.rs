@@ -9,7 +9,7 @@ use futures_util::StreamExt;
 use serde::Serialize;
 use thiserror::Error;
 
-use super::template::{self, TemplateCommandError};
+use super::template::{self, Source, TemplateCommandError};
 use crate::build::context;
 use crate::build::plan::{self, Config, Dialect, Naming, PlanError, PlannedImage};
 use crate::cli::GlobalArgs;
@@ -131,34 +131,30 @@ fn extra_build_args(args: &BuildArgs) -> BTreeMap<String, String> {
         .collect()
 }
 
-/// Render one Dockerfile template with the shared context.
+/// Render one Dockerfile template, in its dialect, with the shared context.
 fn render_dockerfile(
     image: &PlannedImage,
-    top: &Path,
-    template_args: &TemplateArgs,
-    runtime: &tokio::runtime::Runtime,
+    source: &Source,
+    context_value: &serde_json::Value,
 ) -> Result<String, BuildCommandError> {
-    let path = top.join(&image.dockerfile);
-    let source = template::read_source(Some(&path))?;
-    let (context_value, _) = template::gather(template_args, &source, runtime)?;
     let dialect = image
         .dialect
         .unwrap_or_else(|| plan::detect_dialect(&source.text));
     let rendered = match dialect {
         Dialect::Go => Template::parse(&source.text)
-            .and_then(|parsed| parsed.render(&Value::from(&context_value), &ProcessHost))
+            .and_then(|parsed| parsed.render(&Value::from(context_value), &ProcessHost))
             .map_err(|error| error.to_string()),
         Dialect::Tera => tera_dialect::render(
-            &path.display().to_string(),
+            &source.path.display().to_string(),
             &source.text,
-            &context_value,
+            context_value,
             false,
         )
         .map_err(|error| error.to_string()),
     };
     rendered.map_err(|message| {
         BuildCommandError::Template(TemplateCommandError::Template {
-            path: path.clone(),
+            path: source.path.clone(),
             message,
         })
     })
@@ -168,7 +164,6 @@ fn render_dockerfile(
 ///
 /// # Errors
 /// Bad configuration or templates (2), unreachable engine (2), failed builds (1).
-#[allow(clippy::too_many_lines)]
 pub fn run(
     args: &BuildArgs,
     global: &GlobalArgs,
@@ -291,10 +286,26 @@ fn run_inner(
         plan::check_build_args(&image.build_args, &environment)?;
     }
     // Render every Dockerfile before building anything: a broken template stops the run early.
-    let mut rendered = Vec::with_capacity(planned.len());
-    for image in &planned {
-        rendered.push(render_dockerfile(image, &top, &template_args, runtime)?);
-    }
+    // One context serves them all (git, version file and AWS are read once); `awsecr` is looked
+    // up when any of them mentions it.
+    let sources = planned
+        .iter()
+        .map(|image| template::read_source(Some(&top.join(&image.dockerfile))))
+        .collect::<Result<Vec<_>, _>>()?;
+    let all_templates = Source {
+        path: top.clone(),
+        text: sources
+            .iter()
+            .map(|source| source.text.as_str())
+            .collect::<Vec<_>>()
+            .join("\n"),
+    };
+    let (context_value, _) = template::gather(&template_args, &all_templates, runtime)?;
+    let rendered = planned
+        .iter()
+        .zip(&sources)
+        .map(|(image, source)| render_dockerfile(image, source, &context_value))
+        .collect::<Result<Vec<_>, _>>()?;
     if let Some(out_dir) = &args.out_dir {
         for (image, text) in planned.iter().zip(&rendered) {
             let path = out_dir.join(format!(

@@ -26,23 +26,17 @@ pub fn run(
         path: source.path.clone(),
         message: error.to_string(),
     })?;
-    let (context, warnings) = template::gather(&args.template_args, &source, runtime)?;
-    if args.template_args.print_context {
-        return template::print_context(
-            &args.template_args,
-            &context,
-            &warnings,
-            global.dry_run,
-            printer,
-        )
-        .map_err(Failure::from);
-    }
-    let rendered = parsed
-        .render_with(&Value::from(&context), &ProcessHost, args.strict)
-        .map_err(|error| TemplateCommandError::Template {
-            path: source.path.clone(),
-            message: error.to_string(),
-        })?;
-    template::report_warnings(&args.template_args, &warnings, printer)?;
-    template::emit(&args.template_args, &rendered, global.dry_run, printer).map_err(Failure::from)
+    template::render_and_emit(
+        &args.template_args,
+        &source,
+        global.dry_run,
+        printer,
+        runtime,
+        |context| {
+            parsed
+                .render_with(&Value::from(context), &ProcessHost, args.strict)
+                .map_err(|error| error.to_string())
+        },
+    )
+    .map_err(Failure::from)
 }

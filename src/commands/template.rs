@@ -311,6 +311,33 @@ pub fn masked(context: &Value) -> Value {
     shown
 }
 
+/// What `sgr render` and `sgr stencil` do once their template is read: gather
+/// the context, then either print it (`--print-context`) or render with
+/// `render`, report warnings, and write the result.
+///
+/// # Errors
+/// Bad values, a failed render (named with the template's path), warnings
+/// with `--error-warnings`, or a failed write.
+pub fn render_and_emit(
+    args: &TemplateArgs,
+    source: &Source,
+    dry_run: bool,
+    printer: &Printer,
+    runtime: &tokio::runtime::Runtime,
+    render: impl FnOnce(&Value) -> Result<String, String>,
+) -> Result<(), TemplateCommandError> {
+    let (context, warnings) = gather(args, source, runtime)?;
+    if args.print_context {
+        return print_context(args, &context, &warnings, dry_run, printer);
+    }
+    let rendered = render(&context).map_err(|message| TemplateCommandError::Template {
+        path: source.path.clone(),
+        message,
+    })?;
+    report_warnings(args, &warnings, printer)?;
+    emit(args, &rendered, dry_run, printer)
+}
+
 /// `--print-context`: the variables as JSON (secret-looking environment values masked).
 ///
 /// # Errors
