@@ -166,6 +166,9 @@ start_registries() {
     port=$(free_port)
     password=$(head -c 18 /dev/urandom | base64 | tr -d '/+=')
     htpasswd -Bbn sgr-test "$password" >"$dir/htpasswd" 2>/dev/null
+    # moto's ECR token is always AWS:<account>-auth-token; with this user the registry stands
+    # in for ECR's endpoint (SGR_ECR_REGISTRY_OVERRIDE), so an ECR push proves the token was used.
+    htpasswd -Bbn AWS 123456789012-auth-token >>"$dir/htpasswd" 2>/dev/null
     registry_config "$dir" "$port" "  htpasswd: {realm: sgr-test, path: $dir/htpasswd}"
     start registry docker-registry serve "$dir/config.yml"
     export SGR_TEST_REGISTRY="127.0.0.1:$port" SGR_TEST_REGISTRY_USERNAME=sgr-test SGR_TEST_REGISTRY_PASSWORD="$password"
@@ -176,6 +179,7 @@ start_registries() {
     registry_port=$(free_port)
     export TOKEN_SERVICE_AAD_TOKEN="aad-$(head -c 12 /dev/urandom | od -An -tx1 | tr -d ' \n')"
     export TOKEN_SERVICE_ADMIN_USER=sgrtest TOKEN_SERVICE_ADMIN_PASSWORD="$password"
+    export TOKEN_SERVICE_IDENTITY_HEADER="identity-$(head -c 8 /dev/urandom | od -An -tx1 | tr -d ' \n')"
     start token-service "$VENV/bin/python" "$ROOT/scripts/services/token_service.py" --port "$token_port" --cert "$token_dir/cert.pem"
     wait_for token-service 30 http_ok "http://127.0.0.1:$token_port/healthz"
     registry_config "$token_dir" "$registry_port" "  token:
@@ -186,6 +190,7 @@ start_registries() {
     start token-registry docker-registry serve "$token_dir/config.yml"
     export SGR_TEST_TOKEN_REGISTRY="127.0.0.1:$registry_port" SGR_TEST_TOKEN_SERVICE="http://127.0.0.1:$token_port"
     export SGR_TEST_AAD_TOKEN="$TOKEN_SERVICE_AAD_TOKEN"
+    export SGR_TEST_IDENTITY_ENDPOINT="http://127.0.0.1:$token_port/msi/token" SGR_TEST_IDENTITY_HEADER="$TOKEN_SERVICE_IDENTITY_HEADER"
 }
 
 start_moto() {

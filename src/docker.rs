@@ -8,9 +8,13 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use bollard::Docker;
-use bollard::query_parameters::{BuildImageOptionsBuilder, TagImageOptionsBuilder};
+use bollard::auth::DockerCredentials;
+use bollard::query_parameters::{
+    BuildImageOptionsBuilder, PushImageOptionsBuilder, TagImageOptionsBuilder,
+};
 use bytes::Bytes;
 use futures_util::StreamExt;
+use serde::Serialize;
 use thiserror::Error;
 use tokio::sync::mpsc;
 
@@ -58,6 +62,102 @@ pub enum DockerError {
         #[source]
         source: bollard::errors::Error,
     },
+}
+
+/// How a push failed, which decides what sgr does next.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PushFailureKind {
+    /// The registry refused the credentials: fetch new ones and try again once.
+    Auth,
+    /// 5xx, 429, a dropped connection: try again after a pause.
+    Transient,
+    /// Anything else: give up on this image.
+    Fatal,
+}
+
+/// A failed push, as the engine reported it.
+#[derive(Debug, Error)]
+#[error("pushing {target} failed: {message}")]
+pub struct PushError {
+    /// `registry/repository:tag`.
+    pub target: String,
+    /// The engine's message (registry errors are relayed in it).
+    pub message: String,
+    /// What kind of failure it is.
+    pub kind: PushFailureKind,
+}
+
+/// Sort an engine push error into auth, transient or fatal.
+#[must_use]
+pub fn classify_push_error(message: &str) -> PushFailureKind {
+    let text = message.to_ascii_lowercase();
+    if [
+        "unauthorized",
+        "authentication required",
+        "no basic auth credentials",
+        "invalid credentials",
+        "denied",
+    ]
+    .iter()
+    .any(|needle| text.contains(needle))
+    {
+        return PushFailureKind::Auth;
+    }
+    // Docker relays registry answers as "received unexpected HTTP status: 503 Service Unavailable".
+    let status = text
+        .split("status: ")
+        .skip(1)
+        .find_map(|rest| rest.get(..3)?.parse::<u16>().ok());
+    if status.is_some_and(|code| code >= 500 || code == 429) {
+        return PushFailureKind::Transient;
+    }
+    if [
+        "500 internal server error",
+        "502 bad gateway",
+        "503 service unavailable",
+        "504 gateway",
+        "status 500",
+        "status 502",
+        "status 503",
+        "429",
+        "toomanyrequests",
+        "too many requests",
+        "connection reset",
+        "connection refused",
+        "broken pipe",
+        "unexpected eof",
+        ": eof",
+        "i/o timeout",
+        "tls handshake timeout",
+        "timeout exceeded",
+    ]
+    .iter()
+    .any(|needle| text.contains(needle))
+    {
+        return PushFailureKind::Transient;
+    }
+    PushFailureKind::Fatal
+}
+
+/// One progress message of a push.
+#[derive(Debug, Default)]
+pub struct PushUpdate {
+    /// The engine's status text (`Pushing`, `Layer already exists`, …).
+    pub status: String,
+    /// Bytes of the current layer sent so far.
+    pub current: Option<u64>,
+    /// Size of the current layer.
+    pub total: Option<u64>,
+}
+
+/// A local image.
+#[derive(Debug, Clone)]
+pub struct LocalImage {
+    /// `sha256:…`: the config digest, which a registry manifest names too.
+    pub id: String,
+    /// `registry/repository@sha256:…` of earlier pushes and pulls.
+    pub repo_digests: Vec<String>,
 }
 
 /// The engine sgr talks to.
@@ -190,6 +290,91 @@ impl Engine {
                 })?;
         }
         Ok(())
+    }
+
+    /// The local image `reference` (name:tag or id), or `None` when there is none.
+    ///
+    /// # Errors
+    /// The engine fails.
+    pub async fn inspect(&self, reference: &str) -> Result<Option<LocalImage>, DockerError> {
+        match self.docker.inspect_image(reference).await {
+            Ok(image) => Ok(image.id.map(|id| LocalImage {
+                id,
+                repo_digests: image.repo_digests.unwrap_or_default(),
+            })),
+            Err(bollard::errors::Error::DockerResponseServerError {
+                status_code: 404, ..
+            }) => Ok(None),
+            Err(source) => Err(DockerError::Api {
+                action: format!("inspecting {reference}"),
+                source,
+            }),
+        }
+    }
+
+    /// Give the image `source` the name `target` (`registry/repository:tag`).
+    ///
+    /// # Errors
+    /// The engine fails.
+    pub async fn tag(&self, source: &str, target: &str) -> Result<(), DockerError> {
+        self.tag_all(source, std::iter::once(&target.to_owned()))
+            .await
+    }
+
+    /// Push `target` (`registry/repository:tag`, already tagged locally) with
+    /// `credentials`; `on_update` sees each progress message. Returns the
+    /// manifest digest the registry stored, when the engine reports it.
+    ///
+    /// # Errors
+    /// Any error item of the stream (the engine reports registry refusals as
+    /// items of a successful response), classified for retrying.
+    pub async fn push(
+        &self,
+        target: &str,
+        credentials: Option<DockerCredentials>,
+        mut on_update: impl FnMut(&PushUpdate) + Send,
+    ) -> Result<Option<String>, PushError> {
+        let (repository, tag) = split_tag(target);
+        let options = PushImageOptionsBuilder::default().tag(tag).build();
+        let mut stream = self
+            .docker
+            .push_image(repository, Some(options), credentials);
+        let mut digest = None;
+        let failure = |message: String| PushError {
+            target: target.to_owned(),
+            kind: classify_push_error(&message),
+            message,
+        };
+        while let Some(item) = stream.next().await {
+            let info = item.map_err(|error| failure(error.to_string()))?;
+            if let Some(detail) = info.error_detail {
+                return Err(failure(
+                    detail
+                        .message
+                        .unwrap_or_else(|| "the engine reported an error".to_owned()),
+                ));
+            }
+            let status = info.status.unwrap_or_default();
+            if let Some(found) = status
+                .split_whitespace()
+                .skip_while(|word| *word != "digest:")
+                .nth(1)
+            {
+                digest = Some(found.to_owned());
+            }
+            let (current, total) = info.progress_detail.map_or((None, None), |detail| {
+                (
+                    detail.current.and_then(|value| u64::try_from(value).ok()),
+                    detail.total.and_then(|value| u64::try_from(value).ok()),
+                )
+            });
+            on_update(&PushUpdate {
+                status,
+                current,
+                total,
+            });
+        }
+        Ok(digest)
     }
 
     /// The address in use.
@@ -351,6 +536,42 @@ pub fn split_tag(reference: &str) -> (&str, &str) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn push_errors_are_classified() {
+        assert_eq!(
+            classify_push_error("unauthorized: authentication required"),
+            PushFailureKind::Auth
+        );
+        assert_eq!(
+            classify_push_error("denied: requested access to the resource is denied"),
+            PushFailureKind::Auth
+        );
+        assert_eq!(
+            classify_push_error("received unexpected HTTP status: 500 Internal Server Error"),
+            PushFailureKind::Transient
+        );
+        assert_eq!(
+            classify_push_error(
+                "Put \"http://r/v2/x/blobs/uploads/1\": read tcp: connection reset by peer"
+            ),
+            PushFailureKind::Transient
+        );
+        assert_eq!(
+            classify_push_error(
+                "Docker stream error: received unexpected HTTP status: 502 Injected"
+            ),
+            PushFailureKind::Transient
+        );
+        assert_eq!(
+            classify_push_error("received unexpected HTTP status: 404 Not Found"),
+            PushFailureKind::Fatal
+        );
+        assert_eq!(
+            classify_push_error("manifest invalid: manifest invalid"),
+            PushFailureKind::Fatal
+        );
+    }
 
     #[test]
     fn tags_split_at_the_last_colon_after_the_last_slash() {

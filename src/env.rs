@@ -44,3 +44,19 @@ pub const CI_BRANCH_VARIABLES: [&str; 6] = [
 pub fn process(name: &str) -> Option<String> {
     std::env::var(name).ok()
 }
+
+/// ACR user (admin user or scope-map token) instead of the Entra chain.
+pub const ACR_USERNAME: &str = "SGR_ACR_USERNAME";
+/// Its password.
+pub const ACR_PASSWORD: &str = "SGR_ACR_PASSWORD";
+/// User for `--registry` hosts, instead of Docker's configuration.
+pub const REGISTRY_USERNAME: &str = "SGR_REGISTRY_USERNAME";
+/// Its password.
+pub const REGISTRY_PASSWORD: &str = "SGR_REGISTRY_PASSWORD";
+/// The ACR registry name or host, as build.sh read it.
+pub const AZURE_REGISTRY_NAME: &str = "azure_registry_name";
+/// Test hook: push ECR images to this host instead of the account's ECR
+/// endpoint (moto's `proxyEndpoint` is fake). Never needed against AWS.
+pub const ECR_REGISTRY_OVERRIDE: &str = "SGR_ECR_REGISTRY_OVERRIDE";
+/// Generic registries to push to (comma list), as `--registry`.
+pub const REGISTRIES: &str = "SGR_REGISTRIES";

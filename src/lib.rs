@@ -15,6 +15,7 @@ pub mod env;
 pub mod error;
 pub mod git;
 pub mod output;
+pub mod registry;
 pub mod template;
 pub mod version;
 pub mod version_file;

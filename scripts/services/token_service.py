@@ -9,11 +9,18 @@ implements what sgr's ACR push talks to:
   GET  /oauth2/token     Basic auth as the null GUID with a refresh token (or
                          the admin user), ?service=&scope=... -> {"token", "access_token"}
   POST /oauth2/token     grant_type=refresh_token (or password) -> {"access_token", "refresh_token"}
+  GET  /msi/token        a managed-identity endpoint (App Service protocol: IDENTITY_ENDPOINT
+                         + X-IDENTITY-HEADER) handing out the AAD token
+  POST /control/limit    tenant=T&uses=N: refresh tokens from exchanges for tenant T stop
+                         working after N uses (tests: a token expiring mid-run, isolated
+                         from other tests by the tenant)
+  GET  /control/stats    {"exchanges": n, "msi": n, "by_tenant": {T: n}}: how often each was called
 
 Tokens are RS256 JWTs signed by a self-signed certificate written to --cert,
 which the registry trusts through auth.token.rootcertbundle. The AAD token
-accepted and the admin password come from the environment
-(TOKEN_SERVICE_AAD_TOKEN, TOKEN_SERVICE_ADMIN_USER, TOKEN_SERVICE_ADMIN_PASSWORD),
+accepted, the managed-identity header and the admin password come from the
+environment (TOKEN_SERVICE_AAD_TOKEN, TOKEN_SERVICE_IDENTITY_HEADER,
+TOKEN_SERVICE_ADMIN_USER, TOKEN_SERVICE_ADMIN_PASSWORD),
 never from argv. Stdlib plus `cryptography` (installed with moto).
 """
 
@@ -96,7 +103,15 @@ class Handler(BaseHTTPRequestHandler):
     server_version = "sgr-test-token-service"
     issuer: Issuer = None
     refresh_tokens: set = set()
+    counters: dict = {"exchanges": 0, "msi": 0}
+    exchanges_by_tenant: dict = {}
+    limits: dict = {}  # tenant -> uses allowed per refresh token
+    uses_left: dict = {}  # refresh token -> uses left (limited tokens only)
     lock = threading.Lock()
+
+    def count(self, name: str) -> None:
+        with self.lock:
+            self.counters[name] += 1
 
     def log_message(self, format, *args):  # noqa: A002 - BaseHTTPRequestHandler's signature
         sys.stderr.write("token-service: " + (format % args) + "\n")
@@ -113,15 +128,23 @@ class Handler(BaseHTTPRequestHandler):
         length = int(self.headers.get("Content-Length") or 0)
         return {key: values[-1] for key, values in urllib.parse.parse_qs(self.rfile.read(length).decode()).items()}
 
-    def new_refresh_token(self) -> str:
+    def new_refresh_token(self, tenant: str = "") -> str:
         token = secrets.token_urlsafe(32)
         with self.lock:
             self.refresh_tokens.add(token)
+            if tenant in self.limits:
+                self.uses_left[token] = self.limits[tenant]
         return token
 
     def known_refresh_token(self, token: str) -> bool:
         with self.lock:
-            return token in self.refresh_tokens
+            if token not in self.refresh_tokens:
+                return False
+            if token in self.uses_left:
+                if self.uses_left[token] <= 0:
+                    return False
+                self.uses_left[token] -= 1
+            return True
 
     def password_ok(self, user: str, password: str) -> bool:
         if user == NULL_GUID:
@@ -134,6 +157,24 @@ class Handler(BaseHTTPRequestHandler):
         url = urllib.parse.urlparse(self.path)
         if url.path == "/healthz":
             return self.reply(200, {"ok": True})
+        if url.path == "/control/stats":
+            with self.lock:
+                return self.reply(200, dict(self.counters, by_tenant=dict(self.exchanges_by_tenant)))
+        if url.path == "/msi/token":
+            query = urllib.parse.parse_qs(url.query)
+            expected = os.environ.get("TOKEN_SERVICE_IDENTITY_HEADER", "")
+            if not expected or not secrets.compare_digest(self.headers.get("X-IDENTITY-HEADER", ""), expected):
+                return self.reply(401, {"error": "bad or missing X-IDENTITY-HEADER"})
+            resource = (query.get("resource") or [""])[-1]
+            if resource != "https://containerregistry.azure.net":
+                return self.reply(400, {"error": "unexpected resource " + resource})
+            self.count("msi")
+            return self.reply(200, {
+                "access_token": os.environ.get("TOKEN_SERVICE_AAD_TOKEN", ""),
+                "expires_on": str(int(time.time()) + 3600),
+                "token_type": "Bearer",
+                "resource": resource,
+            })
         if url.path != "/oauth2/token":
             return self.reply(404, {"error": "not found"})
         query = urllib.parse.parse_qs(url.query)
@@ -153,13 +194,21 @@ class Handler(BaseHTTPRequestHandler):
     def do_POST(self):  # noqa: N802
         url = urllib.parse.urlparse(self.path)
         form = self.form()
+        if url.path == "/control/limit":
+            with self.lock:
+                self.limits[form.get("tenant", "")] = int(form.get("uses", "0"))
+            return self.reply(200, {"limited": True})
         if url.path == "/oauth2/exchange":
             expected = os.environ.get("TOKEN_SERVICE_AAD_TOKEN", "")
             if form.get("grant_type") != "access_token":
                 return self.reply(400, {"error": "unsupported grant_type"})
             if not expected or not secrets.compare_digest(form.get("access_token", ""), expected):
                 return self.reply(401, {"error": "invalid AAD access token"})
-            return self.reply(200, {"refresh_token": self.new_refresh_token()})
+            self.count("exchanges")
+            with self.lock:
+                tenant = form.get("tenant", "")
+                self.exchanges_by_tenant[tenant] = self.exchanges_by_tenant.get(tenant, 0) + 1
+            return self.reply(200, {"refresh_token": self.new_refresh_token(form.get("tenant", ""))})
         if url.path == "/oauth2/token":
             grant = form.get("grant_type")
             if grant == "refresh_token":

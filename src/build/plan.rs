@@ -41,6 +41,9 @@ pub struct ImageConfig {
     pub target: Option<String>,
     /// Template dialect of the Dockerfile: `tera`, `go`, or detected when absent.
     pub dialect: Option<Dialect>,
+    /// Repository in remote registries, placeholders allowed (default: the
+    /// name in studio-go-runner's `{org}/{module}/<component>` layout).
+    pub remote: Option<String>,
 }
 
 /// The template dialect of a Dockerfile.
@@ -136,6 +139,8 @@ pub struct PlannedImage {
     pub target: Option<String>,
     /// Dialect, when configured (else detected at render time).
     pub dialect: Option<Dialect>,
+    /// Repository in remote registries (`leafai/sgr/build`).
+    pub remote: String,
 }
 
 /// Replace `{placeholders}` in `text`.
@@ -227,6 +232,7 @@ pub fn default_images(exists: &dyn Fn(&Path) -> bool) -> Vec<ImageConfig> {
             build_args,
             target: None,
             dialect: None,
+            remote: None,
         })
         .collect()
 }
@@ -395,7 +401,13 @@ pub fn plan(
                 .map(Path::to_path_buf)
                 .unwrap_or_default()
         });
+        let remote = match &image.remote {
+            Some(pattern) => expand(pattern, naming)?,
+            None => crate::registry::remote_repository(&name, &naming.org, &naming.module),
+        };
+        validate_reference(&remote)?;
         planned.push(PlannedImage {
+            remote,
             name,
             tags,
             dockerfile: image.dockerfile.clone(),

@@ -2,6 +2,7 @@
 //! into settings and call the library.
 
 pub mod build;
+pub mod push;
 pub mod render;
 pub mod semver;
 pub mod stencil;
@@ -61,6 +62,9 @@ pub enum Command {
     /// Render the Dockerfile templates and build the images
     #[command(long_about = build::LONG_ABOUT, after_long_help = build::EXAMPLES)]
     Build(build::BuildArgs),
+    /// Push the built images to ACR, ECR and other registries
+    #[command(long_about = push::LONG_ABOUT, after_long_help = push::EXAMPLES)]
+    Push(push::PushArgs),
     /// Render a tera template with git, version and user variables
     #[command(long_about = render::LONG_ABOUT, after_long_help = render::EXAMPLES)]
     Render(render::RenderArgs),

@@ -173,18 +173,45 @@ pub fn run(
     run_inner(args, global, printer, runtime).map_err(Failure::from)
 }
 
+/// Which images a command works on.
+pub(crate) struct PlanSelection<'a> {
+    /// Where git discovery starts.
+    pub git_dir: &'a Path,
+    /// `--config`.
+    pub config: Option<&'a Path>,
+    /// `--org`.
+    pub org: Option<&'a str>,
+    /// Image names given on the command line (all when empty).
+    pub images: &'a [String],
+    /// Extra build args.
+    pub extra_args: BTreeMap<String, String>,
+}
+
+/// The plan and what it was made from.
+pub(crate) struct Prepared {
+    /// The git top directory.
+    pub top: PathBuf,
+    /// Placeholder values.
+    pub naming: Naming,
+    /// The selected images.
+    pub planned: Vec<PlannedImage>,
+    /// Template settings for the Dockerfiles.
+    pub template_args: TemplateArgs,
+}
+
+/// Read git, the version file and `sgr.toml`, and plan the selected images.
+///
+/// # Errors
+/// Git, configuration or plan errors; an unknown image name.
 #[allow(clippy::too_many_lines)]
-fn run_inner(
-    args: &BuildArgs,
-    global: &GlobalArgs,
-    printer: &Printer,
-    runtime: &tokio::runtime::Runtime,
-) -> Result<(), BuildCommandError> {
-    let repository = GitRepository::discover(&args.git_dir)?;
+pub(crate) fn prepare(selection: &PlanSelection<'_>) -> Result<Prepared, BuildCommandError> {
+    let repository = GitRepository::discover(selection.git_dir)?;
     let top = repository.top_dir().to_path_buf();
     let metadata = repository.metadata(&crate::env::process)?;
-    let config_path = args.config.clone().unwrap_or_else(|| top.join("sgr.toml"));
-    let config = if args.config.is_some() || config_path.exists() {
+    let config_path = selection
+        .config
+        .map_or_else(|| top.join("sgr.toml"), Path::to_path_buf);
+    let config = if selection.config.is_some() || config_path.exists() {
         read_config(&config_path)?
     } else {
         Config::default()
@@ -201,7 +228,7 @@ fn run_inner(
         values_files: Vec::new(),
         module: top.clone(),
         version_files: vec![PathBuf::from("README.md"), PathBuf::from("README.adoc")],
-        git_dir: args.git_dir.clone(),
+        git_dir: selection.git_dir.to_path_buf(),
         print_context: false,
         suppress_warnings: true,
         error_warnings: false,
@@ -219,9 +246,9 @@ fn run_inner(
             .unwrap_or_default(),
     );
     let naming = Naming {
-        org: args
+        org: selection
             .org
-            .clone()
+            .map(str::to_owned)
             .or(config.org.clone())
             .unwrap_or_else(|| "leafai".to_owned()),
         module: module.clone(),
@@ -268,10 +295,10 @@ fn run_inner(
     {
         labels.insert("org.opencontainers.image.source".to_owned(), source);
     }
-    let mut planned = plan::plan(&images, &naming, &labels, &extra_build_args(args), &top)?;
-    if !args.images.is_empty() {
+    let mut planned = plan::plan(&images, &naming, &labels, &selection.extra_args, &top)?;
+    if !selection.images.is_empty() {
         let known: Vec<String> = planned.iter().map(|image| image.name.clone()).collect();
-        for name in &args.images {
+        for name in selection.images {
             if !known.contains(name) {
                 return Err(BuildCommandError::UnknownImage {
                     name: name.clone(),
@@ -279,8 +306,35 @@ fn run_inner(
                 });
             }
         }
-        planned.retain(|image| args.images.contains(&image.name));
+        planned.retain(|image| selection.images.contains(&image.name));
     }
+    Ok(Prepared {
+        top,
+        naming,
+        planned,
+        template_args,
+    })
+}
+
+#[allow(clippy::too_many_lines)]
+fn run_inner(
+    args: &BuildArgs,
+    global: &GlobalArgs,
+    printer: &Printer,
+    runtime: &tokio::runtime::Runtime,
+) -> Result<(), BuildCommandError> {
+    let Prepared {
+        top,
+        planned,
+        template_args,
+        ..
+    } = prepare(&PlanSelection {
+        git_dir: &args.git_dir,
+        config: args.config.as_deref(),
+        org: args.org.as_deref(),
+        images: &args.images,
+        extra_args: extra_build_args(args),
+    })?;
     let environment: Vec<(String, String)> = std::env::vars().collect();
     for image in &planned {
         plan::check_build_args(&image.build_args, &environment)?;

@@ -2,6 +2,7 @@
 //! library does the work, the printer reports it.
 
 pub mod build;
+pub mod push;
 pub mod render;
 pub mod semver;
 pub mod stencil;
@@ -19,6 +20,7 @@ pub fn run(cli: &Cli, printer: &Printer, runtime: &tokio::runtime::Runtime) -> R
     match &cli.command {
         Command::Semver(args) => semver::run(args, &cli.global, printer, &crate::env::process),
         Command::Build(args) => build::run(args, &cli.global, printer, runtime),
+        Command::Push(args) => push::run(args, &cli.global, printer, runtime),
         Command::Render(args) => render::run(args, &cli.global, printer, runtime),
         Command::Stencil(args) => stencil::run(args, &cli.global, printer, runtime),
     }

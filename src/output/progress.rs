@@ -77,6 +77,20 @@ impl ImageProgress<'_> {
         }
     }
 
+    /// A status message (pushes): shown on the bar, dropped without one.
+    pub fn status(&self, text: &str) {
+        if let Some(bar) = &self.bar {
+            bar.set_message(text.to_owned());
+        }
+    }
+
+    /// Done, with this final message.
+    pub fn done(&self, text: &str) {
+        if let Some(bar) = &self.bar {
+            bar.finish_with_message(text.to_owned());
+        }
+    }
+
     /// The build ended.
     pub fn finish(&self, result: &str) {
         if let Some(bar) = &self.bar {

@@ -8,6 +8,9 @@
 
 use std::fmt;
 
+mod fault_proxy;
+pub use fault_proxy::{FaultProxy, Seen};
+
 /// The local services `scripts/test.sh` can start, with the variable that carries each address.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Service {
@@ -31,6 +34,9 @@ pub enum Service {
     PythonVenv,
     /// The Go text/template + sprig reference program (tests/reference/stencil).
     StencilReference,
+    /// A managed-identity endpoint (App Service protocol) of the token service;
+    /// its header secret is in `SGR_TEST_IDENTITY_HEADER`.
+    IdentityEndpoint,
 }
 
 impl Service {
@@ -48,6 +54,7 @@ impl Service {
             Self::S3 => "SGR_TEST_S3_ENDPOINT",
             Self::PythonVenv => "SGR_TEST_VENV_BIN",
             Self::StencilReference => "SGR_TEST_STENCIL_REFERENCE",
+            Self::IdentityEndpoint => "SGR_TEST_IDENTITY_ENDPOINT",
         }
     }
 }
@@ -65,6 +72,7 @@ impl fmt::Display for Service {
             Self::S3 => "SeaweedFS (S3)",
             Self::PythonVenv => "Python venv with kubernetes-validate",
             Self::StencilReference => "Go text/template reference program",
+            Self::IdentityEndpoint => "managed-identity endpoint of the token service",
         };
         formatter.write_str(name)
     }

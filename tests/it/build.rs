@@ -275,6 +275,7 @@ fn the_json_schema_describes_the_config() -> TestResult {
         build_args: [("A".to_owned(), "b".to_owned())].into_iter().collect(),
         target: Some("t".into()),
         dialect: Some(sgr::build::plan::Dialect::Go),
+        remote: Some("{org}/{module}/n".into()),
     };
     assert_eq!(
         keys(&schema["$defs"]["image"]["properties"]),

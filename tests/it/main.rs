@@ -5,6 +5,7 @@
 mod build;
 mod common;
 mod git;
+mod push;
 mod render;
 mod semver;
 mod services;
