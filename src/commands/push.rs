@@ -4,10 +4,13 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use futures_util::StreamExt as _;
 use serde::Serialize;
 use thiserror::Error;
+use tokio::sync::OnceCell;
 
 use super::build::{BuildCommandError, PlanSelection, Prepared, prepare};
 use crate::build::plan::{self, Naming};
@@ -480,6 +483,7 @@ fn run_inner(
             return Err(PushCommandError::NothingUsable { skipped });
         }
         let context = Context {
+            mirror: Mirror::default(),
             engine: &engine,
             locals: &locals,
             printer,
@@ -601,8 +605,34 @@ async fn resolve(selection: &Selection) -> Result<Registry, ProviderError> {
     }
 }
 
+/// Where an image already is in some registry, for the others to copy from.
+#[derive(Clone)]
+struct MirrorSource<'a> {
+    registry: &'a Registry,
+    repository: String,
+    tag: String,
+}
+
+/// Per local image, the first registry push (and its outcome) that the
+/// other registries wait for.
+#[derive(Default)]
+struct Mirror<'a> {
+    cells: std::sync::Mutex<HashMap<String, Arc<OnceCell<Option<MirrorSource<'a>>>>>>,
+}
+
+impl<'a> Mirror<'a> {
+    fn cell(&self, image_id: &str) -> Arc<OnceCell<Option<MirrorSource<'a>>>> {
+        let mut cells = self
+            .cells
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        Arc::clone(cells.entry(image_id.to_owned()).or_default())
+    }
+}
+
 /// What every push shares.
 struct Context<'a> {
+    mirror: Mirror<'a>,
     engine: &'a Engine,
     locals: &'a HashMap<String, Option<LocalImage>>,
     printer: &'a Printer,
@@ -642,9 +672,9 @@ fn carrier_tags(item: &PushItem, local: &LocalImage) -> Vec<String> {
 #[allow(clippy::too_many_lines)]
 /// Push every item to one registry, one image after the other (the engine
 /// uploads layers in parallel, and shared layers go up once).
-async fn push_registry(
-    context: &Context<'_>,
-    registry: &Registry,
+async fn push_registry<'a>(
+    context: &Context<'a>,
+    registry: &'a Registry,
     items: &[PushItem],
     phase: Phase,
 ) -> Vec<PushRow> {
@@ -854,9 +884,9 @@ async fn remote_state(
 /// Push one tag: nothing when the registry already holds the image under it,
 /// an error when a version tag holds another image, else through the engine
 /// with retries.
-async fn push_tag(
-    context: &Context<'_>,
-    registry: &Registry,
+async fn push_tag<'a>(
+    context: &Context<'a>,
+    registry: &'a Registry,
     item: &PushItem,
     tag: &str,
     local: &LocalImage,
@@ -870,6 +900,52 @@ async fn push_tag(
             return Err(conflict_error(registry, item, tag, &remote, local));
         }
     }
+    // The first registry to need this image gets it from the engine; the
+    // others copy the compressed blobs from there instead of having the
+    // engine compress and upload every layer again.
+    let cell = context.mirror.cell(&local.id);
+    let mut own: Option<Result<Option<String>, StepError>> = None;
+    let source = cell
+        .get_or_init(|| async {
+            let pushed = engine_push(context, registry, item, tag, local).await;
+            let source = pushed.is_ok().then(|| MirrorSource {
+                registry,
+                repository: item.repository.clone(),
+                tag: tag.to_owned(),
+            });
+            own = Some(pushed);
+            source
+        })
+        .await
+        .clone();
+    if let Some(pushed) = own {
+        return pushed.map(|digest| (Outcome::Pushed, digest));
+    }
+    if let Some(source) = source {
+        match mirror_copy(&source, registry, item, tag).await {
+            Ok(digest) => return Ok((Outcome::Pushed, Some(digest))),
+            Err(error) => context.printer.detail(&format!(
+                "{target}: copying from {} failed ({}); pushing through the engine",
+                source.registry.host,
+                error_text(&error)
+            )),
+        }
+    }
+    engine_push(context, registry, item, tag, local)
+        .await
+        .map(|digest| (Outcome::Pushed, digest))
+}
+
+/// Push through the engine, fetching new credentials once when refused and
+/// retrying transient failures with backoff.
+async fn engine_push(
+    context: &Context<'_>,
+    registry: &Registry,
+    item: &PushItem,
+    tag: &str,
+    local: &LocalImage,
+) -> Result<Option<String>, StepError> {
+    let target = format!("{}/{}:{tag}", registry.host, item.repository);
     context.engine.tag(&local.id, &target).await?;
     let tracker = context
         .progress
@@ -892,7 +968,7 @@ async fn push_tag(
         match outcome {
             Ok(digest) => {
                 tracker.done("pushed");
-                return Ok((Outcome::Pushed, digest));
+                return Ok(digest);
             }
             Err(error) if error.kind == PushFailureKind::Auth && !refreshed => {
                 tracing::debug!(%target, "push refused; fetching new credentials");
@@ -912,6 +988,87 @@ async fn push_tag(
                 tracker.done("failed");
                 return Err(error.into());
             }
+        }
+    }
+}
+
+/// Copy the image at `source` to `registry` under `item.repository:tag`:
+/// every blob the target lacks, streamed (constant memory), then the same
+/// manifest bytes, so the digest is the same in both registries.
+async fn mirror_copy(
+    source: &MirrorSource<'_>,
+    registry: &Registry,
+    item: &PushItem,
+    tag: &str,
+) -> Result<String, StepError> {
+    let from = client(source.registry, false).await?;
+    let manifest = from
+        .manifest(&source.repository, &source.tag)
+        .await?
+        .ok_or_else(|| ClientError::Status {
+            host: source.registry.host.clone(),
+            action: format!("GET {}:{}", source.repository, source.tag),
+            status: reqwest::StatusCode::NOT_FOUND,
+            detail: "the image pushed moments ago is gone".to_owned(),
+        })?;
+    let blobs = manifest.blobs();
+    if blobs.is_empty() {
+        return Err(ClientError::Status {
+            host: source.registry.host.clone(),
+            action: format!("GET {}:{}", source.repository, source.tag),
+            status: reqwest::StatusCode::OK,
+            detail: "not a single-image manifest".to_owned(),
+        }
+        .into());
+    }
+    let to = client(registry, false).await?;
+    let from = &from;
+    let to = &to;
+    let copies = blobs.into_iter().map(|(digest, size)| async move {
+        copy_blob(
+            from,
+            &source.repository,
+            to,
+            &item.repository,
+            &digest,
+            size,
+        )
+        .await
+    });
+    let outcomes: Vec<Result<(), ClientError>> = futures_util::stream::iter(copies)
+        .buffer_unordered(4)
+        .collect()
+        .await;
+    for result in outcomes {
+        result?;
+    }
+    to.put_manifest(&item.repository, tag, &manifest).await?;
+    Ok(manifest.digest)
+}
+
+async fn copy_blob(
+    from: &RegistryClient,
+    from_repository: &str,
+    to: &RegistryClient,
+    to_repository: &str,
+    digest: &str,
+    size: u64,
+) -> Result<(), ClientError> {
+    if to.has_blob(to_repository, digest).await? {
+        return Ok(());
+    }
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        let response = from.blob(from_repository, digest).await?;
+        let body = reqwest::Body::wrap_stream(response.bytes_stream());
+        match to.upload_blob(to_repository, digest, size, body).await {
+            Ok(()) => return Ok(()),
+            Err(error) if attempt < 3 && !error.is_auth() => {
+                tracing::debug!(digest, attempt, "blob copy failed; retrying");
+                tokio::time::sleep(PUSH_BACKOFF * attempt).await;
+            }
+            Err(error) => return Err(error),
         }
     }
 }

@@ -104,11 +104,33 @@ pub struct RemoteManifest {
 #[derive(Deserialize)]
 struct ManifestConfig {
     config: Option<Descriptor>,
+    #[serde(default)]
+    layers: Vec<Descriptor>,
 }
 
 #[derive(Deserialize)]
 struct Descriptor {
     digest: String,
+    #[serde(default)]
+    size: u64,
+}
+
+impl RemoteManifest {
+    /// The blobs a single-image manifest references (config first), as
+    /// `(digest, size)`; empty for an index.
+    #[must_use]
+    pub fn blobs(&self) -> Vec<(String, u64)> {
+        serde_json::from_slice::<ManifestConfig>(&self.body)
+            .map(|manifest| {
+                manifest
+                    .config
+                    .into_iter()
+                    .chain(manifest.layers)
+                    .map(|descriptor| (descriptor.digest, descriptor.size))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
 }
 
 #[derive(Deserialize)]
@@ -313,6 +335,127 @@ impl RegistryClient {
         }
     }
 
+    /// Whether `repository` holds the blob `digest`.
+    ///
+    /// # Errors
+    /// As [`Self::manifest`].
+    pub async fn has_blob(&self, repository: &str, digest: &str) -> Result<bool, ClientError> {
+        let action = format!("HEAD {repository}@{digest}");
+        let response = self
+            .send(
+                Method::HEAD,
+                &format!("/v2/{repository}/blobs/{digest}"),
+                repository,
+                "pull,push",
+                &action,
+                None,
+                None,
+            )
+            .await?;
+        match response.status() {
+            status if status.is_success() => Ok(true),
+            StatusCode::NOT_FOUND => Ok(false),
+            _ => Err(self.status_error(&action, repository, response).await),
+        }
+    }
+
+    /// The blob `digest` of `repository`, as a response to stream from.
+    ///
+    /// # Errors
+    /// As [`Self::manifest`]; a missing blob is an error.
+    pub async fn blob(
+        &self,
+        repository: &str,
+        digest: &str,
+    ) -> Result<reqwest::Response, ClientError> {
+        let action = format!("GET {repository}@{digest}");
+        let response = self
+            .send(
+                Method::GET,
+                &format!("/v2/{repository}/blobs/{digest}"),
+                repository,
+                "pull",
+                &action,
+                None,
+                None,
+            )
+            .await?;
+        if response.status().is_success() {
+            Ok(response)
+        } else {
+            Err(self.status_error(&action, repository, response).await)
+        }
+    }
+
+    /// Upload a blob of `size` bytes from `body` (a stream: memory stays
+    /// constant) in one monolithic PUT after opening an upload session.
+    ///
+    /// # Errors
+    /// As [`Self::manifest`]. The body cannot be replayed, so the caller retries.
+    pub async fn upload_blob(
+        &self,
+        repository: &str,
+        digest: &str,
+        size: u64,
+        body: reqwest::Body,
+    ) -> Result<(), ClientError> {
+        let action = format!("upload {repository}@{digest}");
+        let started = self
+            .send(
+                Method::POST,
+                &format!("/v2/{repository}/blobs/uploads/"),
+                repository,
+                "pull,push",
+                &action,
+                None,
+                None,
+            )
+            .await?;
+        if started.status() != StatusCode::ACCEPTED {
+            return Err(self.status_error(&action, repository, started).await);
+        }
+        let location = started
+            .headers()
+            .get(reqwest::header::LOCATION)
+            .and_then(|value| value.to_str().ok())
+            .map(str::to_owned)
+            .ok_or_else(|| ClientError::Status {
+                host: self.host.clone(),
+                action: action.clone(),
+                status: started.status(),
+                detail: "no Location for the upload".to_owned(),
+            })?;
+        let mut url = if location.starts_with("http://") || location.starts_with("https://") {
+            location
+        } else {
+            format!("{}{location}", self.base)
+        };
+        url.push(if url.contains('?') { '&' } else { '?' });
+        url.push_str("digest=");
+        url.push_str(digest);
+        let scope = format!("repository:{repository}:pull,push");
+        let request = self
+            .http
+            .put(url)
+            .header(CONTENT_TYPE, "application/octet-stream")
+            .header(reqwest::header::CONTENT_LENGTH, size)
+            .body(body);
+        let response = self
+            .authorize(request, &scope)
+            .await
+            .send()
+            .await
+            .map_err(|source| ClientError::Transport {
+                host: self.host.clone(),
+                source,
+            })?;
+        if response.status().is_success() {
+            Ok(())
+        } else {
+            Err(self.status_error(&action, repository, response).await)
+        }
+    }
+
     async fn status_error(
         &self,
         action: &str,
@@ -358,9 +501,14 @@ impl RegistryClient {
         let mut attempt = 0;
         loop {
             attempt += 1;
+            let url = if path.starts_with("http://") || path.starts_with("https://") {
+                path.to_owned()
+            } else {
+                format!("{}{path}", self.base)
+            };
             let mut request = self
                 .http
-                .request(method.clone(), format!("{}{path}", self.base))
+                .request(method.clone(), url)
                 .header(ACCEPT, MANIFEST_TYPES);
             if let Some(content_type) = content_type {
                 request = request.header(CONTENT_TYPE, content_type);

@@ -762,3 +762,80 @@ fn bad_input_is_a_usage_error() {
         .code(2)
         .stderr(contains("cannot reach the Docker engine").and(contains("hint:")));
 }
+
+#[test]
+fn two_registries_get_the_image_once_through_the_engine_and_once_copied() -> TestResult {
+    let Some((registry, user, password)) = registry_credentials() else {
+        return Ok(());
+    };
+    let Some(token_registry) = service(Service::TokenRegistry) else {
+        return Ok(());
+    };
+    let Some(fixture) = Fixture::new("mirror", "\"{branch}\"")? else {
+        return Ok(());
+    };
+    // The token service's admin user has the htpasswd registry's password.
+    let output = fixture
+        .push()
+        .args([
+            "--registry",
+            &registry,
+            "--azure",
+            "--azure-registry",
+            &token_registry,
+            "--output",
+            "json",
+        ])
+        .env("SGR_REGISTRY_USERNAME", &user)
+        .env("SGR_REGISTRY_PASSWORD", &password)
+        .env("SGR_ACR_USERNAME", "sgrtest")
+        .env("SGR_ACR_PASSWORD", &password)
+        .assert()
+        .success()
+        .stderr(contains(
+            "credentials from registry user from SGR_ACR_USERNAME",
+        ))
+        .get_output()
+        .clone();
+    let pushed = rows(&output.stdout)?;
+    assert_eq!(pushed.len(), 2, "{pushed:?}");
+    assert!(
+        pushed.iter().all(|row| row["result"] == "pushed"),
+        "{pushed:?}"
+    );
+    assert_eq!(
+        pushed[0]["digest"], pushed[1]["digest"],
+        "the manifests differ"
+    );
+    // Only the registry the engine pushed to has a local tag; the other got a copy.
+    let targets: Vec<String> = pushed
+        .iter()
+        .filter_map(|row| row["target"].as_str().map(str::to_owned))
+        .collect();
+    let docker = fixture.docker.clone();
+    let tagged = sgr_test_support::runtime()?.block_on(async move {
+        let engine = bollard::Docker::connect_with_host(&docker)?
+            .negotiate_version()
+            .await?;
+        let mut tagged = 0;
+        for target in &targets {
+            if engine.inspect_image(target).await.is_ok() {
+                tagged += 1;
+            }
+        }
+        Ok::<_, Failure>(tagged)
+    })?;
+    assert_eq!(tagged, 1, "the engine pushed to both registries");
+    assert_eq!(
+        remote_image(
+            &registry,
+            &user,
+            &password,
+            &fixture.remote(),
+            "feature-push-test"
+        )?
+        .as_deref(),
+        Some(fixture.image_id()?.as_str())
+    );
+    Ok(())
+}
