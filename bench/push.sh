@@ -33,7 +33,7 @@ trap cleanup EXIT
 
 free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()'; }
 
-# start_registry: prints its address; empty storage
+# start_registry: an empty registry; its address in $REGISTRY (not a subshell: the PID is kept)
 start_registry() {
     local port dir
     port=$(free_port)
@@ -44,7 +44,7 @@ start_registry() {
     docker-registry serve "$dir/config.yml" >"$dir/log" 2>&1 &
     REGISTRY_PIDS+=("$!")
     for _ in $(seq 1 100); do curl -s -o /dev/null "http://127.0.0.1:$port/v2/" && break; sleep 0.05; done
-    echo "127.0.0.1:$port"
+    REGISTRY="127.0.0.1:$port"
 }
 
 # The image: four layers of 50 MiB of random data (pushes compress; random data does not shrink).
@@ -64,7 +64,7 @@ now() { date +%s.%N; }
 
 docker_times=() sgr_times=() rerun_times=() rss=0
 for run in $(seq 1 "$RUNS"); do
-    first=$(start_registry); second=$(start_registry)
+    start_registry; first=$REGISTRY; start_registry; second=$REGISTRY
     start=$(now)
     for registry in "$first" "$second"; do
         docker tag "$IMAGE" "$registry/sgr-bench/push:1"
@@ -74,7 +74,7 @@ for run in $(seq 1 "$RUNS"); do
     for registry in "$first" "$second"; do docker rmi "$registry/sgr-bench/push:1" >/dev/null; done
     stop_registries
 
-    first=$(start_registry); second=$(start_registry)
+    start_registry; first=$REGISTRY; start_registry; second=$REGISTRY
     start=$(now)
     /usr/bin/time -f '%M' -o "$WORK/push-rss" \
         "$SGR" push -q --image "$IMAGE" --registry "$first" --registry "$second" >/dev/null
