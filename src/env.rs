@@ -60,3 +60,11 @@ pub const AZURE_REGISTRY_NAME: &str = "azure_registry_name";
 pub const ECR_REGISTRY_OVERRIDE: &str = "SGR_ECR_REGISTRY_OVERRIDE";
 /// Generic registries to push to (comma list), as `--registry`.
 pub const REGISTRIES: &str = "SGR_REGISTRIES";
+/// The GitHub token (as the GitHub CLI and Actions name it).
+pub const GITHUB_TOKEN: &str = "GITHUB_TOKEN";
+/// A file holding the GitHub token (`--token-file`).
+pub const GITHUB_TOKEN_FILE: &str = "SGR_GITHUB_TOKEN_FILE";
+/// The GitHub API URL (`--api-url`), for GitHub Enterprise.
+pub const GITHUB_API_URL: &str = "SGR_GITHUB_API_URL";
+/// `owner/name` of the GitHub repository (`--repo`).
+pub const GITHUB_REPOSITORY: &str = "SGR_GITHUB_REPO";

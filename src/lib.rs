@@ -14,6 +14,7 @@ pub mod docker;
 pub mod env;
 pub mod error;
 pub mod git;
+pub mod github;
 pub mod output;
 pub mod registry;
 pub mod template;

@@ -3,6 +3,7 @@
 
 pub mod build;
 pub mod push;
+pub mod release;
 pub mod render;
 pub mod semver;
 pub mod stencil;
@@ -65,6 +66,9 @@ pub enum Command {
     /// Push the built images to ACR, ECR and other registries
     #[command(long_about = push::LONG_ABOUT, after_long_help = push::EXAMPLES)]
     Push(push::PushArgs),
+    /// Publish the version as a GitHub release with assets and checksums
+    #[command(long_about = release::LONG_ABOUT, after_long_help = release::EXAMPLES)]
+    Release(release::ReleaseArgs),
     /// Render a tera template with git, version and user variables
     #[command(long_about = render::LONG_ABOUT, after_long_help = render::EXAMPLES)]
     Render(render::RenderArgs),

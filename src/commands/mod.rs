@@ -3,6 +3,7 @@
 
 pub mod build;
 pub mod push;
+pub mod release;
 pub mod render;
 pub mod semver;
 pub mod stencil;
@@ -21,6 +22,7 @@ pub fn run(cli: &Cli, printer: &Printer, runtime: &tokio::runtime::Runtime) -> R
         Command::Semver(args) => semver::run(args, &cli.global, printer, &crate::env::process),
         Command::Build(args) => build::run(args, &cli.global, printer, runtime),
         Command::Push(args) => push::run(args, &cli.global, printer, runtime),
+        Command::Release(args) => release::run(args, &cli.global, printer, runtime),
         Command::Render(args) => render::run(args, &cli.global, printer, runtime),
         Command::Stencil(args) => stencil::run(args, &cli.global, printer, runtime),
     }

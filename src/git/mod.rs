@@ -258,6 +258,51 @@ impl GitRepository {
         Ok(short.as_str().ok().map(str::to_owned))
     }
 
+    /// The commits reachable from HEAD but not from the tag `since` (all
+    /// when `None`), newest first, at most `limit`: `(short hash, subject)`.
+    ///
+    /// # Errors
+    /// Unreadable history or an unknown tag.
+    pub fn commit_subjects(
+        &self,
+        since: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<(String, String)>, GitError> {
+        let Some(head) = self.head_oid()? else {
+            return Ok(Vec::new());
+        };
+        let mut walk = self
+            .repository
+            .revwalk()
+            .map_err(self.read_error("history"))?;
+        walk.push(head).map_err(self.read_error("history"))?;
+        if let Some(tag) = since {
+            let commit = self
+                .repository
+                .revparse_single(&format!("refs/tags/{tag}"))
+                .and_then(|object| object.peel_to_commit())
+                .map_err(self.read_error("tags"))?;
+            walk.hide(commit.id()).map_err(self.read_error("history"))?;
+        }
+        let mut subjects = Vec::new();
+        for oid in walk.take(limit) {
+            let oid = oid.map_err(self.read_error("history"))?;
+            let commit = self
+                .repository
+                .find_commit(oid)
+                .map_err(self.read_error("history"))?;
+            let subject = commit
+                .summary()
+                .ok()
+                .flatten()
+                .unwrap_or_default()
+                .to_owned();
+            let short = oid.to_string().chars().take(7).collect();
+            subjects.push((short, subject));
+        }
+        Ok(subjects)
+    }
+
     /// The names of every tag (`refs/tags/*`), without the prefix.
     ///
     /// # Errors

@@ -34,7 +34,7 @@ pub enum ColorChoice {
 }
 
 /// Writes results and messages.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub struct Printer {
     format: OutputFormat,
     quiet: bool,

@@ -8,7 +8,9 @@
 
 use std::fmt;
 
+mod fake_github;
 mod fault_proxy;
+pub use fake_github::{FakeAsset, FakeGitHub, FakeRelease, Fault};
 pub use fault_proxy::{FaultProxy, Seen};
 
 /// The local services `scripts/test.sh` can start, with the variable that carries each address.

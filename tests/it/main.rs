@@ -6,6 +6,7 @@ mod build;
 mod common;
 mod git;
 mod push;
+mod release;
 mod render;
 mod semver;
 mod services;

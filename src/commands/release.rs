@@ -1,0 +1,658 @@
+//! `sgr release`: plan the release (tag, commit, notes, assets with their
+//! checksums), then make GitHub match it: find or create the release,
+//! upload what is missing, refuse or replace what differs, publish a draft
+//! last. Re-running after a failure finishes the job.
+
+use std::fmt::Write as _;
+use std::io::Read as _;
+use std::path::{Path, PathBuf};
+
+use secrecy::SecretString;
+use serde::Serialize;
+use sha2::{Digest as _, Sha256};
+use thiserror::Error;
+
+use crate::cli::GlobalArgs;
+use crate::cli::release::ReleaseArgs;
+use crate::env;
+use crate::error::{ExitStatus, Failure};
+use crate::git::{GitError, GitRepository};
+use crate::github::{GitHub, GitHubError, NewRelease, ReleaseInfo, RemoteAsset};
+use crate::output::Printer;
+use crate::output::progress::human_bytes;
+use crate::version::Version;
+use crate::version_file::{VersionFile, VersionFileError};
+
+/// The checksum file uploaded with the assets.
+const CHECKSUMS: &str = "SHA256SUMS";
+/// Commit subjects listed at most in generated notes.
+const NOTES_LIMIT: usize = 200;
+
+/// `sgr release` failures.
+#[derive(Debug, Error)]
+pub enum ReleaseError {
+    /// Git metadata.
+    #[error(transparent)]
+    Git(#[from] GitError),
+    /// The version file.
+    #[error(transparent)]
+    Version(#[from] VersionFileError),
+    /// No commit to release.
+    #[error("the repository has no commit to release")]
+    NoCommit,
+    /// The remote does not name a GitHub repository.
+    #[error("cannot tell the GitHub repository: {reason}")]
+    NotGitHub {
+        /// Why.
+        reason: String,
+    },
+    /// A file argument matched nothing or is not a file.
+    #[error("{pattern}: {reason}")]
+    Asset {
+        /// The argument.
+        pattern: String,
+        /// Why.
+        reason: String,
+    },
+    /// A local file cannot be read.
+    #[error("cannot read {}", .path.display())]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// No token anywhere.
+    #[error(
+        "no GitHub token: GITHUB_TOKEN is not set, no --token-file, and `gh auth token` gave none"
+    )]
+    NoToken,
+    /// GitHub failed.
+    #[error(transparent)]
+    GitHub(#[from] GitHubError),
+    /// Assets on GitHub differ from the local files.
+    #[error("{} asset(s) on the release differ from the local files: {}", .names.len(), .names.join(", "))]
+    Differs {
+        /// The asset names.
+        names: Vec<String>,
+    },
+    /// stdout cannot be written.
+    #[error("cannot write the results")]
+    Output(#[source] std::io::Error),
+}
+
+impl From<ReleaseError> for Failure {
+    fn from(error: ReleaseError) -> Self {
+        let (status, hint) = match &error {
+            ReleaseError::Git(inner) => (ExitStatus::Usage, inner.hint()),
+            ReleaseError::NotGitHub { .. } => (
+                ExitStatus::Usage,
+                Some("name it with --repo OWNER/NAME (or SGR_GITHUB_REPO)".to_owned()),
+            ),
+            ReleaseError::NoToken => (
+                ExitStatus::Usage,
+                Some("export GITHUB_TOKEN, pass --token-file FILE, or run gh auth login".to_owned()),
+            ),
+            ReleaseError::Differs { .. } => (
+                ExitStatus::Failed,
+                Some("re-run with --replace to upload the local files in their place".to_owned()),
+            ),
+            ReleaseError::GitHub(inner) if inner.status() == Some(401) => (
+                ExitStatus::Failed,
+                Some("the token was refused: check GITHUB_TOKEN (it needs the repo or contents:write scope)".to_owned()),
+            ),
+            ReleaseError::GitHub(_) => (
+                ExitStatus::Failed,
+                Some("run the same command again: it resumes where this one stopped".to_owned()),
+            ),
+            ReleaseError::Version(_) | ReleaseError::NoCommit | ReleaseError::Asset { .. } | ReleaseError::Read { .. } => {
+                (ExitStatus::Usage, None)
+            }
+            ReleaseError::Output(_) => (ExitStatus::Failed, None),
+        };
+        Self::new(error, status, hint)
+    }
+}
+
+/// A file to attach.
+#[derive(Clone, Debug, Serialize)]
+struct LocalAsset {
+    name: String,
+    #[serde(skip)]
+    path: PathBuf,
+    size: u64,
+    sha256: String,
+}
+
+/// What the release will be.
+#[derive(Debug, Serialize)]
+struct ReleasePlan {
+    repository: String,
+    tag: String,
+    target: String,
+    prerelease: bool,
+    draft: bool,
+    notes: String,
+    assets: Vec<LocalAsset>,
+}
+
+/// One asset row of the summary.
+#[derive(Debug, Serialize)]
+struct AssetRow {
+    name: String,
+    size: u64,
+    sha256: String,
+    result: &'static str,
+}
+
+/// The outcome.
+#[derive(Debug, Serialize)]
+struct ReleaseReport {
+    repository: String,
+    tag: String,
+    url: String,
+    draft: bool,
+    prerelease: bool,
+    created: bool,
+    assets: Vec<AssetRow>,
+}
+
+/// Run `sgr release`.
+///
+/// # Errors
+/// Usage (2) or GitHub failures (1), with hints.
+pub fn run(
+    args: &ReleaseArgs,
+    global: &GlobalArgs,
+    printer: &Printer,
+    runtime: &tokio::runtime::Runtime,
+) -> Result<(), Failure> {
+    run_inner(args, global, printer, runtime).map_err(Failure::from)
+}
+
+/// `owner/name` from `--repo` or the remote.
+fn repository(args: &ReleaseArgs, git: &GitRepository) -> Result<(String, String), ReleaseError> {
+    let text = if let Some(text) = &args.repo {
+        text.clone()
+    } else {
+        let remote = git.remote()?.ok_or_else(|| ReleaseError::NotGitHub {
+            reason: "the repository has no remote".to_owned(),
+        })?;
+        if remote.host.is_empty() {
+            return Err(ReleaseError::NotGitHub {
+                reason: format!("the remote {} is a local path", remote.raw),
+            });
+        }
+        remote.path.clone()
+    };
+    let parts: Vec<&str> = text.trim_matches('/').split('/').collect();
+    match parts.as_slice() {
+        [owner, name] if !owner.is_empty() && !name.is_empty() => {
+            Ok(((*owner).to_owned(), (*name).to_owned()))
+        }
+        _ => Err(ReleaseError::NotGitHub {
+            reason: format!("'{text}' is not OWNER/NAME"),
+        }),
+    }
+}
+
+fn sha256_of(path: &Path) -> Result<(u64, String), ReleaseError> {
+    let read = |source| ReleaseError::Read {
+        path: path.to_path_buf(),
+        source,
+    };
+    let mut file = std::fs::File::open(path).map_err(read)?;
+    let mut hasher = Sha256::new();
+    let mut buffer = vec![0u8; 256 * 1024];
+    let mut size = 0u64;
+    loop {
+        let count = file.read(&mut buffer).map_err(read)?;
+        if count == 0 {
+            break;
+        }
+        size += count as u64;
+        hasher.update(&buffer[..count]);
+    }
+    Ok((size, hex(&hasher.finalize())))
+}
+
+fn hex(bytes: &[u8]) -> String {
+    use std::fmt::Write as _;
+    bytes
+        .iter()
+        .fold(String::with_capacity(bytes.len() * 2), |mut text, byte| {
+            let _ = write!(text, "{byte:02x}");
+            text
+        })
+}
+
+/// Expand the arguments into files, checked and hashed.
+fn assets(patterns: &[String]) -> Result<Vec<LocalAsset>, ReleaseError> {
+    let mut found: Vec<LocalAsset> = Vec::new();
+    for pattern in patterns {
+        let paths: Vec<PathBuf> = if pattern.contains(['*', '?', '[']) {
+            glob::glob(pattern)
+                .map_err(|error| ReleaseError::Asset {
+                    pattern: pattern.clone(),
+                    reason: format!("not a valid pattern: {error}"),
+                })?
+                .filter_map(Result::ok)
+                .filter(|path| path.is_file())
+                .collect()
+        } else {
+            vec![PathBuf::from(pattern)]
+        };
+        if paths.is_empty() {
+            return Err(ReleaseError::Asset {
+                pattern: pattern.clone(),
+                reason: "matches no file".to_owned(),
+            });
+        }
+        for path in paths {
+            if !path.is_file() {
+                return Err(ReleaseError::Asset {
+                    pattern: pattern.clone(),
+                    reason: format!("{} is not a file", path.display()),
+                });
+            }
+            let name = path
+                .file_name()
+                .map(|name| name.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            if name == CHECKSUMS {
+                return Err(ReleaseError::Asset {
+                    pattern: pattern.clone(),
+                    reason: format!("{CHECKSUMS} is made by sgr; leave it out"),
+                });
+            }
+            if let Some(other) = found.iter().find(|asset| asset.name == name) {
+                if other.path == path {
+                    continue;
+                }
+                return Err(ReleaseError::Asset {
+                    pattern: pattern.clone(),
+                    reason: format!(
+                        "{} and {} would both be named {name}",
+                        other.path.display(),
+                        path.display()
+                    ),
+                });
+            }
+            let (size, sha256) = sha256_of(&path)?;
+            found.push(LocalAsset {
+                name,
+                path,
+                size,
+                sha256,
+            });
+        }
+    }
+    found.sort_by(|left, right| left.name.cmp(&right.name));
+    Ok(found)
+}
+
+/// The token: `GITHUB_TOKEN`, `--token-file`, `gh auth token`.
+fn token(args: &ReleaseArgs) -> Result<SecretString, ReleaseError> {
+    if let Some(token) = env::process(env::GITHUB_TOKEN).filter(|token| !token.trim().is_empty()) {
+        return Ok(SecretString::from(token.trim().to_owned()));
+    }
+    if let Some(path) = &args.token_file {
+        let text = std::fs::read_to_string(path).map_err(|source| ReleaseError::Read {
+            path: path.clone(),
+            source,
+        })?;
+        let token = text.trim();
+        if !token.is_empty() {
+            return Ok(SecretString::from(token.to_owned()));
+        }
+    }
+    let from_gh = std::process::Command::new("gh")
+        .args(["auth", "token"])
+        .stdin(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .output()
+        .ok()
+        .filter(|output| output.status.success())
+        .and_then(|output| String::from_utf8(output.stdout).ok())
+        .map(|text| text.trim().to_owned())
+        .filter(|token| !token.is_empty());
+    from_gh.map(SecretString::from).ok_or(ReleaseError::NoToken)
+}
+
+/// Notes: the file, or the commit subjects since the previous version tag.
+fn notes(
+    args: &ReleaseArgs,
+    git: &GitRepository,
+    version: &Version,
+    tag: &str,
+) -> Result<String, ReleaseError> {
+    if let Some(path) = &args.notes_file {
+        return std::fs::read_to_string(path).map_err(|source| ReleaseError::Read {
+            path: path.clone(),
+            source,
+        });
+    }
+    let previous = git
+        .version_tags()?
+        .into_iter()
+        .filter(|(name, other)| name != tag && other.precedence(version).is_lt())
+        .map(|(name, _)| name)
+        .next_back();
+    let subjects = git.commit_subjects(previous.as_deref(), NOTES_LIMIT)?;
+    let mut text = match &previous {
+        Some(previous) => format!("Changes since {previous}:\n\n"),
+        None => "Changes:\n\n".to_owned(),
+    };
+    if subjects.is_empty() {
+        text.push_str("- no commits\n");
+    }
+    for (short, subject) in subjects {
+        let _ = writeln!(text, "- {subject} ({short})");
+    }
+    Ok(text)
+}
+
+#[allow(clippy::too_many_lines)]
+fn run_inner(
+    args: &ReleaseArgs,
+    global: &GlobalArgs,
+    printer: &Printer,
+    runtime: &tokio::runtime::Runtime,
+) -> Result<(), ReleaseError> {
+    let git = GitRepository::discover(&args.git_dir)?;
+    let version_path = if args.version_file.is_absolute() {
+        args.version_file.clone()
+    } else {
+        git.top_dir().join(&args.version_file)
+    };
+    let (version, _) = VersionFile::read(&version_path)?.version()?;
+    let tag = format!("{}{version}", args.tag_prefix);
+    let target = git.commit()?.ok_or(ReleaseError::NoCommit)?;
+    let (owner, name) = repository(args, &git)?;
+    let mut assets = assets(&args.files)?;
+    let notes = notes(args, &git, &version, &tag)?;
+    let checksums_file = if assets.is_empty() {
+        None
+    } else {
+        let text = assets.iter().fold(String::new(), |mut text, asset| {
+            let _ = writeln!(text, "{}  {}", asset.sha256, asset.name);
+            text
+        });
+        let mut file = tempfile::NamedTempFile::new().map_err(|source| ReleaseError::Read {
+            path: PathBuf::from(CHECKSUMS),
+            source,
+        })?;
+        std::io::Write::write_all(&mut file, text.as_bytes()).map_err(|source| {
+            ReleaseError::Read {
+                path: file.path().to_path_buf(),
+                source,
+            }
+        })?;
+        let digest = hex(&Sha256::digest(text.as_bytes()));
+        assets.push(LocalAsset {
+            name: CHECKSUMS.to_owned(),
+            path: file.path().to_path_buf(),
+            size: text.len() as u64,
+            sha256: digest,
+        });
+        Some(file)
+    };
+    let plan = ReleasePlan {
+        repository: format!("{owner}/{name}"),
+        tag: tag.clone(),
+        target: target.clone(),
+        prerelease: !version.prerelease().is_empty(),
+        draft: args.draft,
+        notes,
+        assets,
+    };
+    if global.dry_run {
+        let mut human = format!(
+            "release {tag} of {}/{} at {target}{}{}\n",
+            owner,
+            name,
+            if plan.prerelease {
+                " (pre-release)"
+            } else {
+                ""
+            },
+            if plan.draft {
+                " (draft until the assets are up)"
+            } else {
+                ""
+            },
+        );
+        for asset in &plan.assets {
+            let _ = writeln!(
+                human,
+                "{}  {}  {}",
+                asset.name,
+                human_bytes(asset.size),
+                asset.sha256
+            );
+        }
+        return printer
+            .result(human.trim_end(), &plan)
+            .map_err(ReleaseError::Output);
+    }
+    let token = token(args)?;
+    let waits = printer.clone();
+    // octocrab's client spawns its request buffer: it must be built inside the runtime.
+    let _runtime = runtime.enter();
+    let github = GitHub::new(&args.api_url, token, &owner, &name)?.on_wait(move |reason, wait| {
+        waits.warn(&format!("{reason}; waiting {} s", wait.as_secs().max(1)));
+    });
+    let report = runtime.block_on(publish(&github, &plan, args, printer));
+    drop(checksums_file);
+    let report = report?;
+    let table: Vec<String> = report
+        .assets
+        .iter()
+        .map(|row| {
+            format!(
+                "{}  {}  {}  {}",
+                row.name,
+                human_bytes(row.size),
+                &row.sha256[..row.sha256.len().min(12)],
+                row.result
+            )
+        })
+        .chain(std::iter::once(format!(
+            "{} {}{}",
+            if report.created { "created" } else { "updated" },
+            report.url,
+            if report.draft { " (draft)" } else { "" }
+        )))
+        .collect();
+    printer
+        .result(&table.join("\n"), &report)
+        .map_err(ReleaseError::Output)
+}
+
+/// Make GitHub match the plan.
+async fn publish(
+    github: &GitHub,
+    plan: &ReleasePlan,
+    args: &ReleaseArgs,
+    printer: &Printer,
+) -> Result<ReleaseReport, ReleaseError> {
+    let found = github.find_release(&plan.tag).await?;
+    let (mut release, created) = if let Some(release) = found {
+        (release, false)
+    } else {
+        {
+            let new = NewRelease {
+                tag: &plan.tag,
+                name: &plan.tag,
+                body: &plan.notes,
+                target: &plan.target,
+                draft: args.draft,
+                prerelease: plan.prerelease,
+            };
+            match github.create_release(&new).await {
+                Ok(release) => (release, true),
+                // Made meanwhile by someone else: use it.
+                Err(error) if error.already_exists() => match github.find_release(&plan.tag).await?
+                {
+                    Some(release) => (release, false),
+                    None => return Err(error.into()),
+                },
+                Err(error) => return Err(error.into()),
+            }
+        }
+    };
+    printer.note(&format!(
+        "{} release {} ({})",
+        if created { "created" } else { "found" },
+        plan.tag,
+        release.html_url
+    ));
+    if release.prerelease != plan.prerelease {
+        printer.warn(&format!(
+            "the release {} is {}marked pre-release on GitHub; left as it is",
+            plan.tag,
+            if release.prerelease { "" } else { "not " }
+        ));
+    }
+    let remote = github.assets(&release).await?;
+    let find = |name: &str| remote.iter().find(|asset| asset.name == name);
+    let same = |local: &LocalAsset, remote: &RemoteAsset| {
+        remote.digest.as_deref() == Some(format!("sha256:{}", local.sha256).as_str())
+    };
+    let differing: Vec<String> = plan
+        .assets
+        .iter()
+        .filter(|local| find(&local.name).is_some_and(|remote| !same(local, remote)))
+        .map(|local| local.name.clone())
+        .collect();
+    if !differing.is_empty() && !args.replace {
+        return Err(ReleaseError::Differs { names: differing });
+    }
+    let mut rows = Vec::with_capacity(plan.assets.len());
+    for local in &plan.assets {
+        let result = match find(&local.name) {
+            Some(existing) if same(local, existing) => "up to date",
+            Some(existing) => {
+                github.delete_asset(existing).await?;
+                upload(github, &release, local, printer).await?;
+                "replaced"
+            }
+            None => {
+                upload(github, &release, local, printer).await?;
+                "uploaded"
+            }
+        };
+        rows.push(AssetRow {
+            name: local.name.clone(),
+            size: local.size,
+            sha256: local.sha256.clone(),
+            result,
+        });
+    }
+    if release.draft && args.draft {
+        release = github.publish(&release).await?;
+        printer.note(&format!("published {}", plan.tag));
+    } else if release.draft {
+        printer.warn(&format!(
+            "the release {} is a draft; run with --draft to publish it",
+            plan.tag
+        ));
+    }
+    Ok(ReleaseReport {
+        repository: plan.repository.clone(),
+        tag: plan.tag.clone(),
+        url: release.html_url.clone(),
+        draft: release.draft,
+        prerelease: release.prerelease,
+        created,
+        assets: rows,
+    })
+}
+
+async fn upload(
+    github: &GitHub,
+    release: &ReleaseInfo,
+    local: &LocalAsset,
+    printer: &Printer,
+) -> Result<(), ReleaseError> {
+    let uploaded = github
+        .upload(release, &local.name, &local.path, local.size)
+        .await?;
+    if let Some(digest) = &uploaded.digest
+        && *digest != format!("sha256:{}", local.sha256)
+    {
+        return Err(GitHubError::Api {
+            action: format!("store {} intact", local.name),
+            status: 200,
+            message: format!("GitHub holds {digest}, the file is sha256:{}", local.sha256),
+            codes: Vec::new(),
+        }
+        .into());
+    }
+    printer.note(&format!(
+        "uploaded {} ({})",
+        local.name,
+        human_bytes(local.size)
+    ));
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn checksums_are_sha256_hex() -> Result<(), ReleaseError> {
+        let directory = tempfile::tempdir().map_err(|source| ReleaseError::Read {
+            path: PathBuf::from("tmp"),
+            source,
+        })?;
+        let path = directory.path().join("a.bin");
+        std::fs::write(&path, b"abc").map_err(|source| ReleaseError::Read {
+            path: path.clone(),
+            source,
+        })?;
+        assert_eq!(
+            sha256_of(&path)?,
+            (
+                3,
+                "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad".to_owned()
+            )
+        );
+        Ok(())
+    }
+
+    #[test]
+    fn file_patterns_must_match_and_names_must_be_unique() {
+        let Ok(directory) = tempfile::tempdir() else {
+            panic!("no temporary directory")
+        };
+        for (sub, name) in [("x", "tool"), ("y", "tool"), ("x", "other")] {
+            let folder = directory.path().join(sub);
+            assert!(std::fs::create_dir_all(&folder).is_ok());
+            assert!(std::fs::write(folder.join(name), name).is_ok());
+        }
+        let base = directory.path().display().to_string();
+        let found = assets(&[format!("{base}/x/*")]).unwrap_or_default();
+        assert_eq!(
+            found
+                .iter()
+                .map(|asset| asset.name.as_str())
+                .collect::<Vec<_>>(),
+            ["other", "tool"]
+        );
+        assert!(matches!(
+            assets(&[format!("{base}/*/tool")]),
+            Err(ReleaseError::Asset { .. })
+        ));
+        assert!(matches!(
+            assets(&[format!("{base}/none-*")]),
+            Err(ReleaseError::Asset { .. })
+        ));
+        assert!(matches!(
+            assets(&[format!("{base}/x")]),
+            Err(ReleaseError::Asset { .. })
+        ));
+    }
+}
