@@ -50,18 +50,10 @@ Examples:
   sgr push --aws --atomic                         version tags only once all pushes succeeded
   sgr push --dry-run --output json                the plan; no registry is contacted";
 
-/// `sgr push [OPTIONS] [IMAGE]...`.
-#[derive(Debug, Args)]
+/// Which registries to push to; shared by `sgr push` and `sgr release --images`.
+#[derive(Clone, Debug, Default, Args)]
 #[allow(clippy::struct_excessive_bools)]
-pub struct PushArgs {
-    /// Push only these images of the plan (names as in `sgr build --dry-run`, without tag).
-    #[arg(value_name = "IMAGE", conflicts_with = "image")]
-    pub images: Vec<String>,
-
-    /// Push this local image (`name:tag`) instead of the plan's; repeatable.
-    #[arg(long = "image", value_name = "REF")]
-    pub image: Vec<String>,
-
+pub struct RegistryArgs {
     /// Push to Azure Container Registry.
     #[arg(long)]
     pub azure: bool,
@@ -85,6 +77,22 @@ pub struct PushArgs {
     /// Push to this OCI registry host (`host[:port]`); repeatable or comma-separated.
     #[arg(long = "registry", value_name = "HOST", env = env::REGISTRIES, value_delimiter = ',')]
     pub registries: Vec<String>,
+}
+
+/// `sgr push [OPTIONS] [IMAGE]...`.
+#[derive(Clone, Debug, Args)]
+pub struct PushArgs {
+    /// Push only these images of the plan (names as in `sgr build --dry-run`, without tag).
+    #[arg(value_name = "IMAGE", conflicts_with = "image")]
+    pub images: Vec<String>,
+
+    /// Push this local image (`name:tag`) instead of the plan's; repeatable.
+    #[arg(long = "image", value_name = "REF")]
+    pub image: Vec<String>,
+
+    /// The registries.
+    #[command(flatten)]
+    pub targets: RegistryArgs,
 
     /// Tag pattern replacing the images' own tags (`{branch}`, `{version}`, `{short_hash}`, …); repeatable.
     #[arg(long = "tag", value_name = "PATTERN")]

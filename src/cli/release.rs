@@ -4,6 +4,7 @@ use std::path::PathBuf;
 
 use clap::Args;
 
+use super::push::RegistryArgs;
 use crate::env;
 
 pub(crate) const LONG_ABOUT: &str = "\
@@ -22,6 +23,12 @@ and a run that failed part-way is finished by running it again. With --draft
 the release is created as a draft and published only after every asset is
 uploaded. Files are streamed from disk: memory does not grow with their size.
 
+--images does what duat's image-release did, safely: the images built with the
+pre-release version (tag {version}) are tagged with the release version (the
+pre-release part dropped) and pushed like sgr push (digests checked first: a
+release tag holding another image is refused); the GitHub release is made for
+the release version; the version file is rewritten last, only if all succeeded.
+
 Token: GITHUB_TOKEN, else --token-file, else `gh auth token`. Rate limits are
 waited out; 5xx answers and dropped connections are retried.
 GitHub Enterprise: --api-url https://HOST/api/v3.
@@ -35,7 +42,8 @@ Examples:
   sgr release 'bin/runner-linux-*'              assets by glob (quoted: sgr expands it)
   sgr release --draft --notes-file NOTES.md dist/*.tar.gz
   sgr release --replace bin/runner-linux-amd64  overwrite an asset that differs
-  sgr release --dry-run dist/*                  the release, assets, sizes and checksums; no GitHub call";
+  sgr release --dry-run dist/*                  the release, assets, sizes and checksums; no GitHub call
+  sgr release --images --aws --azure --azure-registry leafai   promote the pre-release images too";
 
 /// `sgr release [OPTIONS] [FILE]...`.
 #[derive(Debug, Args)]
@@ -84,4 +92,26 @@ pub struct ReleaseArgs {
     /// Directory where the search for the git repository starts.
     #[arg(long = "git", value_name = "DIR", default_value = ".", env = env::GIT_DIR)]
     pub git_dir: PathBuf,
+
+    /// Also release the images: retag the images built for the pre-release
+    /// version with the release version, push them (as `sgr push`), and write
+    /// the release version to the version file once everything succeeded.
+    #[arg(long)]
+    pub images: bool,
+
+    /// Registries for `--images`.
+    #[command(flatten)]
+    pub targets: RegistryArgs,
+
+    /// Organisation in default image names (`--images`).
+    #[arg(long, value_name = "ORG", env = env::ORG)]
+    pub org: Option<String>,
+
+    /// The build configuration file (`--images`; default: sgr.toml at the git top).
+    #[arg(long, value_name = "FILE", env = env::CONFIG)]
+    pub config: Option<PathBuf>,
+
+    /// The engine address (`--images`; default: `DOCKER_HOST`, else the default socket).
+    #[arg(long, value_name = "HOST")]
+    pub docker_host: Option<String>,
 }

@@ -314,13 +314,14 @@ fn items(
 
 /// The registries the flags and environment select.
 fn selections(args: &PushArgs) -> Result<Vec<Selection>, PushCommandError> {
-    let explicit = args.azure || args.aws || !args.registries.is_empty();
+    let explicit = args.targets.azure || args.targets.aws || !args.targets.registries.is_empty();
     let azure_name = args
+        .targets
         .azure_registry
         .clone()
         .filter(|name| !name.trim().is_empty());
     let mut selected = Vec::new();
-    if args.azure || (!explicit && azure_name.is_some()) {
+    if args.targets.azure || (!explicit && azure_name.is_some()) {
         let name = azure_name.ok_or(PushCommandError::NoAzureRegistry)?;
         selected.push(Selection {
             kind: Kind::Azure,
@@ -328,14 +329,14 @@ fn selections(args: &PushArgs) -> Result<Vec<Selection>, PushCommandError> {
             explicit,
         });
     }
-    if args.aws || !explicit {
+    if args.targets.aws || !explicit {
         selected.push(Selection {
             kind: Kind::Aws,
             host: env::process(env::ECR_REGISTRY_OVERRIDE).filter(|host| !host.is_empty()),
             explicit,
         });
     }
-    for host in &args.registries {
+    for host in &args.targets.registries {
         let host = host.trim().trim_end_matches('/');
         if host.is_empty() {
             continue;
@@ -370,8 +371,12 @@ fn host_label(selection: &Selection) -> String {
     })
 }
 
+/// `sgr push` as a library call (used by `sgr release --images`).
+///
+/// # Errors
+/// As [`run`].
 #[allow(clippy::too_many_lines)]
-fn run_inner(
+pub(crate) fn run_inner(
     args: &PushArgs,
     global: &GlobalArgs,
     printer: &Printer,
@@ -424,7 +429,7 @@ fn run_inner(
             .result(&human, &plan)
             .map_err(PushCommandError::Output);
     }
-    let create_repositories = !args.no_create_repos;
+    let create_repositories = !args.targets.no_create_repos;
     let interactive = printer.interactive() && printer.format() == OutputFormat::Human;
     let progress = BuildProgress::new(printer, interactive);
     let rows = runtime.block_on(async {
@@ -1217,7 +1222,7 @@ mod tests {
     #[test]
     fn azure_without_a_name_is_a_usage_error() {
         let mut parsed = args(&["--azure"]);
-        parsed.azure_registry = None;
+        parsed.targets.azure_registry = None;
         assert!(matches!(
             selections(&parsed),
             Err(PushCommandError::NoAzureRegistry)
@@ -1227,8 +1232,8 @@ mod tests {
     #[test]
     fn without_flags_aws_is_implied_and_not_explicit() -> Result<(), PushCommandError> {
         let mut parsed = args(&[]);
-        parsed.azure_registry = None;
-        parsed.registries.clear();
+        parsed.targets.azure_registry = None;
+        parsed.targets.registries.clear();
         let chosen = selections(&parsed)?;
         assert_eq!(chosen.len(), 1);
         assert_eq!(chosen[0].kind, Kind::Aws);

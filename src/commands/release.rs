@@ -12,7 +12,10 @@ use serde::Serialize;
 use sha2::{Digest as _, Sha256};
 use thiserror::Error;
 
+use super::build::{PlanSelection, prepare};
+use super::push::{self, PushCommandError};
 use crate::cli::GlobalArgs;
+use crate::cli::push::PushArgs;
 use crate::cli::release::ReleaseArgs;
 use crate::env;
 use crate::error::{ExitStatus, Failure};
@@ -80,10 +83,37 @@ pub enum ReleaseError {
     /// stdout cannot be written.
     #[error("cannot write the results")]
     Output(#[source] std::io::Error),
+    /// `--images`: planning or pushing failed.
+    #[error(transparent)]
+    Images(#[from] PushCommandError),
+    /// `--images`: no image of the plan is tagged with the version.
+    #[error(
+        "no image of the plan is tagged with the version {version} ({{version}} in sgr.toml, or runner/Dockerfile)"
+    )]
+    NoImages {
+        /// The version.
+        version: String,
+    },
+    /// `--images`: the pre-release image is not built.
+    #[error("no local image {reference}: nothing to release")]
+    NotBuilt {
+        /// The local reference.
+        reference: String,
+    },
+    /// `--images`: the engine failed.
+    #[error(transparent)]
+    Docker(#[from] crate::docker::DockerError),
+    /// The version file cannot be rewritten.
+    #[error(transparent)]
+    VersionWrite(VersionFileError),
 }
 
 impl From<ReleaseError> for Failure {
     fn from(error: ReleaseError) -> Self {
+        let error = match error {
+            ReleaseError::Images(inner) => return Self::from(inner),
+            other => other,
+        };
         let (status, hint) = match &error {
             ReleaseError::Git(inner) => (ExitStatus::Usage, inner.hint()),
             ReleaseError::NotGitHub { .. } => (
@@ -109,7 +139,19 @@ impl From<ReleaseError> for Failure {
             ReleaseError::Version(_) | ReleaseError::NoCommit | ReleaseError::Asset { .. } | ReleaseError::Read { .. } => {
                 (ExitStatus::Usage, None)
             }
-            ReleaseError::Output(_) => (ExitStatus::Failed, None),
+            ReleaseError::NoImages { .. } => (ExitStatus::Usage, None),
+            ReleaseError::NotBuilt { .. } => (
+                ExitStatus::Failed,
+                Some("run sgr build first: it tags images with the pre-release version".to_owned()),
+            ),
+            ReleaseError::Docker(crate::docker::DockerError::Unreachable { .. }) => (
+                ExitStatus::Usage,
+                Some("start the engine, or point DOCKER_HOST (or --docker-host) at it".to_owned()),
+            ),
+            ReleaseError::Output(_)
+            | ReleaseError::Images(_)
+            | ReleaseError::Docker(_)
+            | ReleaseError::VersionWrite(_) => (ExitStatus::Failed, None),
         };
         Self::new(error, status, hint)
     }
@@ -366,7 +408,16 @@ fn run_inner(
     } else {
         git.top_dir().join(&args.version_file)
     };
-    let (version, _) = VersionFile::read(&version_path)?.version()?;
+    let version_file = VersionFile::read(&version_path)?;
+    let (current, _) = version_file.version()?;
+    // --images releases the pre-release: 1.2.3-main-aaaa becomes 1.2.3.
+    let version = if args.images {
+        current
+            .with_prerelease("")
+            .unwrap_or_else(|_| current.clone())
+    } else {
+        current.clone()
+    };
     let tag = format!("{}{version}", args.tag_prefix);
     let target = git.commit()?.ok_or(ReleaseError::NoCommit)?;
     let (owner, name) = repository(args, &git)?;
@@ -407,6 +458,15 @@ fn run_inner(
         notes,
         assets,
     };
+    // The token is checked before any image is pushed.
+    let token = if global.dry_run {
+        None
+    } else {
+        Some(token(args)?)
+    };
+    if args.images {
+        release_images(args, global, printer, runtime, &current, &version)?;
+    }
     if global.dry_run {
         let mut human = format!(
             "release {tag} of {}/{} at {target}{}{}\n",
@@ -436,7 +496,9 @@ fn run_inner(
             .result(human.trim_end(), &plan)
             .map_err(ReleaseError::Output);
     }
-    let token = token(args)?;
+    let Some(token) = token else {
+        return Err(ReleaseError::NoToken);
+    };
     let waits = printer.clone();
     // octocrab's client spawns its request buffer: it must be built inside the runtime.
     let _runtime = runtime.enter();
@@ -446,6 +508,18 @@ fn run_inner(
     let report = runtime.block_on(publish(&github, &plan, args, printer));
     drop(checksums_file);
     let report = report?;
+    if args.images && current.to_string() != version.to_string() {
+        let (contents, _) = version_file.rewritten(
+            &version.to_string(),
+            crate::version::document::Replacement::KeepMarkers,
+        );
+        crate::version_file::write_atomic(&version_path, &contents)
+            .map_err(ReleaseError::VersionWrite)?;
+        printer.note(&format!(
+            "{}: {current} -> {version}",
+            version_path.display()
+        ));
+    }
     let table: Vec<String> = report
         .assets
         .iter()
@@ -468,6 +542,82 @@ fn run_inner(
     printer
         .result(&table.join("\n"), &report)
         .map_err(ReleaseError::Output)
+}
+
+/// `--images`: tag the images built for `current` with `release` and push
+/// them (digests checked by the push); in a dry run, show what would happen.
+fn release_images(
+    args: &ReleaseArgs,
+    global: &GlobalArgs,
+    printer: &Printer,
+    runtime: &tokio::runtime::Runtime,
+    current: &Version,
+    release: &Version,
+) -> Result<(), ReleaseError> {
+    let prepared = prepare(&PlanSelection {
+        git_dir: &args.git_dir,
+        config: args.config.as_deref(),
+        org: args.org.as_deref(),
+        images: &[],
+        extra_args: std::collections::BTreeMap::new(),
+    })
+    .map_err(PushCommandError::from)?;
+    let current_tag = crate::version::branch::docker_tag(&current.to_string());
+    let release_tag = crate::version::branch::docker_tag(&release.to_string());
+    let sources: Vec<String> = prepared
+        .planned
+        .iter()
+        .filter_map(|image| {
+            image
+                .tags
+                .iter()
+                .find(|reference| crate::docker::split_tag(reference).1 == current_tag)
+                .cloned()
+        })
+        .collect();
+    if sources.is_empty() {
+        return Err(ReleaseError::NoImages {
+            version: current.to_string(),
+        });
+    }
+    let targets: Vec<String> = sources
+        .iter()
+        .map(|source| format!("{}:{release_tag}", crate::docker::split_tag(source).0))
+        .collect();
+    if global.dry_run {
+        for (source, target) in sources.iter().zip(&targets) {
+            printer.note(&format!("would tag {source} as {target}"));
+        }
+    } else {
+        runtime.block_on(async {
+            let engine = crate::docker::Engine::connect(args.docker_host.as_deref()).await?;
+            for (source, target) in sources.iter().zip(&targets) {
+                let image =
+                    engine
+                        .inspect(source)
+                        .await?
+                        .ok_or_else(|| ReleaseError::NotBuilt {
+                            reference: source.clone(),
+                        })?;
+                engine.tag(&image.id, target).await?;
+                printer.note(&format!("tagged {source} as {target}"));
+            }
+            Ok::<_, ReleaseError>(())
+        })?;
+    }
+    let push = PushArgs {
+        images: Vec::new(),
+        image: targets,
+        targets: args.targets.clone(),
+        tags: Vec::new(),
+        atomic: true,
+        org: args.org.clone(),
+        config: args.config.clone(),
+        git_dir: args.git_dir.clone(),
+        docker_host: args.docker_host.clone(),
+    };
+    push::run_inner(&push, global, printer, runtime)?;
+    Ok(())
 }
 
 /// Make GitHub match the plan.

@@ -363,3 +363,89 @@ fn dry_run_lists_the_release_without_github() -> TestResult {
         .stderr(contains("dist/none-*: matches no file"));
     Ok(())
 }
+
+/// `--images`: the image built for the pre-release goes out under the release
+/// version, the GitHub release is made for it, and README.md changes last.
+#[test]
+fn images_are_promoted_and_the_version_file_changes_only_after_success() -> TestResult {
+    let Some(docker) = sgr_test_support::service(sgr_test_support::Service::Docker) else {
+        return Ok(());
+    };
+    let Some(registry) = sgr_test_support::service(sgr_test_support::Service::Registry) else {
+        return Ok(());
+    };
+    let user = std::env::var("SGR_TEST_REGISTRY_USERNAME")?;
+    let password = std::env::var("SGR_TEST_REGISTRY_PASSWORD")?;
+    let repo = project("1.4.0-main-aaaa", &[("tool.bin", "tool")])?;
+    let busybox = std::env::var("SGR_TEST_BUSYBOX").unwrap_or_else(|_| "/bin/busybox".to_owned());
+    std::fs::create_dir_all(repo.file("bin"))?;
+    std::fs::copy(&busybox, repo.file("bin/busybox"))?;
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)?
+        .as_nanos();
+    let org = format!("promote{}", nanos % 1_000_000);
+    repo.write(
+        "Dockerfile",
+        format!("FROM scratch\nCOPY bin/busybox /bin/busybox\nLABEL marker={org}\n"),
+    )?;
+    repo.write(
+        "sgr.toml",
+        format!("org = \"{org}\"\n[[image]]\nname = \"{{org}}/{{module}}-runner\"\ndockerfile = \"Dockerfile\"\ntags = [\"{{version}}\"]\n"),
+    )?;
+    repo.commit("image")?;
+    repo.sgr()
+        .arg("build")
+        .env("DOCKER_HOST", &docker)
+        .assert()
+        .success();
+    let github = FakeGitHub::start("leaf-ai", "demo", TOKEN)?;
+
+    // A push that fails (wrong password): no release, README untouched.
+    release(&repo, &github)
+        .args(["--images", "--registry", &registry, "dist/tool.bin"])
+        .env("DOCKER_HOST", &docker)
+        .env("SGR_REGISTRY_USERNAME", &user)
+        .env("SGR_REGISTRY_PASSWORD", "wrong-password")
+        .assert()
+        .code(1);
+    assert!(
+        github.releases().is_empty(),
+        "released although the push failed"
+    );
+    assert!(String::from_utf8(repo.read("README.md")?)?.contains("1.4.0-main-aaaa"));
+
+    release(&repo, &github)
+        .args(["--images", "--registry", &registry, "dist/tool.bin"])
+        .env("DOCKER_HOST", &docker)
+        .env("SGR_REGISTRY_USERNAME", &user)
+        .env("SGR_REGISTRY_PASSWORD", &password)
+        .assert()
+        .success()
+        .stderr(contains(format!(
+            "tagged {org}/project-runner:1.4.0-main-aaaa as {org}/project-runner:1.4.0"
+        )))
+        .stdout(contains(format!("{registry}/{org}/project/runner:1.4.0")));
+    let releases = github.releases();
+    assert_eq!(releases.len(), 1);
+    assert_eq!(releases[0].tag_name, "1.4.0");
+    assert!(!releases[0].prerelease);
+    assert_eq!(
+        String::from_utf8(repo.read("README.md")?)?,
+        "Version: <repo-version>1.4.0</repo-version>\n"
+    );
+    let manifest = sgr_test_support::runtime()?.block_on(async {
+        reqwest::Client::new()
+            .get(format!(
+                "http://{registry}/v2/{org}/project/runner/manifests/1.4.0"
+            ))
+            .basic_auth(&user, Some(&password))
+            .header(
+                "Accept",
+                "application/vnd.docker.distribution.manifest.v2+json",
+            )
+            .send()
+            .await
+    })?;
+    assert_eq!(manifest.status(), reqwest::StatusCode::OK);
+    Ok(())
+}
