@@ -6,7 +6,8 @@ use std::io::{BufRead as _, Write as _};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut args = std::env::args().skip(1);
-    let (Some(owner), Some(repository), Some(token)) = (args.next(), args.next(), args.next()) else {
+    let (Some(owner), Some(repository), Some(token)) = (args.next(), args.next(), args.next())
+    else {
         eprintln!("usage: fake-github OWNER REPO TOKEN");
         std::process::exit(2);
     };
