@@ -18,6 +18,10 @@ pub enum ExitStatus {
     Usage,
     /// 130: interrupted.
     Interrupted,
+    /// 124: a `--timeout` expired (as timeout(1)).
+    TimedOut,
+    /// A build Job's container exit code (`sgr k8s-build`), 1 to 255.
+    Job(u8),
 }
 
 impl ExitStatus {
@@ -29,6 +33,8 @@ impl ExitStatus {
             Self::Failed => 1,
             Self::Usage => 2,
             Self::Interrupted => 130,
+            Self::TimedOut => 124,
+            Self::Job(code) => code,
         }
     }
 }

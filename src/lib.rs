@@ -15,6 +15,7 @@ pub mod env;
 pub mod error;
 pub mod git;
 pub mod github;
+pub mod k8s;
 pub mod output;
 pub mod registry;
 pub mod template;

@@ -2,6 +2,7 @@
 //! into settings and call the library.
 
 pub mod build;
+pub mod k8s_build;
 pub mod push;
 pub mod release;
 pub mod render;
@@ -69,6 +70,9 @@ pub enum Command {
     /// Publish the version as a GitHub release with assets and checksums
     #[command(long_about = release::LONG_ABOUT, after_long_help = release::EXAMPLES)]
     Release(release::ReleaseArgs),
+    /// Run the GPU build Job on Kubernetes, follow its logs, return its result
+    #[command(name = "k8s-build", long_about = k8s_build::LONG_ABOUT, after_long_help = k8s_build::EXAMPLES)]
+    K8sBuild(k8s_build::K8sBuildArgs),
     /// Render a tera template with git, version and user variables
     #[command(long_about = render::LONG_ABOUT, after_long_help = render::EXAMPLES)]
     Render(render::RenderArgs),

@@ -2,6 +2,7 @@
 //! library does the work, the printer reports it.
 
 pub mod build;
+pub mod k8s_build;
 pub mod push;
 pub mod release;
 pub mod render;
@@ -23,6 +24,7 @@ pub fn run(cli: &Cli, printer: &Printer, runtime: &tokio::runtime::Runtime) -> R
         Command::Build(args) => build::run(args, &cli.global, printer, runtime),
         Command::Push(args) => push::run(args, &cli.global, printer, runtime),
         Command::Release(args) => release::run(args, &cli.global, printer, runtime),
+        Command::K8sBuild(args) => k8s_build::run(args, &cli.global, printer, runtime),
         Command::Render(args) => render::run(args, &cli.global, printer, runtime),
         Command::Stencil(args) => stencil::run(args, &cli.global, printer, runtime),
     }

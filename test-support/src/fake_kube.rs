@@ -133,13 +133,17 @@ const RESOURCES: &[(&str, &str, &str, bool)] = &[
     ("/apis/apps/v1", "deployments", "Deployment", true),
     ("/apis/batch/v1", "jobs", "Job", true),
     ("/apis/rbac.authorization.k8s.io/v1", "roles", "Role", true),
-    ("/apis/rbac.authorization.k8s.io/v1", "rolebindings", "RoleBinding", true),
+    (
+        "/apis/rbac.authorization.k8s.io/v1",
+        "rolebindings",
+        "RoleBinding",
+        true,
+    ),
 ];
 
 fn full(status: StatusCode, body: &Value) -> Response<Body> {
-    let mut response = Response::new(
-        http_body_util::Full::new(Bytes::from(body.to_string())).boxed(),
-    );
+    let mut response =
+        Response::new(http_body_util::Full::new(Bytes::from(body.to_string())).boxed());
     *response.status_mut() = status;
     response.headers_mut().insert(
         hyper::header::CONTENT_TYPE,
@@ -172,12 +176,16 @@ fn decode(text: &str) -> String {
     let raw = text.as_bytes();
     let mut index = 0;
     while index < raw.len() {
-        if raw[index] == b'%' && index + 2 < raw.len() {
-            if let Ok(byte) = u8::from_str_radix(std::str::from_utf8(&raw[index + 1..index + 3]).unwrap_or(""), 16) {
-                bytes.push(byte);
-                index += 3;
-                continue;
-            }
+        if raw[index] == b'%'
+            && index + 2 < raw.len()
+            && let Ok(byte) = u8::from_str_radix(
+                std::str::from_utf8(&raw[index + 1..index + 3]).unwrap_or(""),
+                16,
+            )
+        {
+            bytes.push(byte);
+            index += 3;
+            continue;
         }
         bytes.push(if raw[index] == b'+' { b' ' } else { raw[index] });
         index += 1;
@@ -190,7 +198,10 @@ fn matches_selector(object: &Value, selector: Option<&String>) -> bool {
         return true;
     };
     selector.split(',').all(|term| match term.split_once('=') {
-        Some((key, value)) => object["metadata"]["labels"][key.trim_end_matches('=')].as_str() == Some(value.trim_start_matches('=')),
+        Some((key, value)) => {
+            object["metadata"]["labels"][key.trim_end_matches('=')].as_str()
+                == Some(value.trim_start_matches('='))
+        }
         None => !object["metadata"]["labels"][term].is_null(),
     })
 }
@@ -298,7 +309,14 @@ impl FakeKube {
 
     /// Change or create an object as a controller would (emits a watch event).
     pub fn put(&self, plural: &str, namespace: &str, object: Value) {
-        store(&self.state, &self.events, plural, namespace, object, "MODIFIED");
+        store(
+            &self.state,
+            &self.events,
+            plural,
+            namespace,
+            object,
+            "MODIFIED",
+        );
     }
 
     /// Delete an object as a controller or user would.
@@ -321,7 +339,12 @@ fn stamp(state: &mut State) -> String {
     let days = seconds / 86_400;
     let (year, month, day) = civil(i64::try_from(days).unwrap_or(0));
     let rest = seconds % 86_400;
-    format!("{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z", rest / 3600, rest % 3600 / 60, rest % 60)
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
+        rest / 3600,
+        rest % 3600 / 60,
+        rest % 60
+    )
 }
 
 /// Days since 1970-01-01 → (year, month, day), proleptic Gregorian.
@@ -350,10 +373,20 @@ fn store(
         let mut state = lock(state);
         state.version += 1;
         let version = state.version;
-        let name = object["metadata"]["name"].as_str().unwrap_or_default().to_owned();
+        let name = object["metadata"]["name"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
         let key = (plural.to_owned(), namespace.to_owned(), name);
-        let existing_uid = state.objects.get(&key).and_then(|old| old["metadata"]["uid"].as_str().map(str::to_owned));
-        let created = state.objects.get(&key).and_then(|old| old["metadata"]["creationTimestamp"].as_str().map(str::to_owned));
+        let existing_uid = state
+            .objects
+            .get(&key)
+            .and_then(|old| old["metadata"]["uid"].as_str().map(str::to_owned));
+        let created = state.objects.get(&key).and_then(|old| {
+            old["metadata"]["creationTimestamp"]
+                .as_str()
+                .map(str::to_owned)
+        });
         let uid = existing_uid.unwrap_or_else(|| {
             state.next_uid += 1;
             format!("00000000-0000-4000-8000-{:012}", state.next_uid)
@@ -371,7 +404,13 @@ fn store(
                 metadata.insert("namespace".to_owned(), json!(namespace));
             }
         }
-        let kind = if state.objects.contains_key(&key) || kind == "MODIFIED" && state.objects.contains_key(&key) { "MODIFIED" } else { "ADDED" };
+        let kind = if state.objects.contains_key(&key)
+            || kind == "MODIFIED" && state.objects.contains_key(&key)
+        {
+            "MODIFIED"
+        } else {
+            "ADDED"
+        };
         state.objects.insert(key, object.clone());
         let event = WatchEvent {
             kind,
@@ -386,11 +425,23 @@ fn store(
     object
 }
 
-fn remove(state: &Mutex<State>, events: &broadcast::Sender<WatchEvent>, plural: &str, namespace: &str, name: &str) -> Option<Value> {
+fn remove(
+    state: &Mutex<State>,
+    events: &broadcast::Sender<WatchEvent>,
+    plural: &str,
+    namespace: &str,
+    name: &str,
+) -> Option<Value> {
     let (removed, dependents) = {
         let mut state = lock(state);
-        let removed = state.objects.remove(&(plural.to_owned(), namespace.to_owned(), name.to_owned()))?;
-        let uid = removed["metadata"]["uid"].as_str().unwrap_or_default().to_owned();
+        let removed =
+            state
+                .objects
+                .remove(&(plural.to_owned(), namespace.to_owned(), name.to_owned()))?;
+        let uid = removed["metadata"]["uid"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
         // Garbage collection: objects owned by it, and a Job's pods.
         let dependents: Vec<(String, String, String)> = state
             .objects
@@ -399,14 +450,18 @@ fn remove(state: &Mutex<State>, events: &broadcast::Sender<WatchEvent>, plural: 
                 object["metadata"]["ownerReferences"]
                     .as_array()
                     .is_some_and(|owners| owners.iter().any(|owner| owner["uid"] == json!(uid)))
-                    || (plural == "jobs" && object["metadata"]["labels"]["job-name"].as_str() == Some(name))
+                    || (plural == "jobs"
+                        && object["metadata"]["labels"]["job-name"].as_str() == Some(name))
             })
             .map(|(key, _)| key.clone())
             .collect();
         state.version += 1;
         let mut object = removed.clone();
         if let Some(metadata) = object["metadata"].as_object_mut() {
-            metadata.insert("resourceVersion".to_owned(), json!(state.version.to_string()));
+            metadata.insert(
+                "resourceVersion".to_owned(),
+                json!(state.version.to_string()),
+            );
         }
         let event = WatchEvent {
             kind: "DELETED",
@@ -433,7 +488,8 @@ fn apply_merge(mut stored: Value, applied: &Value) -> Value {
             if key == "metadata" {
                 for field in ["labels", "annotations", "ownerReferences"] {
                     if !value[field].is_null() {
-                        target.entry("metadata").or_insert_with(|| json!({}))[field] = value[field].clone();
+                        target.entry("metadata").or_insert_with(|| json!({}))[field] =
+                            value[field].clone();
                     }
                 }
             } else if key != "status" {
@@ -446,13 +502,17 @@ fn apply_merge(mut stored: Value, applied: &Value) -> Value {
 
 fn discovery(path: &str) -> Option<Value> {
     match path {
-        "/api" => Some(json!({"kind": "APIVersions", "versions": ["v1"], "serverAddressByClientCIDRs": []})),
-        "/apis" => Some(json!({"kind": "APIGroupList", "apiVersion": "v1", "groups": [
-            {"name": "apps", "versions": [{"groupVersion": "apps/v1", "version": "v1"}], "preferredVersion": {"groupVersion": "apps/v1", "version": "v1"}},
-            {"name": "batch", "versions": [{"groupVersion": "batch/v1", "version": "v1"}], "preferredVersion": {"groupVersion": "batch/v1", "version": "v1"}},
-            {"name": "rbac.authorization.k8s.io", "versions": [{"groupVersion": "rbac.authorization.k8s.io/v1", "version": "v1"}],
-             "preferredVersion": {"groupVersion": "rbac.authorization.k8s.io/v1", "version": "v1"}}
-        ]})),
+        "/api" => Some(
+            json!({"kind": "APIVersions", "versions": ["v1"], "serverAddressByClientCIDRs": []}),
+        ),
+        "/apis" => Some(
+            json!({"kind": "APIGroupList", "apiVersion": "v1", "groups": [
+                {"name": "apps", "versions": [{"groupVersion": "apps/v1", "version": "v1"}], "preferredVersion": {"groupVersion": "apps/v1", "version": "v1"}},
+                {"name": "batch", "versions": [{"groupVersion": "batch/v1", "version": "v1"}], "preferredVersion": {"groupVersion": "batch/v1", "version": "v1"}},
+                {"name": "rbac.authorization.k8s.io", "versions": [{"groupVersion": "rbac.authorization.k8s.io/v1", "version": "v1"}],
+                 "preferredVersion": {"groupVersion": "rbac.authorization.k8s.io/v1", "version": "v1"}}
+            ]}),
+        ),
         _ => {
             let prefix = path;
             let resources: Vec<Value> = RESOURCES
@@ -468,49 +528,108 @@ fn discovery(path: &str) -> Option<Value> {
             if resources.is_empty() {
                 return None;
             }
-            let group_version = prefix.trim_start_matches("/apis/").trim_start_matches("/api/");
-            Some(json!({"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": group_version, "resources": resources}))
+            let group_version = prefix
+                .trim_start_matches("/apis/")
+                .trim_start_matches("/api/");
+            Some(
+                json!({"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": group_version, "resources": resources}),
+            )
         }
     }
 }
 
 #[allow(clippy::too_many_lines)]
-async fn handle(state: Arc<Mutex<State>>, events: broadcast::Sender<WatchEvent>, request: Request<Incoming>) -> Response<Body> {
+async fn handle(
+    state: Arc<Mutex<State>>,
+    events: broadcast::Sender<WatchEvent>,
+    request: Request<Incoming>,
+) -> Response<Body> {
     let method = request.method().clone();
     let uri = request.uri().clone();
     let path = uri.path().to_owned();
     let query = query(&uri);
-    let body_bytes = request.into_body().collect().await.map(http_body_util::Collected::to_bytes).unwrap_or_default();
-    lock(&state).received.push((method.to_string(), uri.to_string(), String::from_utf8_lossy(&body_bytes).into_owned()));
+    let body_bytes = request
+        .into_body()
+        .collect()
+        .await
+        .map(http_body_util::Collected::to_bytes)
+        .unwrap_or_default();
+    lock(&state).received.push((
+        method.to_string(),
+        uri.to_string(),
+        String::from_utf8_lossy(&body_bytes).into_owned(),
+    ));
     if method == Method::GET
         && let Some(answer) = discovery(&path)
     {
         return full(StatusCode::OK, &answer);
     }
-    let Some((prefix, plural, kind, namespaced)) = RESOURCES.iter().copied().find(|(prefix, plural, ..)| {
-        path.strip_prefix(prefix)
-            .is_some_and(|rest| rest.split('/').any(|segment| segment == *plural))
-    }) else {
-        return status(StatusCode::NOT_FOUND, "NotFound", &format!("the server could not find {path}"));
+    let Some((prefix, plural, kind, namespaced)) =
+        RESOURCES.iter().copied().find(|(prefix, plural, ..)| {
+            path.strip_prefix(prefix).is_some_and(|rest| {
+                let segments: Vec<&str> = rest
+                    .split('/')
+                    .filter(|segment| !segment.is_empty())
+                    .collect();
+                match segments.as_slice() {
+                    ["namespaces", _, resource, ..] => resource == plural,
+                    [first, ..] => first == plural,
+                    [] => false,
+                }
+            })
+        })
+    else {
+        return status(
+            StatusCode::NOT_FOUND,
+            "NotFound",
+            &format!("the server could not find {path}"),
+        );
     };
-    let rest: Vec<&str> = path[prefix.len()..].split('/').filter(|segment| !segment.is_empty()).collect();
+    let rest: Vec<&str> = path[prefix.len()..]
+        .split('/')
+        .filter(|segment| !segment.is_empty())
+        .collect();
     let (namespace, name, subresource) = match rest.as_slice() {
-        ["namespaces", namespace, resource, name, sub] if *resource == plural => ((*namespace).to_owned(), Some((*name).to_owned()), Some(*sub)),
-        ["namespaces", namespace, resource, name] if *resource == plural => ((*namespace).to_owned(), Some((*name).to_owned()), None),
-        ["namespaces", namespace, resource] if *resource == plural && namespaced => ((*namespace).to_owned(), None, None),
-        ["namespaces", name] if plural == "namespaces" => (String::new(), Some((*name).to_owned()), None),
+        ["namespaces", namespace, resource, name, sub] if *resource == plural => (
+            (*namespace).to_owned(),
+            Some((*name).to_owned()),
+            Some(*sub),
+        ),
+        ["namespaces", namespace, resource, name] if *resource == plural => {
+            ((*namespace).to_owned(), Some((*name).to_owned()), None)
+        }
+        ["namespaces", namespace, resource] if *resource == plural && namespaced => {
+            ((*namespace).to_owned(), None, None)
+        }
+        ["namespaces", name] if plural == "namespaces" => {
+            (String::new(), Some((*name).to_owned()), None)
+        }
         [resource] if *resource == plural => (String::new(), None, None),
         [resource, name] if *resource == plural => (String::new(), Some((*name).to_owned()), None),
-        _ => return status(StatusCode::NOT_FOUND, "NotFound", &format!("the server could not find {path}")),
+        _ => {
+            return status(
+                StatusCode::NOT_FOUND,
+                "NotFound",
+                &format!("the server could not find {path}"),
+            );
+        }
     };
     let key = |name: &str| (plural.to_owned(), namespace.clone(), name.to_owned());
     match (method, name, subresource) {
         (Method::GET, Some(name), Some("log")) => logs(state, &namespace, &name, &query),
         (Method::GET, Some(name), None) => match lock(&state).objects.get(&key(&name)) {
             Some(object) => full(StatusCode::OK, object),
-            None => status(StatusCode::NOT_FOUND, "NotFound", &format!("{plural} \"{name}\" not found")),
+            None => status(
+                StatusCode::NOT_FOUND,
+                "NotFound",
+                &format!("{plural} \"{name}\" not found"),
+            ),
         },
-        (Method::GET, None, _) if query.get("watch").is_some_and(|watch| watch == "true" || watch == "1") => {
+        (Method::GET, None, _)
+            if query
+                .get("watch")
+                .is_some_and(|watch| watch == "true" || watch == "1") =>
+        {
             watch(&state, &events, plural, &namespace, &query)
         }
         (Method::GET, None, _) => {
@@ -519,18 +638,31 @@ async fn handle(state: Arc<Mutex<State>>, events: broadcast::Sender<WatchEvent>,
                 .objects
                 .iter()
                 .filter(|((resource, object_namespace, _), object)| {
-                    resource == plural && (namespace.is_empty() || *object_namespace == namespace) && matches_selector(object, query.get("labelSelector"))
+                    resource == plural
+                        && (namespace.is_empty() || *object_namespace == namespace)
+                        && matches_selector(object, query.get("labelSelector"))
                 })
                 .map(|(_, object)| object.clone())
                 .collect();
-            full(StatusCode::OK, &json!({"kind": format!("{kind}List"), "apiVersion": "v1", "metadata": {"resourceVersion": state.version.to_string()}, "items": items}))
+            full(
+                StatusCode::OK,
+                &json!({"kind": format!("{kind}List"), "apiVersion": "v1", "metadata": {"resourceVersion": state.version.to_string()}, "items": items}),
+            )
         }
         (Method::PATCH, Some(name), None) => {
             let Ok(applied) = serde_json::from_slice::<Value>(&body_bytes) else {
-                return status(StatusCode::BAD_REQUEST, "BadRequest", "the patch is not JSON");
+                return status(
+                    StatusCode::BAD_REQUEST,
+                    "BadRequest",
+                    "the patch is not JSON",
+                );
             };
             if applied["metadata"]["name"].as_str() != Some(name.as_str()) {
-                return status(StatusCode::BAD_REQUEST, "BadRequest", "metadata.name does not match the URL");
+                return status(
+                    StatusCode::BAD_REQUEST,
+                    "BadRequest",
+                    "metadata.name does not match the URL",
+                );
             }
             let existing = lock(&state).objects.get(&key(&name)).cloned();
             let created = existing.is_none();
@@ -540,29 +672,67 @@ async fn handle(state: Arc<Mutex<State>>, events: broadcast::Sender<WatchEvent>,
             };
             let stored = store(&state, &events, plural, &namespace, merged, "ADDED");
             if created && plural == "jobs" {
-                tokio::spawn(run_job(Arc::clone(&state), events.clone(), namespace.clone(), stored.clone()));
+                tokio::spawn(run_job(
+                    Arc::clone(&state),
+                    events.clone(),
+                    namespace.clone(),
+                    stored.clone(),
+                ));
             }
-            full(if created { StatusCode::CREATED } else { StatusCode::OK }, &stored)
+            full(
+                if created {
+                    StatusCode::CREATED
+                } else {
+                    StatusCode::OK
+                },
+                &stored,
+            )
         }
         (Method::POST, None, _) => {
             let Ok(object) = serde_json::from_slice::<Value>(&body_bytes) else {
-                return status(StatusCode::BAD_REQUEST, "BadRequest", "the body is not JSON");
+                return status(
+                    StatusCode::BAD_REQUEST,
+                    "BadRequest",
+                    "the body is not JSON",
+                );
             };
-            let name = object["metadata"]["name"].as_str().unwrap_or_default().to_owned();
+            let name = object["metadata"]["name"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned();
             if lock(&state).objects.contains_key(&key(&name)) {
-                return status(StatusCode::CONFLICT, "AlreadyExists", &format!("{plural} \"{name}\" already exists"));
+                return status(
+                    StatusCode::CONFLICT,
+                    "AlreadyExists",
+                    &format!("{plural} \"{name}\" already exists"),
+                );
             }
             let stored = store(&state, &events, plural, &namespace, object, "ADDED");
             if plural == "jobs" {
-                tokio::spawn(run_job(Arc::clone(&state), events.clone(), namespace.clone(), stored.clone()));
+                tokio::spawn(run_job(
+                    Arc::clone(&state),
+                    events.clone(),
+                    namespace.clone(),
+                    stored.clone(),
+                ));
             }
             full(StatusCode::CREATED, &stored)
         }
-        (Method::DELETE, Some(name), None) => match remove(&state, &events, plural, &namespace, &name) {
-            Some(removed) => full(StatusCode::OK, &removed),
-            None => status(StatusCode::NOT_FOUND, "NotFound", &format!("{plural} \"{name}\" not found")),
-        },
-        _ => status(StatusCode::METHOD_NOT_ALLOWED, "MethodNotAllowed", "not supported by the fake"),
+        (Method::DELETE, Some(name), None) => {
+            match remove(&state, &events, plural, &namespace, &name) {
+                Some(removed) => full(StatusCode::OK, &removed),
+                None => status(
+                    StatusCode::NOT_FOUND,
+                    "NotFound",
+                    &format!("{plural} \"{name}\" not found"),
+                ),
+            }
+        }
+        _ => status(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "MethodNotAllowed",
+            "not supported by the fake",
+        ),
     }
 }
 
@@ -587,16 +757,24 @@ fn watch(
     namespace: &str,
     query: &HashMap<String, String>,
 ) -> Response<Body> {
-    let since: u64 = query.get("resourceVersion").and_then(|version| version.parse().ok()).unwrap_or(0);
+    let since: u64 = query
+        .get("resourceVersion")
+        .and_then(|version| version.parse().ok())
+        .unwrap_or(0);
     let selector = query.get("labelSelector").cloned();
     let (sender, receiver) = mpsc::channel::<Bytes>(1024);
     let (backlog, gone) = {
         let state = lock(state);
         let gone = since != 0 && since < state.compacted_below;
-        let backlog: Vec<WatchEvent> = state.history.iter().filter(|event| event.version > since).cloned().collect();
+        let backlog: Vec<WatchEvent> = state
+            .history
+            .iter()
+            .filter(|event| event.version > since)
+            .cloned()
+            .collect();
         (backlog, gone)
     };
-    let mut live = events.subscribe();
+    let mut subscription = events.subscribe();
     let plural = plural.to_owned();
     let namespace = namespace.to_owned();
     tokio::spawn(async move {
@@ -608,7 +786,8 @@ fn watch(
         }
         let wanted = |event: &WatchEvent| {
             event.resource == plural
-                && (namespace.is_empty() || event.object["metadata"]["namespace"].as_str() == Some(namespace.as_str()))
+                && (namespace.is_empty()
+                    || event.object["metadata"]["namespace"].as_str() == Some(namespace.as_str()))
                 && matches_selector(&event.object, selector.as_ref())
         };
         let mut last = since;
@@ -622,7 +801,7 @@ fn watch(
             }
         }
         loop {
-            match live.recv().await {
+            match subscription.recv().await {
                 Ok(event) if event.version > last && wanted(&event) => {
                     last = event.version;
                     let line = json!({"type": event.kind, "object": event.object});
@@ -639,17 +818,31 @@ fn watch(
 }
 
 /// `pods/{name}/log`: the container's lines from `sinceTime`, followed while it runs.
-fn logs(state: Arc<Mutex<State>>, namespace: &str, pod: &str, query: &HashMap<String, String>) -> Response<Body> {
+#[allow(clippy::too_many_lines)]
+fn logs(
+    state: Arc<Mutex<State>>,
+    namespace: &str,
+    pod: &str,
+    query: &HashMap<String, String>,
+) -> Response<Body> {
     let container = query.get("container").cloned().unwrap_or_else(|| {
         lock(&state)
             .objects
             .get(&("pods".to_owned(), namespace.to_owned(), pod.to_owned()))
-            .and_then(|object| object["spec"]["containers"][0]["name"].as_str().map(str::to_owned))
+            .and_then(|object| {
+                object["spec"]["containers"][0]["name"]
+                    .as_str()
+                    .map(str::to_owned)
+            })
             .unwrap_or_default()
     });
     let key = (namespace.to_owned(), pod.to_owned(), container);
     if !lock(&state).logs.contains_key(&key) {
-        return status(StatusCode::BAD_REQUEST, "BadRequest", &format!("container in pod {pod} is waiting to start"));
+        return status(
+            StatusCode::BAD_REQUEST,
+            "BadRequest",
+            &format!("container in pod {pod} is waiting to start"),
+        );
     }
     let follow = query.get("follow").is_some_and(|value| value == "true");
     let timestamps = query.get("timestamps").is_some_and(|value| value == "true");
@@ -661,7 +854,10 @@ fn logs(state: Arc<Mutex<State>>, namespace: &str, pod: &str, query: &HashMap<St
             let lines = &state.logs[&key].lines;
             match &since {
                 // RFC 3339 strings of the same shape compare in time order; seconds precision as the API.
-                Some(since) => lines.iter().position(|line| line.timestamp[..19] >= since[..19.min(since.len())]).unwrap_or(lines.len()),
+                Some(since) => lines
+                    .iter()
+                    .position(|line| line.timestamp[..19] >= since[..19.min(since.len())])
+                    .unwrap_or(lines.len()),
                 None => 0,
             }
         };
@@ -671,10 +867,17 @@ fn logs(state: Arc<Mutex<State>>, namespace: &str, pod: &str, query: &HashMap<St
                 let mut state = lock(&state);
                 let faults = state.log_faults;
                 let log = &state.logs[&key];
-                let batch: Vec<LogLine> = log.lines[index.min(log.lines.len())..].iter().take(64).cloned().collect();
+                let batch: Vec<LogLine> = log.lines[index.min(log.lines.len())..]
+                    .iter()
+                    .take(64)
+                    .cloned()
+                    .collect();
                 let done = log.done;
-                let cut = faults.cuts > state.cuts_done && faults.cut_after > 0 && sent_here >= faults.cut_after;
-                let rotate = follow && !state.rotated && faults.rotate_at.is_some_and(|at| index >= at);
+                let cut = faults.cuts > state.cuts_done
+                    && faults.cut_after > 0
+                    && sent_here >= faults.cut_after;
+                let rotate =
+                    follow && !state.rotated && faults.rotate_at.is_some_and(|at| index >= at);
                 if cut {
                     state.cuts_done += 1;
                 }
@@ -689,7 +892,11 @@ fn logs(state: Arc<Mutex<State>>, namespace: &str, pod: &str, query: &HashMap<St
             if cut {
                 // A dropped connection, mid-line.
                 let partial = lock(&state).logs[&key].lines.get(index).map(|line| {
-                    let text = if timestamps { format!("{} {}", line.timestamp, line.text) } else { line.text.clone() };
+                    let text = if timestamps {
+                        format!("{} {}", line.timestamp, line.text)
+                    } else {
+                        line.text.clone()
+                    };
                     let half = text.len() / 2;
                     Bytes::from(text.as_bytes()[..half].to_vec())
                 });
@@ -735,11 +942,22 @@ fn logs(state: Arc<Mutex<State>>, namespace: &str, pod: &str, query: &HashMap<St
 
 /// The scripted job controller.
 #[allow(clippy::too_many_lines)]
-async fn run_job(state: Arc<Mutex<State>>, events: broadcast::Sender<WatchEvent>, namespace: String, job: Value) {
-    let name = job["metadata"]["name"].as_str().unwrap_or_default().to_owned();
+async fn run_job(
+    state: Arc<Mutex<State>>,
+    events: broadcast::Sender<WatchEvent>,
+    namespace: String,
+    job: Value,
+) {
+    let name = job["metadata"]["name"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
     let uid = job["metadata"]["uid"].clone();
     let scripts = lock(&state).scripts.get(&name).cloned().unwrap_or_else(|| {
-        vec![PodScript::lines(vec!["step 1".to_owned(), "step 2".to_owned(), "done".to_owned()], 0)]
+        vec![PodScript::lines(
+            vec!["step 1".to_owned(), "step 2".to_owned(), "done".to_owned()],
+            0,
+        )]
     });
     let template = job["spec"]["template"].clone();
     let attempts = scripts.len();
@@ -753,7 +971,11 @@ async fn run_job(state: Arc<Mutex<State>>, events: broadcast::Sender<WatchEvent>
             "spec": template["spec"].clone(),
             "status": {}
         });
-        let containers: Vec<String> = script.containers.iter().map(|(container, _)| container.clone()).collect();
+        let containers: Vec<String> = script
+            .containers
+            .iter()
+            .map(|(container, _)| container.clone())
+            .collect();
         let waiting: Vec<Value> = containers
             .iter()
             .map(|container| json!({"name": container, "ready": false, "restartCount": 0, "image": "x", "imageID": "",
@@ -764,7 +986,8 @@ async fn run_job(state: Arc<Mutex<State>>, events: broadcast::Sender<WatchEvent>
         } else {
             json!([{"type": "PodScheduled", "status": "True"}])
         };
-        pod["status"] = json!({"phase": "Pending", "conditions": scheduled, "containerStatuses": waiting});
+        pod["status"] =
+            json!({"phase": "Pending", "conditions": scheduled, "containerStatuses": waiting});
         store(&state, &events, "pods", &namespace, pod.clone(), "ADDED");
         tokio::time::sleep(script.pending).await;
         if script.stuck {
@@ -776,7 +999,10 @@ async fn run_job(state: Arc<Mutex<State>>, events: broadcast::Sender<WatchEvent>
         {
             let mut locked = lock(&state);
             for container in &containers {
-                locked.logs.insert((namespace.clone(), pod_name.clone(), container.clone()), ContainerLog::default());
+                locked.logs.insert(
+                    (namespace.clone(), pod_name.clone(), container.clone()),
+                    ContainerLog::default(),
+                );
             }
         }
         let running: Vec<Value> = containers
@@ -787,7 +1013,12 @@ async fn run_job(state: Arc<Mutex<State>>, events: broadcast::Sender<WatchEvent>
         pod["status"] = json!({"phase": "Running", "conditions": [{"type": "PodScheduled", "status": "True"}], "containerStatuses": running});
         store(&state, &events, "pods", &namespace, pod.clone(), "MODIFIED");
         // Write the lines, interleaving containers, with nanosecond timestamps.
-        let longest = script.containers.iter().map(|(_, lines)| lines.len()).max().unwrap_or(0);
+        let longest = script
+            .containers
+            .iter()
+            .map(|(_, lines)| lines.len())
+            .max()
+            .unwrap_or(0);
         let base = lock(&state).clock;
         for index in 0..longest {
             {
@@ -805,8 +1036,15 @@ async fn run_job(state: Arc<Mutex<State>>, events: broadcast::Sender<WatchEvent>
                             rest % 3600 / 60,
                             rest % 60
                         );
-                        if let Some(log) = locked.logs.get_mut(&(namespace.clone(), pod_name.clone(), container.clone())) {
-                            log.lines.push(LogLine { timestamp, text: text.clone() });
+                        if let Some(log) = locked.logs.get_mut(&(
+                            namespace.clone(),
+                            pod_name.clone(),
+                            container.clone(),
+                        )) {
+                            log.lines.push(LogLine {
+                                timestamp,
+                                text: text.clone(),
+                            });
                         }
                     }
                 }
@@ -819,7 +1057,11 @@ async fn run_job(state: Arc<Mutex<State>>, events: broadcast::Sender<WatchEvent>
             let mut locked = lock(&state);
             locked.clock = base + (longest as u64) / 1000 + 2;
             for container in &containers {
-                if let Some(log) = locked.logs.get_mut(&(namespace.clone(), pod_name.clone(), container.clone())) {
+                if let Some(log) =
+                    locked
+                        .logs
+                        .get_mut(&(namespace.clone(), pod_name.clone(), container.clone()))
+                {
                     log.done = true;
                 }
             }
@@ -838,7 +1080,11 @@ async fn run_job(state: Arc<Mutex<State>>, events: broadcast::Sender<WatchEvent>
         store(&state, &events, "pods", &namespace, pod, "MODIFIED");
         let last = attempt + 1 == attempts;
         if succeeded || last {
-            let Some(mut stored) = lock(&state).objects.get(&("jobs".to_owned(), namespace.clone(), name.clone())).cloned() else {
+            let Some(mut stored) = lock(&state)
+                .objects
+                .get(&("jobs".to_owned(), namespace.clone(), name.clone()))
+                .cloned()
+            else {
                 return;
             };
             stored["status"] = if succeeded {
@@ -853,5 +1099,7 @@ async fn run_job(state: Arc<Mutex<State>>, events: broadcast::Sender<WatchEvent>
 }
 
 fn pod_exists(state: &Mutex<State>, namespace: &str, name: &str) -> bool {
-    lock(state).objects.contains_key(&("pods".to_owned(), namespace.to_owned(), name.to_owned()))
+    lock(state)
+        .objects
+        .contains_key(&("pods".to_owned(), namespace.to_owned(), name.to_owned()))
 }

@@ -9,8 +9,10 @@
 use std::fmt;
 
 mod fake_github;
+mod fake_kube;
 mod fault_proxy;
 pub use fake_github::{FakeAsset, FakeGitHub, FakeRelease, Fault};
+pub use fake_kube::{FakeKube, LogFaults, PodScript};
 pub use fault_proxy::{FaultProxy, Seen};
 
 /// The local services `scripts/test.sh` can start, with the variable that carries each address.

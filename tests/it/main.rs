@@ -5,6 +5,7 @@
 mod build;
 mod common;
 mod git;
+mod k8s_build;
 mod push;
 mod release;
 mod render;

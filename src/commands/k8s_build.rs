@@ -1,0 +1,631 @@
+//! `sgr k8s-build`: render the manifest (or build the `--attach` Job),
+//! apply it, put `GITHUB_TOKEN` in a Secret owned by the Job, follow the Job
+//! and its logs, and exit with its result.
+
+use std::io::Write as _;
+use std::path::PathBuf;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use base64::Engine as _;
+use secrecy::{ExposeSecret as _, SecretString};
+use serde_json::{Value, json};
+use thiserror::Error;
+
+use super::template::{self, Source, TemplateCommandError};
+use crate::cli::GlobalArgs;
+use crate::cli::k8s_build::{K8sAction, K8sBuildArgs};
+use crate::cli::template::TemplateArgs;
+use crate::env;
+use crate::error::{ExitStatus, Failure};
+use crate::k8s::{Cluster, ClusterError, Outcome, Progress};
+use crate::output::{OutputFormat, Printer};
+
+/// The image pull secret of the seed.
+const DEFAULT_PULL_SECRET: &str = "studioml-go-docker-key";
+
+/// `sgr k8s-build` failures.
+#[derive(Debug, Error)]
+pub enum K8sBuildError {
+    /// The manifest template.
+    #[error(transparent)]
+    Template(#[from] TemplateCommandError),
+    /// The rendered manifest is not YAML.
+    #[error("{}: the rendered manifest is not valid YAML: {message}", .path.display())]
+    Yaml {
+        /// The manifest.
+        path: PathBuf,
+        /// Why.
+        message: String,
+    },
+    /// The manifest has no Job, or several.
+    #[error("{}: {message}", .path.display())]
+    Manifest {
+        /// The manifest.
+        path: PathBuf,
+        /// What is wrong.
+        message: String,
+    },
+    /// A bad option.
+    #[error("{0}")]
+    Usage(String),
+    /// A file cannot be read or written.
+    #[error("cannot {action} {}", .path.display())]
+    File {
+        /// Read or write.
+        action: &'static str,
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The cluster.
+    #[error(transparent)]
+    Cluster(#[from] ClusterError),
+    /// The Job failed.
+    #[error("job {job} failed{}", .exit_code.map(|code| format!(" (exit code {code})")).unwrap_or_default())]
+    JobFailed {
+        /// The Job.
+        job: String,
+        /// The container's exit code.
+        exit_code: Option<i32>,
+    },
+    /// `--timeout` expired.
+    #[error("job {job} did not finish within {seconds} s")]
+    TimedOut {
+        /// The Job.
+        job: String,
+        /// The limit.
+        seconds: u64,
+    },
+}
+
+impl From<K8sBuildError> for Failure {
+    fn from(error: K8sBuildError) -> Self {
+        let (status, hint) = match &error {
+            K8sBuildError::JobFailed { exit_code, .. } => (
+                ExitStatus::Job(exit_code.and_then(|code| u8::try_from(code).ok()).filter(|code| *code != 0).unwrap_or(1)),
+                Some("the log copy has the whole output; sgr k8s-build delete removes the resources".to_owned()),
+            ),
+            K8sBuildError::TimedOut { .. } => (
+                ExitStatus::TimedOut,
+                Some("the Job keeps running; follow it again with sgr k8s-build, or remove it with sgr k8s-build delete".to_owned()),
+            ),
+            K8sBuildError::Cluster(ClusterError::Config(_)) => (
+                ExitStatus::Usage,
+                Some("set KUBECONFIG (or --context), or run inside the cluster".to_owned()),
+            ),
+            K8sBuildError::File { action: "write", .. } => (ExitStatus::Failed, None),
+            _ => (ExitStatus::Usage, None),
+        };
+        Self::new(error, status, hint)
+    }
+}
+
+/// Run `sgr k8s-build`.
+///
+/// # Errors
+/// As documented in `--help`: 1 or the container's code, 2, 124.
+pub fn run(
+    args: &K8sBuildArgs,
+    global: &GlobalArgs,
+    printer: &Printer,
+    runtime: &tokio::runtime::Runtime,
+) -> Result<(), Failure> {
+    run_inner(args, global, printer, runtime).map_err(Failure::from)
+}
+
+/// `90s`, `30m`, `2h`, `45`.
+fn parse_duration(text: &str) -> Result<Duration, K8sBuildError> {
+    let text = text.trim();
+    let (number, unit) = text
+        .find(|character: char| !character.is_ascii_digit())
+        .map_or((text, ""), |position| text.split_at(position));
+    let value: u64 = number.parse().map_err(|_| {
+        K8sBuildError::Usage(format!("--timeout {text}: expected e.g. 90s, 30m, 2h"))
+    })?;
+    let seconds = match unit {
+        "" | "s" => value,
+        "m" => value * 60,
+        "h" => value * 3600,
+        _ => {
+            return Err(K8sBuildError::Usage(format!(
+                "--timeout {text}: the unit is s, m or h"
+            )));
+        }
+    };
+    Ok(Duration::from_secs(seconds))
+}
+
+/// The one Job of the documents.
+fn job_index(documents: &[Value], path: &std::path::Path) -> Result<usize, K8sBuildError> {
+    let jobs: Vec<usize> = documents
+        .iter()
+        .enumerate()
+        .filter(|(_, document)| document["kind"] == "Job")
+        .map(|(index, _)| index)
+        .collect();
+    match jobs.as_slice() {
+        [index] => Ok(*index),
+        [] => Err(K8sBuildError::Manifest {
+            path: path.to_path_buf(),
+            message: "no Job in the manifest".to_owned(),
+        }),
+        _ => Err(K8sBuildError::Manifest {
+            path: path.to_path_buf(),
+            message: "more than one Job in the manifest".to_owned(),
+        }),
+    }
+}
+
+/// The Secret the Job's `GITHUB_TOKEN` env refers to: `(name, key)`.
+fn token_reference(job: &Value) -> Option<(String, String)> {
+    job["spec"]["template"]["spec"]["containers"]
+        .as_array()?
+        .iter()
+        .flat_map(|container| container["env"].as_array().cloned().unwrap_or_default())
+        .find(|entry| entry["name"] == "GITHUB_TOKEN")
+        .and_then(|entry| {
+            let reference = &entry["valueFrom"]["secretKeyRef"];
+            Some((
+                reference["name"].as_str()?.to_owned(),
+                reference["key"].as_str()?.to_owned(),
+            ))
+        })
+}
+
+/// Apply `--gpus`, `--node-selector`, `--memory`, `--cpu`, `--image-pull-secret` to the Job.
+fn customise(job: &mut Value, args: &K8sBuildArgs) -> Result<(), K8sBuildError> {
+    let pod = &mut job["spec"]["template"]["spec"];
+    for entry in &args.node_selector {
+        let (key, value) = entry.split_once('=').ok_or_else(|| {
+            K8sBuildError::Usage(format!("--node-selector {entry}: expected KEY=VALUE"))
+        })?;
+        pod["nodeSelector"][key] = json!(value);
+    }
+    if let Some(secret) = &args.image_pull_secret {
+        pod["imagePullSecrets"] = json!([{"name": secret}]);
+    }
+    if let Some(containers) = pod["containers"].as_array_mut()
+        && let Some(first) = containers.first_mut()
+    {
+        let resources = &mut first["resources"];
+        for (flag, key, value) in [
+            (
+                args.gpus.is_some(),
+                "nvidia.com/gpu",
+                args.gpus.map(|gpus| json!(gpus)),
+            ),
+            (
+                args.memory.is_some(),
+                "memory",
+                args.memory.clone().map(Value::from),
+            ),
+            (args.cpu.is_some(), "cpu", args.cpu.clone().map(Value::from)),
+        ] {
+            if let (true, Some(value)) = (flag, value) {
+                resources["requests"][key] = value.clone();
+                resources["limits"][key] = value;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The seed's `kubectl run --image … --requests=nvidia.com/gpu=1 --limits=nvidia.com/gpu=1 build`, as a Job.
+fn attach_job(args: &K8sBuildArgs, namespace: &str, image: &str) -> Value {
+    let gpus = args.gpus.unwrap_or(1);
+    json!({
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": {"name": args.name, "namespace": namespace, "labels": {"app.kubernetes.io/managed-by": "sgr"}},
+        "spec": {
+            "backoffLimit": 0,
+            "template": {
+                "metadata": {"labels": {"app.kubernetes.io/managed-by": "sgr"}},
+                "spec": {
+                    "restartPolicy": "Never",
+                    "imagePullSecrets": [{"name": args.image_pull_secret.clone().unwrap_or_else(|| DEFAULT_PULL_SECRET.to_owned())}],
+                    "containers": [{
+                        "name": "build",
+                        "image": image,
+                        "env": [{"name": "GITHUB_TOKEN", "valueFrom": {"secretKeyRef": {"name": format!("{}-github-token", args.name), "key": "token", "optional": true}}}],
+                        "resources": {"requests": {"nvidia.com/gpu": gpus}, "limits": {"nvidia.com/gpu": gpus}}
+                    }]
+                }
+            }
+        }
+    })
+}
+
+/// The token Secret, owned by the Job when its uid is known.
+fn token_secret(
+    namespace: &str,
+    name: &str,
+    key: &str,
+    token: Option<&SecretString>,
+    owner: Option<(&str, &str)>,
+) -> Value {
+    let data = token.map_or_else(
+        || "***".to_owned(),
+        |token| base64::engine::general_purpose::STANDARD.encode(token.expose_secret()),
+    );
+    let mut secret = json!({
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {"name": name, "namespace": namespace, "labels": {"app.kubernetes.io/managed-by": "sgr"}},
+        "type": "Opaque",
+        "data": {key: data}
+    });
+    if let Some((job, uid)) = owner {
+        secret["metadata"]["ownerReferences"] = json!([{"apiVersion": "batch/v1", "kind": "Job", "name": job, "uid": uid, "blockOwnerDeletion": true}]);
+    }
+    secret
+}
+
+fn read_token(args: &K8sBuildArgs) -> Result<Option<SecretString>, K8sBuildError> {
+    if args.no_github_token {
+        return Ok(None);
+    }
+    if let Some(path) = &args.github_token_file {
+        let text = std::fs::read_to_string(path).map_err(|source| K8sBuildError::File {
+            action: "read",
+            path: path.clone(),
+            source,
+        })?;
+        return Ok(Some(SecretString::from(text.trim().to_owned())));
+    }
+    Ok(env::process(env::GITHUB_TOKEN)
+        .filter(|token| !token.trim().is_empty())
+        .map(|token| SecretString::from(token.trim().to_owned())))
+}
+
+/// Render the manifest into documents, Namespaces first.
+fn documents(
+    args: &K8sBuildArgs,
+    runtime: &tokio::runtime::Runtime,
+) -> Result<Vec<Value>, K8sBuildError> {
+    let mut set = args.set.clone();
+    if let Some(namespace) = &args.namespace {
+        set.push(format!("namespace={namespace}"));
+    }
+    let template_args = TemplateArgs {
+        out: None,
+        values: Vec::new(),
+        set,
+        values_files: Vec::new(),
+        module: PathBuf::from("."),
+        version_files: vec![PathBuf::from("README.md"), PathBuf::from("README.adoc")],
+        git_dir: args.git_dir.clone(),
+        print_context: false,
+        suppress_warnings: true,
+        error_warnings: false,
+    };
+    let source: Source = template::read_source(Some(&args.manifest))?;
+    let (context, _) = template::gather(&template_args, &source, runtime)?;
+    let text = crate::template::tera_dialect::render(
+        &source.path.display().to_string(),
+        &source.text,
+        &context,
+        false,
+    )
+    .map_err(|error| TemplateCommandError::Template {
+        path: source.path.clone(),
+        message: error.to_string(),
+    })?;
+    let parsed: Vec<Value> =
+        serde_saphyr::from_multiple(&text).map_err(|error| K8sBuildError::Yaml {
+            path: args.manifest.clone(),
+            message: error.to_string(),
+        })?;
+    let (mut namespaces, rest): (Vec<Value>, Vec<Value>) = parsed
+        .into_iter()
+        .filter(Value::is_object)
+        .partition(|document| document["kind"] == "Namespace");
+    namespaces.extend(rest);
+    Ok(namespaces)
+}
+
+fn kind_name(document: &Value) -> (String, String) {
+    let kind = document["kind"].as_str().unwrap_or_default().to_owned();
+    let name = document["metadata"]["name"].as_str().unwrap_or_default();
+    let name = match document["metadata"]["namespace"].as_str() {
+        Some(namespace) => format!("{namespace}/{name}"),
+        None => name.to_owned(),
+    };
+    (kind, name)
+}
+
+#[allow(clippy::too_many_lines)]
+fn run_inner(
+    args: &K8sBuildArgs,
+    global: &GlobalArgs,
+    printer: &Printer,
+    runtime: &tokio::runtime::Runtime,
+) -> Result<(), K8sBuildError> {
+    let timeout = args.timeout.as_deref().map(parse_duration).transpose()?;
+    if args.attach && args.action.is_some() {
+        return Err(K8sBuildError::Usage(
+            "--attach cannot be combined with delete".to_owned(),
+        ));
+    }
+    let token = read_token(args)?;
+    // kube's client spawns tasks: connect inside the runtime.
+    let _runtime = runtime.enter();
+    let cluster = if global.dry_run && !args.attach {
+        None
+    } else if global.dry_run {
+        runtime
+            .block_on(Cluster::connect(args.context.as_deref()))
+            .ok()
+    } else {
+        Some(runtime.block_on(Cluster::connect(args.context.as_deref()))?)
+    };
+    let mut documents = if args.attach {
+        let namespace = args
+            .namespace
+            .clone()
+            .or_else(|| {
+                cluster
+                    .as_ref()
+                    .map(|cluster| cluster.default_namespace.clone())
+            })
+            .unwrap_or_else(|| "default".to_owned());
+        vec![attach_job(
+            args,
+            &namespace,
+            args.image.as_deref().unwrap_or_default(),
+        )]
+    } else {
+        documents(args, runtime)?
+    };
+    if matches!(args.action, Some(K8sAction::Delete)) {
+        if global.dry_run {
+            let names: Vec<String> = documents
+                .iter()
+                .rev()
+                .map(|document| {
+                    let (kind, name) = kind_name(document);
+                    format!("would delete {kind} {name}")
+                })
+                .collect();
+            return printer.result(&names.join("\n"), &names).map_err(|source| {
+                K8sBuildError::File {
+                    action: "write",
+                    path: PathBuf::from("<stdout>"),
+                    source,
+                }
+            });
+        }
+        let Some(cluster) = &cluster else {
+            return Ok(());
+        };
+        runtime.block_on(async {
+            for (index, document) in documents.iter().enumerate().rev() {
+                let (kind, name) = kind_name(document);
+                if cluster.delete(document, index + 1).await? {
+                    printer.note(&format!("deleted {kind} {name}"));
+                } else {
+                    printer.detail(&format!("{kind} {name} was not there"));
+                }
+            }
+            Ok::<_, K8sBuildError>(())
+        })?;
+        return Ok(());
+    }
+    let job_position = job_index(&documents, &args.manifest)?;
+    customise(&mut documents[job_position], args)?;
+    let job = documents[job_position].clone();
+    let job_name = job["metadata"]["name"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    let namespace = job["metadata"]["namespace"]
+        .as_str()
+        .map(str::to_owned)
+        .or_else(|| {
+            cluster
+                .as_ref()
+                .map(|cluster| cluster.default_namespace.clone())
+        })
+        .unwrap_or_else(|| "default".to_owned());
+    let (secret_name, secret_key) = token_reference(&job)
+        .unwrap_or_else(|| (format!("{job_name}-github-token"), "token".to_owned()));
+    if token.is_none() && !args.no_github_token {
+        printer.warn(
+            "GITHUB_TOKEN is not set: the build runs without it (--no-github-token silences this)",
+        );
+    }
+    if global.dry_run {
+        let mut shown = documents.clone();
+        if token.is_some() {
+            shown.push(token_secret(
+                &namespace,
+                &secret_name,
+                &secret_key,
+                None,
+                Some((&job_name, "<job uid>")),
+            ));
+        }
+        let text = shown
+            .iter()
+            .map(|document| serde_saphyr::to_string(document).unwrap_or_default())
+            .collect::<Vec<_>>()
+            .join("---\n");
+        return printer
+            .result(&format!("---\n{}", text.trim_end()), &shown)
+            .map_err(|source| K8sBuildError::File {
+                action: "write",
+                path: PathBuf::from("<stdout>"),
+                source,
+            });
+    }
+    let Some(cluster) = cluster else {
+        return Ok(());
+    };
+    let log_path = args
+        .log_file
+        .clone()
+        .unwrap_or_else(|| PathBuf::from(format!("{namespace}-{job_name}.log")));
+    let log_file = std::fs::File::create(&log_path).map_err(|source| K8sBuildError::File {
+        action: "write",
+        path: log_path.clone(),
+        source,
+    })?;
+    let log_file = Mutex::new(std::io::BufWriter::new(log_file));
+    let several = job["spec"]["template"]["spec"]["containers"]
+        .as_array()
+        .is_some_and(|containers| containers.len() > 1);
+    let json = printer.format() == OutputFormat::Json;
+    let emit_json = |value: &Value| {
+        let mut stdout = std::io::stdout().lock();
+        let _ = writeln!(stdout, "{value}");
+        let _ = stdout.flush();
+    };
+    let on_progress = |progress: Progress| {
+        if let Progress::Log {
+            container, line, ..
+        } = &progress
+        {
+            let text = if several {
+                format!("{container} | {line}")
+            } else {
+                line.clone()
+            };
+            if let Ok(mut file) = log_file.lock() {
+                let _ = writeln!(file, "{text}");
+            }
+            if json {
+                emit_json(&serde_json::to_value(&progress).unwrap_or_default());
+            } else {
+                let mut stdout = std::io::stdout().lock();
+                let _ = writeln!(stdout, "{text}");
+                let _ = stdout.flush();
+            }
+            return;
+        }
+        if json {
+            emit_json(&serde_json::to_value(&progress).unwrap_or_default());
+            return;
+        }
+        match progress {
+            Progress::Applied { kind, name } => printer.detail(&format!("applied {kind} {name}")),
+            Progress::Phase { pod, phase, reason } => printer.note(&format!(
+                "pod {pod}: {phase}{}",
+                reason
+                    .map(|reason| format!(" ({reason})"))
+                    .unwrap_or_default()
+            )),
+            Progress::Log { .. } => {}
+        }
+    };
+    let outcome: Result<Outcome, K8sBuildError> =
+        runtime.block_on(async {
+            let mut job_uid = None;
+            for (index, document) in documents.iter().enumerate() {
+                let applied = cluster.apply(document, index + 1).await?;
+                let (kind, name) = kind_name(document);
+                if index == job_position {
+                    job_uid = applied["metadata"]["uid"].as_str().map(str::to_owned);
+                }
+                on_progress(Progress::Applied { kind, name });
+            }
+            if let (Some(token), Some(uid)) = (&token, &job_uid) {
+                let secret = token_secret(
+                    &namespace,
+                    &secret_name,
+                    &secret_key,
+                    Some(token),
+                    Some((&job_name, uid)),
+                );
+                cluster.apply(&secret, documents.len() + 1).await?;
+                on_progress(Progress::Applied {
+                    kind: "Secret".to_owned(),
+                    name: format!("{namespace}/{secret_name}"),
+                });
+            }
+            let follow = cluster.follow_job(&namespace, &job_name, &on_progress);
+            match timeout {
+                Some(limit) => tokio::time::timeout(limit, follow).await.map_err(|_| {
+                    K8sBuildError::TimedOut {
+                        job: job_name.clone(),
+                        seconds: limit.as_secs(),
+                    }
+                })?,
+                None => follow.await,
+            }
+            .map_err(K8sBuildError::from)
+        });
+    if let Ok(mut file) = log_file.lock() {
+        let _ = file.flush();
+    }
+    let outcome = outcome?;
+    if json {
+        emit_json(
+            &json!({"event": "finished", "succeeded": outcome.succeeded, "exit_code": outcome.exit_code, "pod": outcome.pod, "log_file": log_path}),
+        );
+    } else {
+        printer.note(&format!(
+            "job {job_name} {} (log: {})",
+            if outcome.succeeded {
+                "completed"
+            } else {
+                "failed"
+            },
+            log_path.display()
+        ));
+    }
+    if args.cleanup {
+        runtime.block_on(async {
+            for (index, document) in documents.iter().enumerate().rev() {
+                cluster.delete(document, index + 1).await?;
+            }
+            Ok::<_, ClusterError>(())
+        })?;
+        printer.note("deleted the resources (--cleanup)");
+    }
+    if outcome.succeeded {
+        Ok(())
+    } else {
+        Err(K8sBuildError::JobFailed {
+            job: job_name,
+            exit_code: outcome.exit_code,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() -> Result<(), K8sBuildError> {
+        assert_eq!(parse_duration("90s")?, Duration::from_secs(90));
+        assert_eq!(parse_duration("30m")?, Duration::from_mins(30));
+        assert_eq!(parse_duration("2h")?, Duration::from_hours(2));
+        assert_eq!(parse_duration("45")?, Duration::from_secs(45));
+        assert!(parse_duration("soon").is_err());
+        assert!(parse_duration("3d").is_err());
+        Ok(())
+    }
+
+    #[test]
+    fn the_secret_holds_the_token_only_in_data_and_masks_it_for_show() {
+        let token = SecretString::from("ghp_secret".to_owned());
+        let secret = token_secret(
+            "ns",
+            "build-github-token",
+            "token",
+            Some(&token),
+            Some(("build", "uid-1")),
+        );
+        assert_eq!(
+            secret["data"]["token"],
+            base64::engine::general_purpose::STANDARD.encode("ghp_secret")
+        );
+        assert_eq!(secret["metadata"]["ownerReferences"][0]["uid"], "uid-1");
+        let shown = token_secret("ns", "build-github-token", "token", None, None);
+        assert_eq!(shown["data"]["token"], "***");
+    }
+}

@@ -1,0 +1,420 @@
+//! `sgr k8s-build` against the fake Kubernetes API server of test-support:
+//! sgr's real kube-rs code, a generated kubeconfig, the project's own
+//! build.yaml, and a scripted job controller.
+
+use std::time::Duration;
+
+use base64::Engine as _;
+use predicates::prelude::*;
+use predicates::str::contains;
+use sgr_test_support::{FakeKube, LogFaults, PodScript};
+
+use crate::common::{Repo, TestResult};
+
+const CANARY: &str = "ghp_k8s_canary_51f0c9";
+const NAMESPACE: &str = "ci-build";
+const JOB: &str = "build-project";
+
+struct Cluster {
+    repo: Repo,
+    kube: FakeKube,
+    kubeconfig: std::path::PathBuf,
+}
+
+fn cluster() -> Result<Cluster, Box<dyn std::error::Error>> {
+    let repo = Repo::new("main")?;
+    repo.write("README.md", "Version: <repo-version>1.0.0</repo-version>\n")?;
+    repo.write(
+        "build.yaml",
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/build.yaml"))?,
+    )?;
+    repo.commit("fixture")?;
+    let kube = FakeKube::start()?;
+    let kubeconfig = repo.file("kubeconfig");
+    std::fs::write(&kubeconfig, kube.kubeconfig("fake-bearer"))?;
+    Ok(Cluster {
+        repo,
+        kube,
+        kubeconfig,
+    })
+}
+
+impl Cluster {
+    fn sgr(&self) -> assert_cmd::Command {
+        let mut command = self.repo.sgr();
+        command
+            .arg("k8s-build")
+            .args(["--namespace", NAMESPACE])
+            .env("KUBECONFIG", &self.kubeconfig)
+            .env("GITHUB_TOKEN", CANARY)
+            .timeout(Duration::from_mins(2));
+        command
+    }
+
+    fn log_file(&self) -> String {
+        std::fs::read_to_string(self.repo.file(&format!("{NAMESPACE}-{JOB}.log")))
+            .unwrap_or_default()
+    }
+}
+
+fn numbered(prefix: &str, count: usize) -> Vec<String> {
+    (0..count)
+        .map(|index| format!("{prefix} line {index:05}"))
+        .collect()
+}
+
+fn stdout_lines(output: &std::process::Output) -> Vec<String> {
+    String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .map(str::to_owned)
+        .collect()
+}
+
+#[test]
+fn happy_path_applies_everything_follows_the_log_and_exits_0() -> TestResult {
+    let cluster = cluster()?;
+    cluster
+        .kube
+        .script(JOB, vec![PodScript::lines(numbered("ok", 20), 0)]);
+    let output = cluster
+        .sgr()
+        .assert()
+        .success()
+        .stderr(
+            contains(format!("job {JOB} completed"))
+                .and(contains("Pending (ContainerCreating)"))
+                .and(contains("Succeeded")),
+        )
+        .get_output()
+        .clone();
+    assert_eq!(stdout_lines(&output), numbered("ok", 20));
+    assert_eq!(
+        cluster
+            .log_file()
+            .lines()
+            .map(str::to_owned)
+            .collect::<Vec<_>>(),
+        numbered("ok", 20)
+    );
+    for (plural, namespace, name) in [
+        ("namespaces", "", NAMESPACE),
+        ("configmaps", NAMESPACE, "build-env"),
+        ("serviceaccounts", NAMESPACE, "build"),
+        ("roles", NAMESPACE, "build"),
+        ("rolebindings", NAMESPACE, "build"),
+        ("jobs", NAMESPACE, JOB),
+        ("secrets", NAMESPACE, "build-github-token"),
+    ] {
+        assert!(
+            cluster.kube.object(plural, namespace, name).is_some(),
+            "{plural} {name} was not applied"
+        );
+    }
+    // Server-side apply with field manager sgr, Namespace first.
+    let received = cluster.kube.received();
+    let patches: Vec<&(String, String, String)> = received
+        .iter()
+        .filter(|(method, ..)| method == "PATCH")
+        .collect();
+    assert!(
+        patches
+            .iter()
+            .all(|(_, uri, _)| uri.contains("fieldManager=sgr")),
+        "{patches:?}"
+    );
+    assert!(
+        patches[0].1.contains("/namespaces/ci-build?"),
+        "{:?}",
+        patches[0]
+    );
+    // The Secret is owned by the Job, so it goes with it.
+    let job_uid = cluster
+        .kube
+        .object("jobs", NAMESPACE, JOB)
+        .map(|job| job["metadata"]["uid"].clone());
+    let secret = cluster
+        .kube
+        .object("secrets", NAMESPACE, "build-github-token")
+        .ok_or("no secret")?;
+    assert_eq!(
+        Some(secret["metadata"]["ownerReferences"][0]["uid"].clone()),
+        job_uid
+    );
+    Ok(())
+}
+
+#[test]
+fn the_token_is_only_ever_in_the_secret() -> TestResult {
+    let cluster = cluster()?;
+    let output = cluster
+        .sgr()
+        .args(["-vv", "--output", "json"])
+        .assert()
+        .success()
+        .get_output()
+        .clone();
+    let encoded = base64::engine::general_purpose::STANDARD.encode(CANARY);
+    let everything = format!(
+        "{}{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr),
+        cluster.log_file()
+    );
+    assert!(
+        !everything.contains(CANARY) && !everything.contains(&encoded),
+        "the token was printed"
+    );
+    let mut in_secret = 0;
+    for (method, uri, body) in cluster.kube.received() {
+        if uri.contains("/secrets/") {
+            in_secret += usize::from(body.contains(&encoded));
+            assert!(!body.contains(CANARY), "plain token sent");
+            continue;
+        }
+        assert!(
+            !body.contains(CANARY) && !body.contains(&encoded),
+            "{method} {uri} carried the token"
+        );
+    }
+    assert_eq!(in_secret, 1);
+    // RBAC stays in the namespace: a Role and RoleBinding, never cluster-wide.
+    let received = cluster.kube.received();
+    assert!(
+        received
+            .iter()
+            .all(|(_, uri, _)| !uri.contains("clusterrole")),
+        "cluster-wide RBAC applied"
+    );
+    let binding = cluster
+        .kube
+        .object("rolebindings", NAMESPACE, "build")
+        .ok_or("no binding")?;
+    assert_eq!(binding["roleRef"]["kind"], "Role");
+    assert_eq!(binding["subjects"][0]["namespace"], NAMESPACE);
+    Ok(())
+}
+
+#[test]
+fn a_failing_job_exits_with_its_container_code() -> TestResult {
+    let cluster = cluster()?;
+    cluster.kube.script(
+        JOB,
+        vec![PodScript::lines(vec!["tests failed".to_owned()], 3)],
+    );
+    cluster
+        .sgr()
+        .assert()
+        .code(3)
+        .stdout(contains("tests failed"))
+        .stderr(
+            contains("Failed (exit code 3)")
+                .and(contains(format!("job {JOB} failed (exit code 3)"))),
+        );
+    Ok(())
+}
+
+#[test]
+fn a_restarted_pod_is_followed() -> TestResult {
+    let cluster = cluster()?;
+    cluster.kube.script(
+        JOB,
+        vec![
+            PodScript::lines(numbered("first", 5), 1),
+            PodScript::lines(numbered("second", 5), 0),
+        ],
+    );
+    let output = cluster.sgr().assert().success().get_output().clone();
+    let mut expected = numbered("first", 5);
+    expected.extend(numbered("second", 5));
+    assert_eq!(stdout_lines(&output), expected);
+    Ok(())
+}
+
+#[test]
+fn ten_dropped_connections_in_a_long_log_lose_and_repeat_nothing() -> TestResult {
+    let cluster = cluster()?;
+    cluster
+        .kube
+        .script(JOB, vec![PodScript::lines(numbered("long", 10_000), 0)]);
+    cluster.kube.log_faults(LogFaults {
+        cuts: 10,
+        cut_after: 900,
+        rotate_at: None,
+    });
+    let output = cluster.sgr().assert().success().get_output().clone();
+    let lines = stdout_lines(&output);
+    assert_eq!(lines.len(), 10_000);
+    assert_eq!(lines, numbered("long", 10_000));
+    let cuts = cluster
+        .kube
+        .received()
+        .iter()
+        .filter(|(_, uri, _)| uri.contains("/log?"))
+        .count();
+    assert!(
+        cuts >= 11,
+        "the stream was not resumed after each cut: {cuts} log requests"
+    );
+    Ok(())
+}
+
+#[test]
+fn log_rotation_is_followed_through() -> TestResult {
+    let cluster = cluster()?;
+    let mut script = PodScript::lines(numbered("rot", 300), 0);
+    script.burst = 50;
+    script.pause = Duration::from_millis(20);
+    cluster.kube.script(JOB, vec![script]);
+    cluster.kube.log_faults(LogFaults {
+        cuts: 0,
+        cut_after: 0,
+        rotate_at: Some(120),
+    });
+    let output = cluster.sgr().assert().success().get_output().clone();
+    assert_eq!(stdout_lines(&output), numbered("rot", 300));
+    Ok(())
+}
+
+#[test]
+fn pending_reasons_are_reported_and_a_timeout_exits_124() -> TestResult {
+    let cluster = cluster()?;
+    let mut stuck = PodScript::lines(Vec::new(), 0);
+    stuck.pending_reason = "Unschedulable".to_owned();
+    stuck.stuck = true;
+    cluster.kube.script(JOB, vec![stuck]);
+    cluster
+        .sgr()
+        .args(["--timeout", "2s"])
+        .assert()
+        .code(124)
+        .stderr(
+            contains(
+                "Pending (Unschedulable: 0/3 nodes are available: 3 Insufficient nvidia.com/gpu.)",
+            )
+            .and(contains("did not finish within 2 s"))
+            .and(contains("hint:")),
+        );
+    Ok(())
+}
+
+#[test]
+fn delete_removes_what_the_manifest_made() -> TestResult {
+    let cluster = cluster()?;
+    cluster.sgr().assert().success();
+    assert!(!cluster.kube.objects("pods").is_empty());
+    cluster
+        .sgr()
+        .arg("delete")
+        .assert()
+        .success()
+        .stderr(contains(format!("deleted Job {NAMESPACE}/{JOB}")));
+    for plural in [
+        "jobs",
+        "pods",
+        "secrets",
+        "configmaps",
+        "roles",
+        "namespaces",
+    ] {
+        assert!(
+            cluster.kube.objects(plural).is_empty(),
+            "{plural} left: {:?}",
+            cluster.kube.objects(plural)
+        );
+    }
+    let deletes: Vec<String> = cluster
+        .kube
+        .received()
+        .into_iter()
+        .filter(|(method, ..)| method == "DELETE")
+        .map(|(_, _, body)| body)
+        .collect();
+    assert!(
+        deletes.iter().all(|body| body.contains("Background")),
+        "{deletes:?}"
+    );
+    // --cleanup does the same after the run.
+    cluster.sgr().arg("--cleanup").assert().success();
+    assert!(cluster.kube.objects("jobs").is_empty());
+    Ok(())
+}
+
+#[test]
+fn attach_runs_one_gpu_job_from_an_image() -> TestResult {
+    let cluster = cluster()?;
+    cluster.kube.script(
+        "build",
+        vec![PodScript::lines(vec!["attached".to_owned()], 0)],
+    );
+    cluster
+        .sgr()
+        .args([
+            "--attach",
+            "--image",
+            "leafai/sgr-standalone-build:main",
+            "--node-selector",
+            "leafai.affinity=production",
+        ])
+        .assert()
+        .success()
+        .stdout(contains("attached"));
+    let job = cluster
+        .kube
+        .object("jobs", NAMESPACE, "build")
+        .ok_or("no job")?;
+    let pod = &job["spec"]["template"]["spec"];
+    assert_eq!(
+        pod["containers"][0]["image"],
+        "leafai/sgr-standalone-build:main"
+    );
+    assert_eq!(
+        pod["containers"][0]["resources"]["limits"]["nvidia.com/gpu"],
+        1
+    );
+    assert_eq!(
+        pod["containers"][0]["resources"]["requests"]["nvidia.com/gpu"],
+        1
+    );
+    assert_eq!(pod["imagePullSecrets"][0]["name"], "studioml-go-docker-key");
+    assert_eq!(pod["nodeSelector"]["leafai.affinity"], "production");
+    assert!(
+        cluster
+            .kube
+            .object("secrets", NAMESPACE, "build-github-token")
+            .is_some()
+    );
+    Ok(())
+}
+
+#[test]
+fn dry_run_prints_masked_manifests_and_sends_nothing() -> TestResult {
+    let cluster = cluster()?;
+    let output = cluster
+        .sgr()
+        .args(["--dry-run", "--gpus", "2", "--memory", "20Gi"])
+        .assert()
+        .success()
+        .stdout(
+            contains("kind: Job").and(contains("kind: Secret")).and(
+                contains("'***'")
+                    .or(contains("\"***\""))
+                    .or(contains("***")),
+            ),
+        )
+        .get_output()
+        .clone();
+    let text = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        !text.contains(CANARY)
+            && !text.contains(&base64::engine::general_purpose::STANDARD.encode(CANARY))
+    );
+    assert!(
+        text.contains("nvidia.com/gpu: 2") && text.contains("memory: 20Gi"),
+        "{text}"
+    );
+    assert!(
+        cluster.kube.received().is_empty(),
+        "the dry run talked to the cluster"
+    );
+    Ok(())
+}
