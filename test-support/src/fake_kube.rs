@@ -44,6 +44,8 @@ pub struct PodScript {
     pub pause: Duration,
     /// Exit code of the (first) container.
     pub exit_code: i32,
+    /// Append ` wall=<unix nanoseconds>` to each line as it is written (latency benchmarks).
+    pub wall_clock: bool,
 }
 
 impl PodScript {
@@ -58,6 +60,7 @@ impl PodScript {
             burst: 500,
             pause: Duration::from_millis(5),
             exit_code,
+            wall_clock: false,
         }
     }
 }
@@ -1041,10 +1044,15 @@ async fn run_job(
                             pod_name.clone(),
                             container.clone(),
                         )) {
-                            log.lines.push(LogLine {
-                                timestamp,
-                                text: text.clone(),
-                            });
+                            let text = if script.wall_clock {
+                                let nanos = std::time::SystemTime::now()
+                                    .duration_since(std::time::UNIX_EPOCH)
+                                    .map_or(0, |elapsed| elapsed.as_nanos());
+                                format!("{text} wall={nanos}")
+                            } else {
+                                text.clone()
+                            };
+                            log.lines.push(LogLine { timestamp, text });
                         }
                     }
                 }

@@ -1,0 +1,57 @@
+#!/usr/bin/env bash
+# `sgr k8s-build --attach` following a Job's log through the fake Kubernetes API server of the
+# tests (test-support's fake-kube: real HTTP on loopback, kube-rs on sgr's side). Two runs:
+#   throughput: the pod writes LINES lines as fast as it can; lines per second as printed by sgr,
+#               from the first line to the last (a reader timestamps each line on arrival);
+#   latency:    the pod writes 1000 lines every 20 ms (50 000 lines/s); each line carries its
+#               write time, and the reader reports how long it took to reach sgr's stdout.
+# Targets: >= 50 000 lines/s; write-to-print latency under 200 ms.
+#
+# Usage: bench/k8s-logs.sh [LINES]   (needs python3)
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+LINES=${1:-200000}
+cargo build --release --locked -p sgr -p sgr-test-support --manifest-path "$ROOT/Cargo.toml" >&2
+SGR=$ROOT/target/release/sgr
+FAKE=$ROOT/target/release/fake-kube
+WORK=$(mktemp -d /tmp/sgr-bench-k8s.XXXXXX)
+FAKE_PID=
+cleanup() { set +e; [ -n "$FAKE_PID" ] && kill -- "-$FAKE_PID" 2>/dev/null; rm -rf "$WORK"; }
+trap cleanup EXIT
+git -C "$WORK" init -q -b main
+
+# reader: timestamps each line of stdin; prints "lines lines_per_second p50_ms p99_ms max_ms"
+cat >"$WORK/reader.py" <<'PY'
+import sys, time
+arrivals, latencies = [], []
+for line in sys.stdin.buffer:
+    now = time.time_ns()
+    arrivals.append(now)
+    text = line.decode(errors="replace").rstrip("\n")
+    if " wall=" in text:
+        latencies.append((now - int(text.rsplit(" wall=", 1)[1])) / 1e6)
+count = len(arrivals)
+span = (arrivals[-1] - arrivals[0]) / 1e9 if count > 1 else 0
+latencies.sort()
+pick = lambda q: latencies[min(len(latencies) - 1, int(q * len(latencies)))] if latencies else 0
+print(f"{count} {count / span if span else 0:.0f} {pick(0.5):.1f} {pick(0.99):.1f} {latencies[-1] if latencies else 0:.1f}")
+PY
+
+# run LINES BURST PAUSE_MS: one attached Job through a fresh fake server
+run() {
+    setsid bash -c "sleep 100000 | '$FAKE' '$WORK/kubeconfig' $1 $2 $3 >'$WORK/url'" &
+    FAKE_PID=$!
+    for _ in $(seq 1 100); do [ -s "$WORK/url" ] && break; sleep 0.05; done
+    (cd "$WORK" && KUBECONFIG="$WORK/kubeconfig" "$SGR" k8s-build -q --attach --image bench --name bench \
+        --no-github-token --log-file "$WORK/bench.log") | python3 "$WORK/reader.py"
+    kill -- "-$FAKE_PID" 2>/dev/null || true
+    FAKE_PID=
+    rm -f "$WORK/url"
+    sleep 1
+}
+
+read -r count rate _ _ _ < <(run "$LINES" "$LINES" 0)
+echo "throughput: $count lines printed at $rate lines/s"
+read -r count _ p50 p99 max < <(run 100000 1000 20)
+echo "latency at 50 000 lines/s: $count lines, write-to-print p50 ${p50} ms, p99 ${p99} ms, max ${max} ms"
