@@ -125,6 +125,9 @@ fn lock(state: &Mutex<State>) -> std::sync::MutexGuard<'_, State> {
     state.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
+/// The pseudo-resource of the event that ends every open watch.
+const DROP_WATCHES: &str = "__drop_watches__";
+
 /// `(api prefix, plural, kind, namespaced)` of every kind served.
 const RESOURCES: &[(&str, &str, &str, bool)] = &[
     ("/api/v1", "namespaces", "Namespace", false),
@@ -282,6 +285,16 @@ impl FakeKube {
         let mut state = lock(&self.state);
         state.compacted_below = state.version + 1;
         state.history.clear();
+    }
+
+    /// End every open watch stream (clients reconnect with their last resourceVersion).
+    pub fn drop_watches(&self) {
+        let _ = self.events.send(WatchEvent {
+            kind: "DROP",
+            resource: DROP_WATCHES.to_owned(),
+            object: Value::Null,
+            version: 0,
+        });
     }
 
     /// The object `plural/name` in `namespace` ("" for cluster-scoped), if present.
@@ -805,6 +818,8 @@ fn watch(
         }
         loop {
             match subscription.recv().await {
+                // `drop_watches`: end every open watch, as a restarting API server does.
+                Ok(event) if event.resource == DROP_WATCHES => return,
                 Ok(event) if event.version > last && wanted(&event) => {
                     last = event.version;
                     let line = json!({"type": event.kind, "object": event.object});
