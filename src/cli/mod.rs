@@ -23,7 +23,9 @@ use crate::output::{ColorChoice, OutputFormat};
 /// github-release and image-release with one program.
 ///
 /// Exit codes: 0 success; 1 the operation failed; 2 usage, configuration or
-/// input error (nothing was changed); 130 interrupted.
+/// input error (nothing was changed); 124 a --timeout expired; 130
+/// interrupted. `sgr k8s-build` exits with the build container's code when
+/// the build fails.
 #[derive(Debug, Parser)]
 #[command(name = "sgr", version, about, long_about, max_term_width = 100)]
 pub struct Cli {
