@@ -73,18 +73,25 @@ impl Failure {
     /// The message with its causes on one line: `outer: cause: root cause`.
     #[must_use]
     pub fn message(&self) -> String {
-        let mut message = self.error.to_string();
-        let mut source = self.error.source();
-        while let Some(cause) = source {
-            let text = cause.to_string();
-            if !message.ends_with(&text) {
-                message.push_str(": ");
-                message.push_str(&text);
-            }
-            source = cause.source();
-        }
-        message
+        chain(self.error.as_ref())
     }
+}
+
+/// An error and its causes on one line (`outer: cause: root cause`), each
+/// cause left out when the text before already ends with it.
+#[must_use]
+pub fn chain(error: &(dyn StdError + 'static)) -> String {
+    let mut message = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let text = cause.to_string();
+        if !message.ends_with(&text) {
+            message.push_str(": ");
+            message.push_str(&text);
+        }
+        source = cause.source();
+    }
+    message
 }
 
 impl fmt::Display for Failure {

@@ -536,26 +536,5 @@ fn summary_table(rows: &[BuildResult]) -> String {
             row.result.to_owned(),
         ]);
     }
-    let widths: Vec<usize> = (0..6)
-        .map(|column| {
-            lines
-                .iter()
-                .map(|line| line[column].chars().count())
-                .max()
-                .unwrap_or(0)
-        })
-        .collect();
-    lines
-        .iter()
-        .map(|line| {
-            line.iter()
-                .zip(&widths)
-                .map(|(cell, width)| format!("{cell:<width$}"))
-                .collect::<Vec<_>>()
-                .join("  ")
-                .trim_end()
-                .to_owned()
-        })
-        .collect::<Vec<_>>()
-        .join("\n")
+    crate::output::table(&lines.iter().map(|line| line.to_vec()).collect::<Vec<_>>())
 }

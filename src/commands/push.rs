@@ -833,17 +833,7 @@ async fn push_registry<'a>(
 
 /// An error and its causes on one line.
 fn error_text(error: &(dyn std::error::Error + 'static)) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        let cause_text = cause.to_string();
-        if !text.ends_with(&cause_text) {
-            text.push_str(": ");
-            text.push_str(&cause_text);
-        }
-        source = cause.source();
-    }
-    text
+    crate::error::chain(error)
 }
 
 fn conflict_error(
@@ -1153,28 +1143,7 @@ fn summary_table(rows: &[PushRow]) -> String {
             row.result.text().to_owned(),
         ]);
     }
-    let widths: Vec<usize> = (0..4)
-        .map(|column| {
-            lines
-                .iter()
-                .map(|line| line[column].chars().count())
-                .max()
-                .unwrap_or(0)
-        })
-        .collect();
-    lines
-        .iter()
-        .map(|line| {
-            line.iter()
-                .zip(&widths)
-                .map(|(cell, width)| format!("{cell:<width$}"))
-                .collect::<Vec<_>>()
-                .join("  ")
-                .trim_end()
-                .to_owned()
-        })
-        .collect::<Vec<_>>()
-        .join("\n")
+    crate::output::table(&lines.iter().map(|line| line.to_vec()).collect::<Vec<_>>())
 }
 
 #[cfg(test)]

@@ -33,6 +33,34 @@ pub enum ColorChoice {
     Never,
 }
 
+/// Rows as left-aligned columns two spaces apart (the first row is the
+/// header), trailing spaces trimmed.
+#[must_use]
+pub fn table(rows: &[Vec<String>]) -> String {
+    let columns = rows.iter().map(Vec::len).max().unwrap_or(0);
+    let widths: Vec<usize> = (0..columns)
+        .map(|column| {
+            rows.iter()
+                .filter_map(|row| row.get(column))
+                .map(|cell| cell.chars().count())
+                .max()
+                .unwrap_or(0)
+        })
+        .collect();
+    rows.iter()
+        .map(|row| {
+            row.iter()
+                .zip(&widths)
+                .map(|(cell, width)| format!("{cell:<width$}"))
+                .collect::<Vec<_>>()
+                .join("  ")
+                .trim_end()
+                .to_owned()
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
 /// Writes results and messages.
 #[derive(Clone, Debug)]
 pub struct Printer {
@@ -130,5 +158,21 @@ impl Printer {
         } else {
             eprintln!("{label}: {message}");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn tables_align_columns_and_trim_trailing_space() {
+        let rows = vec![
+            vec!["IMAGE".to_owned(), "RESULT".to_owned()],
+            vec!["leafai/sgr-build".to_owned(), "pushed".to_owned()],
+            vec!["x".to_owned(), String::new()],
+        ];
+        assert_eq!(
+            super::table(&rows),
+            "IMAGE             RESULT\nleafai/sgr-build  pushed\nx"
+        );
     }
 }

@@ -68,13 +68,8 @@ async fn timed<T, E: std::fmt::Display>(
         .map_err(|_| EcrError::Timeout(call))?
         .map_err(|error| EcrError::Call {
             call,
-            message: error_text(&error),
+            message: error.to_string(),
         })
-}
-
-/// The SDK's Display says "service error"; its source says what.
-fn error_text(error: &dyn std::fmt::Display) -> String {
-    error.to_string()
 }
 
 impl Ecr {
@@ -207,15 +202,5 @@ impl Ecr {
 
 /// An error and its sources on one line.
 fn source_text(error: &(dyn std::error::Error + 'static)) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        let cause_text = cause.to_string();
-        if !text.contains(&cause_text) {
-            text.push_str(": ");
-            text.push_str(&cause_text);
-        }
-        source = cause.source();
-    }
-    text
+    crate::error::chain(error)
 }
