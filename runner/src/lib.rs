@@ -1,7 +1,11 @@
 //! The runner's library: what the binary is built from, and what its tests
-//! exercise directly. So far: the StudioML request model and the local
-//! directory queue; execution, storage and the other queues come with the
-//! runner issue's next steps.
+//! exercise directly: the StudioML request model, the local directory
+//! queue, `file://` artifact storage, experiment execution, and the intake
+//! loop. RabbitMQ, SQS, S3, GPUs, metrics and the Kubernetes state come with
+//! the runner issues' next steps.
 
+pub mod execute;
 pub mod queue;
 pub mod request;
+pub mod storage;
+pub mod worker;

@@ -1,14 +1,258 @@
-//! The skeleton binary refuses to run rather than pretend to work.
+//! The runner with the local directory queue and `file://` artifacts: a
+//! real Python experiment, its output stored, its message settled.
+
+use std::fs;
+use std::path::{Path, PathBuf};
 
 use assert_cmd::cargo::cargo_bin_cmd;
+use predicates::prelude::*;
 use predicates::str::contains;
 
+type TestResult = Result<(), Box<dyn std::error::Error>>;
+
+struct Setup {
+    _directory: tempfile::TempDir,
+    root: PathBuf,
+}
+
+impl Setup {
+    fn new() -> Result<Self, Box<dyn std::error::Error>> {
+        let directory = tempfile::tempdir()?;
+        let root = directory.path().to_path_buf();
+        fs::create_dir_all(root.join("queues/local_experiments"))?;
+        Ok(Self {
+            _directory: directory,
+            root,
+        })
+    }
+
+    /// A workspace tar holding `script` as `main.py`.
+    fn workspace(&self, script: &str) -> Result<PathBuf, Box<dyn std::error::Error>> {
+        let source = self.root.join("workspace-source");
+        fs::create_dir_all(&source)?;
+        fs::write(source.join("main.py"), script)?;
+        let archive = self.root.join("store/workspace.tar");
+        fs::create_dir_all(archive.parent().ok_or("no parent")?)?;
+        let mut builder = tar::Builder::new(fs::File::create(&archive)?);
+        builder.append_dir_all(".", &source)?;
+        builder.finish()?;
+        Ok(archive)
+    }
+
+    fn request(&self, key: &str, max_duration: &str) -> String {
+        let store = self.root.join("store");
+        format!(
+            r#"{{"config": {{"env": {{"GREETING": "hello from %USER_LABEL%"}}, "pip": null}},
+               "experiment": {{"key": "{key}", "filename": "main.py", "args": ["--epochs", "2"], "pythonver": "3",
+                 "resources_needed": {{"cpus": 2, "gpus": 0, "hdd": "1gb", "ram": "1gb"}}, "max_duration": "{max_duration}",
+                 "artifacts": {{
+                   "workspace": {{"qualified": "file://{store}/workspace.tar", "mutable": false, "unpack": true}},
+                   "output": {{"qualified": "file://{store}/{key}-output.tar", "mutable": true, "unpack": true}},
+                   "modeldir": {{"qualified": "file://{store}/{key}-modeldir.tar.gz", "mutable": true, "unpack": true}}}}}}}}"#,
+            store = store.display()
+        )
+    }
+
+    fn publish(&self, name: &str, body: &str) -> Result<(), std::io::Error> {
+        fs::write(self.root.join("queues/local_experiments").join(name), body)
+    }
+
+    fn runner(&self) -> assert_cmd::Command {
+        let mut command = cargo_bin_cmd!("runner");
+        command
+            .arg("--queue-root")
+            .arg(self.root.join("queues"))
+            .arg("--work-dir")
+            .arg(self.root.join("work"))
+            .arg("--venv-cache")
+            .arg(self.root.join("venvs"))
+            .arg("--once")
+            .env("USER_LABEL", "the runner")
+            .timeout(std::time::Duration::from_mins(2));
+        command
+    }
+
+    fn unpacked(&self, archive: &str) -> Result<PathBuf, Box<dyn std::error::Error>> {
+        let target = self.root.join(format!("unpacked-{archive}"));
+        fs::create_dir_all(&target)?;
+        let file = fs::File::open(self.root.join("store").join(archive))?;
+        let gzip = Path::new(archive)
+            .extension()
+            .is_some_and(|extension| extension.eq_ignore_ascii_case("gz"));
+        let reader: Box<dyn std::io::Read> = if gzip {
+            Box::new(flate2::read::GzDecoder::new(file))
+        } else {
+            Box::new(file)
+        };
+        tar::Archive::new(reader).unpack(&target)?;
+        Ok(target)
+    }
+
+    fn queue_files(&self, sub: &str) -> Vec<String> {
+        let directory = self.root.join("queues/local_experiments").join(sub);
+        fs::read_dir(directory)
+            .map(|entries| {
+                entries
+                    .filter_map(Result::ok)
+                    .filter(|entry| entry.file_type().is_ok_and(|kind| kind.is_file()))
+                    .filter_map(|entry| entry.file_name().into_string().ok())
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+}
+
+fn python_available() -> bool {
+    std::process::Command::new("python3")
+        .args(["-m", "venv", "--help"])
+        .output()
+        .is_ok_and(|output| output.status.success())
+}
+
+const SCRIPT: &str = r#"
+import os, sys
+print("args", sys.argv[1:])
+print("greeting", os.environ["GREETING"])
+print("cuda", os.environ["CUDA_VISIBLE_DEVICES"], "threads", os.environ["OMP_NUM_THREADS"])
+print("oops on stderr", file=sys.stderr)
+os.makedirs("../modeldir", exist_ok=True)
+with open("../modeldir/model.txt", "w") as handle:
+    handle.write("trained")
+"#;
+
 #[test]
-fn refuses_to_run_until_queues_exist() {
+fn an_experiment_runs_its_output_is_stored_and_its_message_acked() -> TestResult {
+    if !python_available() {
+        eprintln!("skipped: needs python3 with venv");
+        return Ok(());
+    }
+    let setup = Setup::new()?;
+    setup.workspace(SCRIPT)?;
+    setup.publish("first.json", &setup.request("exp-1", "10m"))?;
+    setup
+        .runner()
+        .assert()
+        .success()
+        .stderr(contains("experiment exp-1: Succeeded"));
+    let output = fs::read_to_string(setup.unpacked("exp-1-output.tar")?.join("output"))?;
+    assert!(output.contains("args ['--epochs', '2']"), "{output}");
+    assert!(
+        output.contains("greeting hello from the runner"),
+        "{output}"
+    );
+    assert!(output.contains("cuda -1 threads 2"), "{output}");
+    assert!(output.contains("oops on stderr"), "{output}");
+    assert_eq!(
+        fs::read_to_string(setup.unpacked("exp-1-modeldir.tar.gz")?.join("model.txt"))?,
+        "trained"
+    );
+    assert!(
+        setup.queue_files("").is_empty(),
+        "the message is still queued"
+    );
+    assert!(
+        setup.queue_files(".inflight").is_empty(),
+        "the message was not acked"
+    );
+    Ok(())
+}
+
+#[test]
+fn a_bad_message_is_dead_lettered_and_a_missing_workspace_too() -> TestResult {
+    let setup = Setup::new()?;
+    setup.publish("broken.json", "{not json")?;
+    setup.publish(
+        "noram.json",
+        &setup
+            .request("exp-2", "1m")
+            .replace("\"ram\": \"1gb\"", "\"ram\": \"\""),
+    )?;
+    setup.publish("noworkspace.json", &setup.request("exp-3", "1m"))?;
+    setup
+        .runner()
+        .assert()
+        .success()
+        .stderr(contains("dead-lettered").count(3));
+    let mut dead = setup.queue_files(".dead");
+    dead.sort();
+    assert_eq!(
+        dead,
+        [
+            "broken.json",
+            "broken.json.reason",
+            "noram.json",
+            "noram.json.reason",
+            "noworkspace.json",
+            "noworkspace.json.reason"
+        ]
+    );
+    let reason = fs::read_to_string(
+        setup
+            .root
+            .join("queues/local_experiments/.dead/noram.json.reason"),
+    )?;
+    assert!(reason.contains("resources_needed.ram"), "{reason}");
+    let reason = fs::read_to_string(
+        setup
+            .root
+            .join("queues/local_experiments/.dead/noworkspace.json.reason"),
+    )?;
+    assert!(
+        reason.contains("workspace") && reason.contains("does not exist"),
+        "{reason}"
+    );
+    Ok(())
+}
+
+#[test]
+fn an_experiment_past_its_deadline_is_killed_with_its_children() -> TestResult {
+    if !python_available() {
+        eprintln!("skipped: needs python3 with venv");
+        return Ok(());
+    }
+    let setup = Setup::new()?;
+    let marker = setup.root.join("child-alive");
+    setup.workspace(&format!(
+        r#"
+import subprocess, sys, time
+subprocess.Popen(["sh", "-c", "sleep 3; touch {marker}"])
+print("started", flush=True)
+time.sleep(60)
+"#,
+        marker = marker.display()
+    ))?;
+    setup.publish("slow.json", &setup.request("exp-slow", "1s"))?;
+    let started = std::time::Instant::now();
+    setup
+        .runner()
+        .assert()
+        .success()
+        .stderr(contains("experiment exp-slow: TimedOut"));
+    assert!(
+        started.elapsed().as_secs() < 30,
+        "not killed at the deadline"
+    );
+    std::thread::sleep(std::time::Duration::from_secs(4));
+    assert!(
+        !Path::new(&marker).exists(),
+        "a child of the experiment survived the deadline"
+    );
+    let output = fs::read_to_string(setup.unpacked("exp-slow-output.tar")?.join("output"))?;
+    assert!(output.contains("started"), "{output}");
+    Ok(())
+}
+
+#[test]
+fn usage_errors_exit_2() {
     cargo_bin_cmd!("runner")
         .assert()
         .code(2)
-        .stderr(contains("cannot process experiments yet"));
+        .stderr(contains("--queue-root"));
+    cargo_bin_cmd!("runner")
+        .args(["--queue-root", "/nonexistent/queues", "--once"])
+        .assert()
+        .code(2)
+        .stderr(contains("is not a directory").and(contains("hint:")));
     cargo_bin_cmd!("runner")
         .arg("--version")
         .assert()

@@ -1,0 +1,349 @@
+//! Running one experiment: its directory, artifacts, a Python virtual
+//! environment (cached by its package list), the script with its output in
+//! `output/output`, the deadline (the whole process tree is killed), and
+//! the mutable artifacts written back.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant, SystemTime};
+
+use sha2::{Digest as _, Sha256};
+use thiserror::Error;
+
+use crate::request::{Request, parse_duration};
+use crate::storage::{self, StorageError};
+
+/// How often a running experiment is looked at.
+const POLL: Duration = Duration::from_millis(100);
+/// Between SIGTERM and SIGKILL at the deadline.
+const GRACE: Duration = Duration::from_secs(5);
+
+/// Runner-wide settings for experiments.
+#[derive(Clone, Debug)]
+pub struct Settings {
+    /// Where experiment directories are made.
+    pub work_dir: PathBuf,
+    /// Where virtual environments are kept for reuse.
+    pub venv_cache: PathBuf,
+    /// The Python used to make environments.
+    pub python: String,
+    /// The longest any experiment may run.
+    pub max_runtime: Duration,
+    /// GPUs given to the experiment (`CUDA_VISIBLE_DEVICES`); empty: none (`-1`).
+    pub gpus: Vec<String>,
+}
+
+/// How an experiment ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// Exit code 0.
+    Succeeded,
+    /// Another exit code (or a signal: -1).
+    Failed(i32),
+    /// Killed at its deadline.
+    TimedOut,
+}
+
+/// Why an experiment could not be run.
+#[derive(Debug, Error)]
+pub enum ExecuteError {
+    /// An artifact could not be fetched or stored.
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+    /// The virtual environment could not be made.
+    #[error("cannot make the Python environment: {0}")]
+    Environment(String),
+    /// Local files or processes.
+    #[error("cannot {action} {}", .path.display())]
+    Io {
+        /// What was done.
+        action: &'static str,
+        /// On what.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: io::Error,
+    },
+}
+
+impl ExecuteError {
+    /// Whether a later attempt could succeed (the message should be requeued).
+    #[must_use]
+    pub fn is_transient(&self) -> bool {
+        match self {
+            Self::Storage(error) => error.is_transient(),
+            Self::Environment(_) | Self::Io { .. } => true,
+        }
+    }
+}
+
+fn io_error(action: &'static str, path: &Path) -> impl FnOnce(io::Error) -> ExecuteError {
+    let path = path.to_path_buf();
+    move |source| ExecuteError::Io {
+        action,
+        path,
+        source,
+    }
+}
+
+/// A directory name for the experiment key: readable, and unique by its hash.
+fn directory_name(key: &str) -> String {
+    let readable: String = key
+        .chars()
+        .map(|character| {
+            if character.is_ascii_alphanumeric() || matches!(character, '-' | '_' | '.') {
+                character
+            } else {
+                '_'
+            }
+        })
+        .take(64)
+        .collect();
+    let hash = Sha256::digest(key.as_bytes());
+    format!(
+        "{readable}-{:02x}{:02x}{:02x}{:02x}",
+        hash[0], hash[1], hash[2], hash[3]
+    )
+}
+
+/// `%VAR%` replaced by the runner's environment value (empty when unset).
+fn expand(value: &str, lookup: &dyn Fn(&str) -> Option<String>) -> String {
+    let mut output = String::new();
+    let mut rest = value;
+    while let Some(start) = rest.find('%') {
+        let Some(end) = rest[start + 1..].find('%') else {
+            break;
+        };
+        output.push_str(&rest[..start]);
+        let name = &rest[start + 1..start + 1 + end];
+        output.push_str(&lookup(name).unwrap_or_default());
+        rest = &rest[start + end + 2..];
+    }
+    output.push_str(rest);
+    output
+}
+
+/// The deadline of one attempt: the smallest of `max_duration`, what is left
+/// of the lifetime counted from `time_added`, and the runner's cap.
+#[must_use]
+pub fn time_limit(request: &Request, cap: Duration, now: SystemTime) -> Duration {
+    let mut limit = cap;
+    if let Some(duration) = parse_duration(&request.experiment.max_duration) {
+        limit = limit.min(duration);
+    }
+    if let Some(lifetime) = parse_duration(&request.config.experiment_lifetime)
+        && request.experiment.time_added > 10.0
+    {
+        let added = SystemTime::UNIX_EPOCH + Duration::from_secs_f64(request.experiment.time_added);
+        let end = added + lifetime;
+        limit = limit.min(end.duration_since(now).unwrap_or(Duration::ZERO));
+    }
+    limit
+}
+
+/// The environment for `packages`, made once and reused.
+fn environment(settings: &Settings, request: &Request) -> Result<PathBuf, ExecuteError> {
+    let mut packages: Vec<String> = request
+        .experiment
+        .pythonenv
+        .iter()
+        .chain(&request.config.pip)
+        .map(|package| package.trim().to_owned())
+        .filter(|package| !package.is_empty())
+        .collect();
+    packages.sort();
+    packages.dedup();
+    let mut hasher = Sha256::new();
+    hasher.update(settings.python.as_bytes());
+    for package in &packages {
+        hasher.update(b"\n");
+        hasher.update(package.as_bytes());
+    }
+    let hash = hasher.finalize();
+    let name = hash.iter().take(8).fold(String::new(), |mut text, byte| {
+        use std::fmt::Write as _;
+        let _ = write!(text, "{byte:02x}");
+        text
+    });
+    let target = settings.venv_cache.join(name);
+    if target.join("bin/python").exists() {
+        return Ok(target);
+    }
+    fs::create_dir_all(&settings.venv_cache).map_err(io_error("create", &settings.venv_cache))?;
+    let staging = settings
+        .venv_cache
+        .join(format!(".staging-{}", std::process::id()));
+    let _ = fs::remove_dir_all(&staging);
+    let made = Command::new(&settings.python)
+        .args(["-m", "venv"])
+        .arg(&staging)
+        .output()
+        .map_err(|error| ExecuteError::Environment(format!("{}: {error}", settings.python)))?;
+    if !made.status.success() {
+        return Err(ExecuteError::Environment(
+            String::from_utf8_lossy(&made.stderr).trim().to_owned(),
+        ));
+    }
+    if !packages.is_empty() {
+        let installed = Command::new(staging.join("bin/pip"))
+            .args(["install", "--disable-pip-version-check", "-q"])
+            .args(&packages)
+            .output()
+            .map_err(|error| ExecuteError::Environment(error.to_string()))?;
+        if !installed.status.success() {
+            let _ = fs::remove_dir_all(&staging);
+            return Err(ExecuteError::Environment(format!(
+                "pip install {}: {}",
+                packages.join(" "),
+                String::from_utf8_lossy(&installed.stderr).trim()
+            )));
+        }
+    }
+    match fs::rename(&staging, &target) {
+        Ok(()) => Ok(target),
+        // Made meanwhile by another experiment: use that one.
+        Err(_) if target.join("bin/python").exists() => {
+            let _ = fs::remove_dir_all(&staging);
+            Ok(target)
+        }
+        Err(error) => Err(io_error("keep", &target)(error)),
+    }
+}
+
+/// Run one experiment to its end (or deadline) and store its mutable artifacts.
+///
+/// # Errors
+/// Artifacts, environment or process failures; the outcome of a script that
+/// ran is not an error.
+pub fn run(
+    request: &Request,
+    settings: &Settings,
+    lookup: &dyn Fn(&str) -> Option<String>,
+) -> Result<Outcome, ExecuteError> {
+    let directory = settings
+        .work_dir
+        .join(directory_name(&request.experiment.key));
+    let _ = fs::remove_dir_all(&directory);
+    fs::create_dir_all(&directory).map_err(io_error("create", &directory))?;
+    for (label, artifact) in &request.experiment.artifacts {
+        storage::fetch(label, artifact, &directory.join(label))?;
+    }
+    let output_directory = directory.join("output");
+    fs::create_dir_all(&output_directory).map_err(io_error("create", &output_directory))?;
+    let log_path = output_directory.join("output");
+    let log = fs::File::create(&log_path).map_err(io_error("create", &log_path))?;
+    let log_err = log.try_clone().map_err(io_error("open", &log_path))?;
+    let venv = environment(settings, request)?;
+    let mut environment: BTreeMap<String, String> = request
+        .config
+        .env
+        .iter()
+        .map(|(key, value)| (key.clone(), expand(value, lookup)))
+        .collect();
+    let cpus = request.experiment.resources_needed.cpus.max(1).to_string();
+    environment.insert(
+        "CUDA_VISIBLE_DEVICES".to_owned(),
+        if settings.gpus.is_empty() {
+            "-1".to_owned()
+        } else {
+            settings.gpus.join(",")
+        },
+    );
+    for name in ["OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"] {
+        environment.insert(name.to_owned(), cpus.clone());
+    }
+    environment.insert(
+        "PATH".to_owned(),
+        format!(
+            "{}:{}",
+            venv.join("bin").display(),
+            environment
+                .get("PATH")
+                .cloned()
+                .or_else(|| lookup("PATH"))
+                .unwrap_or_default()
+        ),
+    );
+    environment.insert("VIRTUAL_ENV".to_owned(), venv.display().to_string());
+    let workspace = directory.join("workspace");
+    let mut command = Command::new(venv.join("bin/python"));
+    command
+        .arg(&request.experiment.filename)
+        .args(&request.experiment.args)
+        .current_dir(&workspace)
+        .envs(&environment)
+        .stdin(Stdio::null())
+        .stdout(log)
+        .stderr(log_err);
+    std::os::unix::process::CommandExt::process_group(&mut command, 0);
+    let mut child = command
+        .spawn()
+        .map_err(io_error("start the experiment in", &workspace))?;
+    let limit = time_limit(request, settings.max_runtime, SystemTime::now());
+    let started = Instant::now();
+    let outcome = loop {
+        if let Some(status) = child
+            .try_wait()
+            .map_err(io_error("wait for the experiment in", &workspace))?
+        {
+            break if status.success() {
+                Outcome::Succeeded
+            } else {
+                Outcome::Failed(status.code().unwrap_or(-1))
+            };
+        }
+        if started.elapsed() >= limit {
+            kill_tree(&mut child, &workspace)?;
+            break Outcome::TimedOut;
+        }
+        std::thread::sleep(POLL);
+    };
+    for (label, artifact) in &request.experiment.artifacts {
+        if artifact.mutable {
+            storage::store(label, artifact, &directory.join(label))?;
+        }
+    }
+    let _ = fs::remove_dir_all(&directory);
+    Ok(outcome)
+}
+
+/// SIGTERM the experiment's process group, SIGKILL it after the grace period.
+fn kill_tree(child: &mut std::process::Child, workspace: &Path) -> Result<(), ExecuteError> {
+    let Some(group) = rustix::process::Pid::from_raw(i32::try_from(child.id()).unwrap_or(i32::MAX))
+    else {
+        return Ok(());
+    };
+    let _ = rustix::process::kill_process_group(group, rustix::process::Signal::TERM);
+    let asked = Instant::now();
+    while asked.elapsed() < GRACE {
+        if child
+            .try_wait()
+            .map_err(io_error("wait for the experiment in", workspace))?
+            .is_some()
+        {
+            break;
+        }
+        std::thread::sleep(POLL);
+    }
+    let _ = rustix::process::kill_process_group(group, rustix::process::Signal::KILL);
+    let _ = child.wait();
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_and_expansion() {
+        assert!(directory_name("1538073289_3c9acb9b/x y").starts_with("1538073289_3c9acb9b_x_y-"));
+        assert_ne!(directory_name("a/b"), directory_name("a_b"));
+        let lookup = |name: &str| (name == "PATH").then(|| "/usr/bin".to_owned());
+        assert_eq!(expand("%PATH%:./bin", &lookup), "/usr/bin:./bin");
+        assert_eq!(expand("%NOPE%x", &lookup), "x");
+        assert_eq!(expand("100%", &lookup), "100%");
+    }
+}
