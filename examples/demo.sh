@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
-# One-command demo of `sgr build` on a fresh Debian machine: builds sgr, and builds the
-# FROM-scratch busybox image of examples/hello through the Docker Engine API. Uses the
-# engine at DOCKER_HOST (or /var/run/docker.sock) when one answers; otherwise installs
-# docker.io and busybox-static if needed, starts a private dockerd on its own socket and data
-# directory under /tmp, and stops it again at the end.
+# One-command demo on a fresh Debian machine:
+# 1. `sgr build`: builds sgr, and builds the FROM-scratch busybox image of examples/hello
+#    through the Docker Engine API. Uses the engine at DOCKER_HOST (or /var/run/docker.sock)
+#    when one answers; otherwise installs docker.io and busybox-static if needed, starts a
+#    private dockerd on its own socket and data directory under /tmp, and stops it at the end.
+# 2. `runner`: runs the StudioML experiment of examples/runner from a local directory queue
+#    with local (file://) storage, no service and no GPU, and shows its output and results.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -15,6 +17,7 @@ missing=()
 command -v dockerd >/dev/null || missing+=(docker.io)
 command -v curl >/dev/null || missing+=(curl)
 [ -x /bin/busybox ] || missing+=(busybox-static)
+python3 -c 'import ensurepip' 2>/dev/null || missing+=(python3-venv)
 if [ ${#missing[@]} -gt 0 ]; then
     log "installing ${missing[*]}"
     as_root env DEBIAN_FRONTEND=noninteractive apt-get update -qq
@@ -22,10 +25,24 @@ if [ ${#missing[@]} -gt 0 ]; then
 fi
 install -m 0755 /bin/busybox examples/hello/busybox
 
-cargo build --release --locked -p sgr >&2
+cargo build --release --locked -p sgr -p runner >&2
 SGR=$ROOT/target/release/sgr
 
 # shellcheck source=../scripts/lib/engine.sh
 . "$ROOT/scripts/lib/engine.sh"
 ensure_engine sgr-demo
 "$SGR" build --config examples/sgr.toml
+
+log "runner: one experiment from a local directory queue, file:// storage"
+RUN=$(mktemp -d /tmp/sgr-demo-runner.XXXXXX)
+mkdir -p "$RUN/store" "$RUN/queues/local_demo"
+tar -C examples/runner/workspace -cf "$RUN/store/workspace.tar" .
+sed "s|@STORE@|$RUN/store|g" examples/runner/request.json >"$RUN/queues/local_demo/request.json"
+"$ROOT/target/release/runner" --queue-root "$RUN/queues" --work-dir "$RUN/work" --venv-cache "$RUN/venvs" --once
+mkdir -p "$RUN/results/output" "$RUN/results/modeldir"
+tar -C "$RUN/results/output" -xf "$RUN/store/output.tar"
+tar -C "$RUN/results/modeldir" -xzf "$RUN/store/modeldir.tar.gz"
+log "the experiment's output (output/output):"
+cat "$RUN/results/output/output"
+log "its model (modeldir/model.json): $(cat "$RUN/results/modeldir/model.json")"
+rm -rf "$RUN"
