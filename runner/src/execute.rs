@@ -229,7 +229,7 @@ pub fn run(
     let _ = fs::remove_dir_all(&directory);
     fs::create_dir_all(&directory).map_err(io_error("create", &directory))?;
     for (label, artifact) in &request.experiment.artifacts {
-        storage::fetch(label, artifact, &directory.join(label))?;
+        storage::fetch(label, artifact, &request.config.env, &directory.join(label))?;
     }
     let output_directory = directory.join("output");
     fs::create_dir_all(&output_directory).map_err(io_error("create", &output_directory))?;
@@ -303,7 +303,7 @@ pub fn run(
     };
     for (label, artifact) in &request.experiment.artifacts {
         if artifact.mutable {
-            storage::store(label, artifact, &directory.join(label))?;
+            storage::store(label, artifact, &request.config.env, &directory.join(label))?;
         }
     }
     let _ = fs::remove_dir_all(&directory);

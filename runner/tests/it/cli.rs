@@ -259,3 +259,92 @@ fn usage_errors_exit_2() {
         .success()
         .stdout(contains("runner "));
 }
+
+/// The same experiment with its artifacts in S3 (SeaweedFS), credentials in the request.
+#[test]
+fn artifacts_come_from_and_go_to_s3() -> TestResult {
+    let Some(endpoint) = sgr_test_support::service(sgr_test_support::Service::S3) else {
+        return Ok(());
+    };
+    if !python_available() {
+        return Ok(());
+    }
+    let access_key = std::env::var("SGR_TEST_S3_ACCESS_KEY")?;
+    let secret_key = std::env::var("SGR_TEST_S3_SECRET_KEY")?;
+    let setup = Setup::new()?;
+    let workspace = setup.workspace(SCRIPT)?;
+    let bucket = format!("runner-{}", std::process::id());
+    let client = {
+        let config = aws_sdk_s3::config::Builder::new()
+            .behavior_version(aws_sdk_s3::config::BehaviorVersion::latest())
+            .region(aws_sdk_s3::config::Region::new("us-east-1"))
+            .endpoint_url(&endpoint)
+            .force_path_style(true)
+            .credentials_provider(aws_sdk_s3::config::Credentials::new(
+                access_key.clone(),
+                secret_key.clone(),
+                None,
+                None,
+                "test",
+            ))
+            .build();
+        aws_sdk_s3::Client::from_conf(config)
+    };
+    let runtime = sgr_test_support::runtime()?;
+    runtime.block_on(async {
+        client.create_bucket().bucket(&bucket).send().await?;
+        client
+            .put_object()
+            .bucket(&bucket)
+            .key("workspace.tar")
+            .body(aws_sdk_s3::primitives::ByteStream::from_path(&workspace).await?)
+            .send()
+            .await?;
+        Ok::<_, Box<dyn std::error::Error>>(())
+    })?;
+    let host = endpoint.trim_start_matches("http://");
+    let credentials = format!(
+        r#""credentials": {{"aws": {{"access_key": "{access_key}", "secret_access_key": "{secret_key}", "region": "us-east-1"}}}}"#
+    );
+    let request = format!(
+        r#"{{"config": {{"env": {{"GREETING": "hi"}}}},
+           "experiment": {{"key": "exp-s3", "filename": "main.py", "pythonver": 3,
+             "resources_needed": {{"cpus": 1, "hdd": "1gb", "ram": "1gb"}},
+             "artifacts": {{
+               "workspace": {{"qualified": "s3://{host}/{bucket}/workspace.tar", "bucket": "{bucket}", "key": "workspace.tar", "unpack": true, {credentials}}},
+               "output": {{"qualified": "s3://{host}/{bucket}/output.tar", "mutable": true, "unpack": true, {credentials}}},
+               "modeldir": {{"qualified": "s3://{host}/{bucket}/modeldir.tar.gz", "mutable": true, "unpack": true, {credentials}}}}}}}}}"#
+    );
+    setup.publish("s3.json", &request)?;
+    let output = setup
+        .runner()
+        .env_remove("AWS_ACCESS_KEY_ID")
+        .env_remove("AWS_SECRET_ACCESS_KEY")
+        .env_remove("AWS_ENDPOINT_URL_S3")
+        .assert()
+        .success()
+        .stderr(contains("experiment exp-s3: Succeeded"))
+        .get_output()
+        .clone();
+    assert!(!String::from_utf8_lossy(&output.stderr).contains(&secret_key));
+    let stored = runtime.block_on(async {
+        let object = client
+            .get_object()
+            .bucket(&bucket)
+            .key("output.tar")
+            .send()
+            .await?;
+        let bytes = object.body.collect().await?.into_bytes();
+        Ok::<_, Box<dyn std::error::Error>>(bytes.to_vec())
+    })?;
+    let mut archive = tar::Archive::new(stored.as_slice());
+    let mut text = String::new();
+    for entry in archive.entries()? {
+        let mut entry = entry?;
+        if entry.path()?.ends_with("output") {
+            std::io::Read::read_to_string(&mut entry, &mut text)?;
+        }
+    }
+    assert!(text.contains("greeting hi"), "{text}");
+    Ok(())
+}
