@@ -1,7 +1,7 @@
 //! `runner`: the GPU experiment runner the sgr images carry.
 //!
-//! This version takes experiments from a local directory queue and runs
-//! them with `file://` artifacts, one at a time; RabbitMQ, SQS, S3 and GPU
+//! This version takes experiments from a local directory queue or RabbitMQ
+//! and runs them with `file://` or S3 artifacts, one at a time; SQS and GPU
 //! allocation come with the next steps of the runner issue.
 
 use std::path::PathBuf;
@@ -11,20 +11,43 @@ use std::time::Duration;
 use clap::Parser;
 use regex::Regex;
 use runner::execute::Settings;
+use runner::queue::Queues;
+use runner::queue::amqp::AmqpQueues;
 use runner::queue::dir::DirQueues;
 use runner::worker::{self, Event};
 
 /// Takes StudioML experiment requests from a local directory queue (a
-/// directory per queue under --queue-root, a JSON file per message) and runs
+/// directory per queue under --queue-root, a JSON file per message) or from
+/// RabbitMQ (--amqp-url; queues found through the management API) and runs
 /// them. A message is removed only after the experiment's results are
 /// stored; a runner that dies leaves its message to be run again; a message
-/// that can never run is moved to the queue's .dead/ with a .reason file.
+/// that can never run is dead-lettered with its reason (the queue's .dead/
+/// directory, or the `<queue>.dead` RabbitMQ queue).
 #[derive(Debug, Parser)]
 #[command(name = "runner", version, about, long_about)]
 struct Cli {
     /// Directory whose sub-directories are queues.
-    #[arg(long, value_name = "DIR", env = "RUNNER_QUEUE_ROOT")]
-    queue_root: PathBuf,
+    #[arg(
+        long,
+        value_name = "DIR",
+        env = "RUNNER_QUEUE_ROOT",
+        required_unless_present = "amqp_url"
+    )]
+    queue_root: Option<PathBuf>,
+
+    /// RabbitMQ to take requests from (`amqp://user:password@host:5672/%2f`).
+    #[arg(
+        long,
+        value_name = "URL",
+        env = "AMQP_URL",
+        conflicts_with = "queue_root",
+        hide_env_values = true
+    )]
+    amqp_url: Option<String>,
+
+    /// RabbitMQ's management API, to list its queues (default: `http://<host>:15672`).
+    #[arg(long, value_name = "URL", env = "AMQP_MGT_URL")]
+    amqp_mgt_url: Option<String>,
 
     /// Queues whose names match this regular expression are served.
     #[arg(
@@ -86,29 +109,19 @@ fn main() -> ExitCode {
         Regex::new(text)
             .map_err(|error| format!("--{flag} '{text}' is not a regular expression: {error}"))
     };
-    let queues = match (
+    let (matching, mismatching) = match (
         regex(&cli.queue_match, "queue-match"),
         cli.queue_mismatch
             .as_deref()
             .map(|text| regex(text, "queue-mismatch"))
             .transpose(),
     ) {
-        (Ok(matching), Ok(mismatching)) => DirQueues::new(&cli.queue_root, matching, mismatching),
+        (Ok(matching), Ok(mismatching)) => (matching, mismatching),
         (Err(message), _) | (_, Err(message)) => {
             eprintln!("error: {message}");
             return ExitCode::from(2);
         }
     };
-    if !cli.queue_root.is_dir() {
-        eprintln!(
-            "error: the queue root {} is not a directory",
-            cli.queue_root.display()
-        );
-        eprintln!(
-            "hint: create it, with a directory per queue (e.g. local_experiments/) holding one JSON request per file"
-        );
-        return ExitCode::from(2);
-    }
     let settings = Settings {
         work_dir: cli.work_dir.clone(),
         venv_cache: cli.venv_cache.clone(),
@@ -116,8 +129,64 @@ fn main() -> ExitCode {
         max_runtime: Duration::from_secs(cli.max_runtime),
         gpus: Vec::new(),
     };
-    let lookup = |name: &str| std::env::var(name).ok();
-    let mut report = |event: Event| match event {
+    if let Some(url) = &cli.amqp_url {
+        let management = cli
+            .amqp_mgt_url
+            .clone()
+            .unwrap_or_else(|| default_management(url));
+        let queues = match AmqpQueues::connect(url, &management, matching, mismatching) {
+            Ok(queues) => queues,
+            Err(error) => {
+                eprintln!("error: {error}");
+                eprintln!("hint: check --amqp-url (AMQP_URL) and that RabbitMQ is running");
+                return ExitCode::from(2);
+            }
+        };
+        let code = serve(&queues, &settings, cli.once);
+        queues.close();
+        return code;
+    }
+    let Some(root) = &cli.queue_root else {
+        eprintln!("error: give --queue-root DIR or --amqp-url URL");
+        return ExitCode::from(2);
+    };
+    if !root.is_dir() {
+        eprintln!(
+            "error: the queue root {} is not a directory",
+            root.display()
+        );
+        eprintln!(
+            "hint: create it, with a directory per queue (e.g. local_experiments/) holding one JSON request per file"
+        );
+        return ExitCode::from(2);
+    }
+    let queues = DirQueues::new(root, matching, mismatching);
+    match queues.recover() {
+        Ok(0) => {}
+        Ok(count) => report(Event::Recovered(count)),
+        Err(error) => {
+            eprintln!("error: {error}");
+            return ExitCode::from(2);
+        }
+    }
+    serve(&queues, &settings, cli.once)
+}
+
+/// `amqp://user:pw@host:5672/vhost` → `http://host:15672`.
+fn default_management(url: &str) -> String {
+    let rest = url.split_once("://").map_or(url, |(_, rest)| rest);
+    let authority = rest.split('/').next().unwrap_or_default();
+    let host_port = authority
+        .rsplit_once('@')
+        .map_or(authority, |(_, host)| host);
+    let host = host_port
+        .rsplit_once(':')
+        .map_or(host_port, |(host, _)| host);
+    format!("http://{host}:15672")
+}
+
+fn report(event: Event) {
+    match event {
         Event::Recovered(count) => {
             eprintln!("runner: put back {count} message(s) a previous runner held");
         }
@@ -130,19 +199,17 @@ fn main() -> ExitCode {
         Event::DeadLettered { queue, reason } => {
             eprintln!("runner: {queue}: dead-lettered: {reason}");
         }
-    };
-    match queues.recover() {
-        Ok(0) => {}
-        Ok(count) => report(Event::Recovered(count)),
-        Err(error) => {
-            eprintln!("error: {error}");
-            return ExitCode::from(2);
-        }
     }
+}
+
+/// Take and run messages until the queues are empty (`once`) or for ever.
+fn serve<Q: Queues>(queues: &Q, settings: &Settings, once: bool) -> ExitCode {
+    let lookup = |name: &str| std::env::var(name).ok();
+    let mut on_event = report;
     loop {
-        match worker::handle_one(&queues, &settings, &lookup, &mut report) {
+        match worker::handle_one(queues, settings, &lookup, &mut on_event) {
             Ok(true) => {}
-            Ok(false) if cli.once => return ExitCode::SUCCESS,
+            Ok(false) if once => return ExitCode::SUCCESS,
             Ok(false) => std::thread::sleep(Duration::from_secs(3)),
             Err(error) => {
                 eprintln!("error: {error}");
@@ -159,5 +226,13 @@ mod tests {
     #[test]
     fn cli_is_consistent() {
         super::Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn the_management_api_defaults_to_the_broker_host() {
+        assert_eq!(
+            super::default_management("amqp://guest:guest@rabbit.ns.svc:5672/%2f"),
+            "http://rabbit.ns.svc:15672"
+        );
     }
 }

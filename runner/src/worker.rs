@@ -3,7 +3,7 @@
 //! succeed later, dead-letter what never can.
 
 use crate::execute::{self, Outcome, Settings};
-use crate::queue::dir::{DirQueueError, DirQueues};
+use crate::queue::Queues;
 use crate::request::Request;
 
 /// What happened to one message.
@@ -41,17 +41,17 @@ pub enum Event {
 ///
 /// # Errors
 /// The queue directory itself fails.
-pub fn handle_one(
-    queues: &DirQueues,
+pub fn handle_one<Q: Queues>(
+    queues: &Q,
     settings: &Settings,
     lookup: &dyn Fn(&str) -> Option<String>,
     on_event: &mut dyn FnMut(Event),
-) -> Result<bool, DirQueueError> {
+) -> Result<bool, Q::Error> {
     for queue in queues.queues()? {
-        let Some(claimed) = queues.claim(&queue)? else {
+        let Some((body, claimed)) = queues.claim(&queue)? else {
             continue;
         };
-        let request = match Request::parse(&claimed.body) {
+        let request = match Request::parse(&body) {
             Ok(request) => request,
             Err(error) => {
                 let reason = error.to_string();

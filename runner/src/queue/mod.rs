@@ -1,5 +1,74 @@
-//! Queues of experiment requests. The local directory queue is the default
-//! for one machine with no services; RabbitMQ and SQS come with their own
-//! back-ends.
+//! Queues of experiment requests behind one interface: the local directory
+//! queue (the default for one machine with no services) and RabbitMQ. A
+//! message is claimed, then settled exactly once: acked when its results
+//! are stored, returned when it can succeed later, or dead-lettered with the
+//! reason when it never can.
 
+pub mod amqp;
 pub mod dir;
+
+/// A claimed message: its body and what settles it.
+pub type Taken<Claim> = (Vec<u8>, Claim);
+
+/// A set of queues the runner serves.
+pub trait Queues {
+    /// What settles a claimed message.
+    type Claim;
+    /// Failures of the queue itself.
+    type Error: std::error::Error + 'static;
+
+    /// The names of the queues to serve, in order.
+    ///
+    /// # Errors
+    /// The queue service or directory fails.
+    fn queues(&self) -> Result<Vec<String>, Self::Error>;
+
+    /// Take the next message of `queue`, if any: its body and its claim.
+    ///
+    /// # Errors
+    /// As [`Queues::queues`].
+    fn claim(&self, queue: &str) -> Result<Option<Taken<Self::Claim>>, Self::Error>;
+
+    /// Done: the message is gone.
+    ///
+    /// # Errors
+    /// As [`Queues::queues`].
+    fn ack(&self, claim: Self::Claim) -> Result<(), Self::Error>;
+
+    /// Not now: the message goes back to its queue.
+    ///
+    /// # Errors
+    /// As [`Queues::queues`].
+    fn nack(&self, claim: Self::Claim) -> Result<(), Self::Error>;
+
+    /// Never: the message is kept aside with `reason`.
+    ///
+    /// # Errors
+    /// As [`Queues::queues`].
+    fn dead_letter(&self, claim: Self::Claim, reason: &str) -> Result<(), Self::Error>;
+}
+
+impl Queues for dir::DirQueues {
+    type Claim = dir::Claimed;
+    type Error = dir::DirQueueError;
+
+    fn queues(&self) -> Result<Vec<String>, Self::Error> {
+        dir::DirQueues::queues(self)
+    }
+
+    fn claim(&self, queue: &str) -> Result<Option<Taken<Self::Claim>>, Self::Error> {
+        Ok(dir::DirQueues::claim(self, queue)?.map(|claimed| (claimed.body.clone(), claimed)))
+    }
+
+    fn ack(&self, claim: Self::Claim) -> Result<(), Self::Error> {
+        dir::DirQueues::ack(self, claim)
+    }
+
+    fn nack(&self, claim: Self::Claim) -> Result<(), Self::Error> {
+        dir::DirQueues::nack(self, claim)
+    }
+
+    fn dead_letter(&self, claim: Self::Claim, reason: &str) -> Result<(), Self::Error> {
+        dir::DirQueues::dead_letter(self, claim, reason).map(drop)
+    }
+}

@@ -348,3 +348,106 @@ fn artifacts_come_from_and_go_to_s3() -> TestResult {
     assert!(text.contains("greeting hi"), "{text}");
     Ok(())
 }
+
+/// RabbitMQ: queues found through the management API, one experiment run and
+/// acked, a bad message dead-lettered to `<queue>.dead` with its reason.
+#[test]
+fn requests_come_from_rabbitmq() -> TestResult {
+    use lapin::options::{BasicGetOptions, BasicPublishOptions, QueueDeclareOptions};
+    use lapin::types::FieldTable;
+
+    let Some(url) = sgr_test_support::service(sgr_test_support::Service::Amqp) else {
+        return Ok(());
+    };
+    let Some(management) = sgr_test_support::service(sgr_test_support::Service::AmqpManagement)
+    else {
+        return Ok(());
+    };
+    if !python_available() {
+        return Ok(());
+    }
+    let setup = Setup::new()?;
+    setup.workspace(SCRIPT)?;
+    let queue = format!("rmq_runner_{}", std::process::id());
+    let runtime = sgr_test_support::runtime()?;
+    let connection = runtime.block_on(async {
+        let connection =
+            lapin::Connection::connect(&url, lapin::ConnectionProperties::default()).await?;
+        let channel = connection.create_channel().await?;
+        channel
+            .queue_declare(
+                queue.as_str().into(),
+                QueueDeclareOptions {
+                    durable: true,
+                    ..QueueDeclareOptions::default()
+                },
+                FieldTable::default(),
+            )
+            .await?;
+        for body in [setup.request("exp-rmq", "5m"), "{not json".to_owned()] {
+            channel
+                .basic_publish(
+                    "".into(),
+                    queue.as_str().into(),
+                    BasicPublishOptions::default(),
+                    body.as_bytes(),
+                    lapin::BasicProperties::default(),
+                )
+                .await?
+                .await?;
+        }
+        Ok::<_, Box<dyn std::error::Error>>(connection)
+    })?;
+    cargo_bin_cmd!("runner")
+        .args([
+            "--amqp-url",
+            &url,
+            "--amqp-mgt-url",
+            &management,
+            "--queue-match",
+        ])
+        .arg(format!("^{queue}$"))
+        .arg("--work-dir")
+        .arg(setup.root.join("work"))
+        .arg("--venv-cache")
+        .arg(setup.root.join("venvs"))
+        .arg("--once")
+        .env("USER_LABEL", "rabbit")
+        .timeout(std::time::Duration::from_mins(2))
+        .assert()
+        .success()
+        .stderr(contains("experiment exp-rmq: Succeeded").and(contains("dead-lettered")));
+    let output = fs::read_to_string(setup.unpacked("exp-rmq-output.tar")?.join("output"))?;
+    assert!(output.contains("greeting hello from rabbit"), "{output}");
+    runtime.block_on(async {
+        let channel = connection.create_channel().await?;
+        let left = channel
+            .basic_get(queue.as_str().into(), BasicGetOptions { no_ack: true })
+            .await?;
+        assert!(left.is_none(), "a message is still in the queue");
+        let dead = channel
+            .basic_get(
+                format!("{queue}.dead").as_str().into(),
+                BasicGetOptions { no_ack: true },
+            )
+            .await?
+            .ok_or("nothing was dead-lettered")?;
+        assert_eq!(dead.delivery.data, b"{not json");
+        let reason = dead
+            .delivery
+            .properties
+            .headers()
+            .as_ref()
+            .and_then(|headers| headers.inner().get("x-runner-reason").cloned());
+        let reason = match reason {
+            Some(lapin::types::AMQPValue::LongString(text)) => {
+                String::from_utf8_lossy(text.as_bytes()).into_owned()
+            }
+            other => format!("{other:?}"),
+        };
+        assert!(reason.contains("not a StudioML request"), "{reason}");
+        connection.close(200, "done".into()).await?;
+        Ok::<_, Box<dyn std::error::Error>>(())
+    })?;
+    Ok(())
+}
