@@ -1,8 +1,8 @@
 //! `runner`: the GPU experiment runner the sgr images carry.
 //!
-//! This version takes experiments from a local directory queue or RabbitMQ
-//! and runs them with `file://` or S3 artifacts, one at a time; SQS and GPU
-//! allocation come with the next steps of the runner issue.
+//! This version takes experiments from a local directory queue, RabbitMQ or
+//! SQS and runs them with `file://` or S3 artifacts, one at a time; GPU
+//! allocation comes with the next steps of the runner issue.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -14,15 +14,16 @@ use runner::execute::Settings;
 use runner::queue::Queues;
 use runner::queue::amqp::AmqpQueues;
 use runner::queue::dir::DirQueues;
+use runner::queue::sqs::SqsQueues;
 use runner::worker::{self, Event};
 
 /// Takes StudioML experiment requests from a local directory queue (a
-/// directory per queue under --queue-root, a JSON file per message) or from
-/// RabbitMQ (--amqp-url; queues found through the management API) and runs
-/// them. A message is removed only after the experiment's results are
+/// directory per queue under --queue-root, a JSON file per message), from
+/// RabbitMQ (--amqp-url; queues found through the management API) or from
+/// AWS SQS (--sqs) and runs them. A message is removed only after the experiment's results are
 /// stored; a runner that dies leaves its message to be run again; a message
 /// that can never run is dead-lettered with its reason (the queue's .dead/
-/// directory, or the `<queue>.dead` RabbitMQ queue).
+/// directory, the `<queue>.dead` RabbitMQ queue, the `<queue>-dead` SQS queue).
 #[derive(Debug, Parser)]
 #[command(name = "runner", version, about, long_about)]
 struct Cli {
@@ -31,7 +32,7 @@ struct Cli {
         long,
         value_name = "DIR",
         env = "RUNNER_QUEUE_ROOT",
-        required_unless_present = "amqp_url"
+        required_unless_present_any = ["amqp_url", "sqs"]
     )]
     queue_root: Option<PathBuf>,
 
@@ -44,6 +45,11 @@ struct Cli {
         hide_env_values = true
     )]
     amqp_url: Option<String>,
+
+    /// Take requests from the AWS SQS queues of the default account and region
+    /// (credentials, region and `AWS_ENDPOINT_URL` from the AWS configuration).
+    #[arg(long, conflicts_with_all = ["queue_root", "amqp_url"])]
+    sqs: bool,
 
     /// RabbitMQ's management API, to list its queues (default: `http://<host>:15672`).
     #[arg(long, value_name = "URL", env = "AMQP_MGT_URL")]
@@ -129,6 +135,16 @@ fn main() -> ExitCode {
         max_runtime: Duration::from_secs(cli.max_runtime),
         gpus: Vec::new(),
     };
+    if cli.sqs {
+        let wait = if cli.once { 1 } else { 20 };
+        return match SqsQueues::connect(matching, mismatching, wait) {
+            Ok(queues) => serve(&queues, &settings, cli.once),
+            Err(error) => {
+                eprintln!("error: {error}");
+                ExitCode::from(2)
+            }
+        };
+    }
     if let Some(url) = &cli.amqp_url {
         let management = cli
             .amqp_mgt_url

@@ -1,11 +1,12 @@
 //! Queues of experiment requests behind one interface: the local directory
-//! queue (the default for one machine with no services) and RabbitMQ. A
+//! queue (the default for one machine with no services), RabbitMQ and SQS. A
 //! message is claimed, then settled exactly once: acked when its results
 //! are stored, returned when it can succeed later, or dead-lettered with the
 //! reason when it never can.
 
 pub mod amqp;
 pub mod dir;
+pub mod sqs;
 
 /// A claimed message: its body and what settles it.
 pub type Taken<Claim> = (Vec<u8>, Claim);

@@ -451,3 +451,94 @@ fn requests_come_from_rabbitmq() -> TestResult {
     })?;
     Ok(())
 }
+
+/// SQS (moto): an experiment run and deleted, a bad message sent to `<queue>-dead`.
+#[test]
+fn requests_come_from_sqs() -> TestResult {
+    if sgr_test_support::service(sgr_test_support::Service::Aws).is_none() || !python_available() {
+        return Ok(());
+    }
+    let setup = Setup::new()?;
+    setup.workspace(SCRIPT)?;
+    let queue = format!("sqs_runner_{}", std::process::id());
+    let runtime = sgr_test_support::runtime()?;
+    let client = runtime.block_on(async {
+        let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
+            .load()
+            .await;
+        aws_sdk_sqs::Client::new(&config)
+    });
+    runtime.block_on(async {
+        let created = client.create_queue().queue_name(&queue).send().await?;
+        let url = created.queue_url().unwrap_or_default().to_owned();
+        for body in [setup.request("exp-sqs", "5m"), "{not json".to_owned()] {
+            client
+                .send_message()
+                .queue_url(&url)
+                .message_body(body)
+                .send()
+                .await?;
+        }
+        Ok::<_, Box<dyn std::error::Error>>(())
+    })?;
+    cargo_bin_cmd!("runner")
+        .args(["--sqs", "--queue-match"])
+        .arg(format!("^{queue}$"))
+        .arg("--work-dir")
+        .arg(setup.root.join("work"))
+        .arg("--venv-cache")
+        .arg(setup.root.join("venvs"))
+        .arg("--once")
+        .env("USER_LABEL", "sqs")
+        .timeout(std::time::Duration::from_mins(2))
+        .assert()
+        .success()
+        .stderr(contains("experiment exp-sqs: Succeeded").and(contains("dead-lettered")));
+    let output = fs::read_to_string(setup.unpacked("exp-sqs-output.tar")?.join("output"))?;
+    assert!(output.contains("greeting hello from sqs"), "{output}");
+    runtime.block_on(async {
+        let url = client
+            .get_queue_url()
+            .queue_name(&queue)
+            .send()
+            .await?
+            .queue_url()
+            .unwrap_or_default()
+            .to_owned();
+        let left = client
+            .receive_message()
+            .queue_url(&url)
+            .wait_time_seconds(1)
+            .send()
+            .await?;
+        assert!(
+            left.messages().is_empty(),
+            "a message is still in the queue"
+        );
+        let dead_url = client
+            .get_queue_url()
+            .queue_name(format!("{queue}-dead"))
+            .send()
+            .await?
+            .queue_url()
+            .unwrap_or_default()
+            .to_owned();
+        let dead = client
+            .receive_message()
+            .queue_url(&dead_url)
+            .message_attribute_names("All")
+            .wait_time_seconds(1)
+            .send()
+            .await?;
+        let message = dead.messages().first().ok_or("nothing was dead-lettered")?;
+        assert_eq!(message.body(), Some("{not json"));
+        let reason = message
+            .message_attributes()
+            .and_then(|attributes| attributes.get("x-runner-reason"))
+            .and_then(|value| value.string_value())
+            .unwrap_or_default();
+        assert!(reason.contains("not a StudioML request"), "{reason}");
+        Ok::<_, Box<dyn std::error::Error>>(())
+    })?;
+    Ok(())
+}

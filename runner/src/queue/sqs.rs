@@ -1,0 +1,252 @@
+//! AWS SQS through the SDK's default chain (`AWS_ENDPOINT_URL` honoured).
+//! Queues are the account's queues whose names match the regexes; a message
+//! is received with a long poll and kept invisible while its experiment
+//! runs (the visibility is extended every minute by a background task);
+//! ack deletes it, nack makes it visible again, and an unusable one is sent
+//! to `<queue>-dead` with the reason as a message attribute, then deleted.
+
+use std::time::Duration;
+
+use aws_sdk_sqs::types::MessageAttributeValue;
+use regex::Regex;
+use thiserror::Error;
+use tokio::sync::oneshot;
+
+/// Visibility given to a message while it is held, renewed before it ends.
+const VISIBILITY: i32 = 300;
+/// How often the visibility is renewed.
+const RENEW: Duration = Duration::from_mins(1);
+
+/// SQS failures.
+#[derive(Debug, Error)]
+#[error("SQS: {action} failed: {message}")]
+pub struct SqsError {
+    action: String,
+    message: String,
+}
+
+fn sqs_error<E: std::error::Error + 'static>(
+    action: impl Into<String>,
+) -> impl FnOnce(E) -> SqsError {
+    let action = action.into();
+    move |error| {
+        let mut message = error.to_string();
+        let mut source = error.source();
+        while let Some(cause) = source {
+            let text = cause.to_string();
+            if !message.ends_with(&text) {
+                message.push_str(": ");
+                message.push_str(&text);
+            }
+            source = cause.source();
+        }
+        SqsError { action, message }
+    }
+}
+
+/// A message held by the runner.
+pub struct SqsClaim {
+    queue: String,
+    url: String,
+    receipt: String,
+    body: Vec<u8>,
+    stop_renewing: Option<oneshot::Sender<()>>,
+}
+
+/// The queues of one account and region.
+pub struct SqsQueues {
+    runtime: tokio::runtime::Runtime,
+    client: aws_sdk_sqs::Client,
+    matching: Regex,
+    mismatching: Option<Regex>,
+    wait: i32,
+}
+
+impl std::fmt::Debug for SqsQueues {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter.debug_struct("SqsQueues").finish_non_exhaustive()
+    }
+}
+
+impl SqsQueues {
+    /// The account's queues; `wait` is the long-poll time in seconds.
+    ///
+    /// # Errors
+    /// The runtime cannot start.
+    pub fn connect(
+        matching: Regex,
+        mismatching: Option<Regex>,
+        wait: i32,
+    ) -> Result<Self, SqsError> {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .map_err(sqs_error("starting a runtime"))?;
+        let config =
+            runtime.block_on(aws_config::defaults(aws_config::BehaviorVersion::latest()).load());
+        Ok(Self {
+            client: aws_sdk_sqs::Client::new(&config),
+            runtime,
+            matching,
+            mismatching,
+            wait,
+        })
+    }
+
+    fn url_of(&self, queue: &str) -> Result<String, SqsError> {
+        let answer = self
+            .runtime
+            .block_on(self.client.get_queue_url().queue_name(queue).send())
+            .map_err(sqs_error(format!("finding queue {queue}")))?;
+        Ok(answer.queue_url().unwrap_or_default().to_owned())
+    }
+
+    fn stop(claim: &mut SqsClaim) {
+        if let Some(stop) = claim.stop_renewing.take() {
+            let _ = stop.send(());
+        }
+    }
+}
+
+impl super::Queues for SqsQueues {
+    type Claim = SqsClaim;
+    type Error = SqsError;
+
+    fn queues(&self) -> Result<Vec<String>, SqsError> {
+        let answer = self
+            .runtime
+            .block_on(self.client.list_queues().send())
+            .map_err(sqs_error("listing queues"))?;
+        let mut names: Vec<String> = answer
+            .queue_urls()
+            .iter()
+            .filter_map(|url| url.rsplit('/').next().map(str::to_owned))
+            .filter(|name| !name.to_ascii_lowercase().ends_with("-dead"))
+            .filter(|name| {
+                self.matching.is_match(name)
+                    && !self
+                        .mismatching
+                        .as_ref()
+                        .is_some_and(|regex| regex.is_match(name))
+            })
+            .collect();
+        names.sort();
+        Ok(names)
+    }
+
+    fn claim(&self, queue: &str) -> Result<Option<super::Taken<SqsClaim>>, SqsError> {
+        let url = self.url_of(queue)?;
+        let answer = self
+            .runtime
+            .block_on(
+                self.client
+                    .receive_message()
+                    .queue_url(&url)
+                    .max_number_of_messages(1)
+                    .visibility_timeout(VISIBILITY)
+                    .wait_time_seconds(self.wait)
+                    .send(),
+            )
+            .map_err(sqs_error(format!("receiving from {queue}")))?;
+        let Some(message) = answer.messages().first() else {
+            return Ok(None);
+        };
+        let receipt = message.receipt_handle().unwrap_or_default().to_owned();
+        let body = message.body().unwrap_or_default().as_bytes().to_vec();
+        // Keep it invisible while the experiment runs.
+        let (stop, mut stopped) = oneshot::channel();
+        let client = self.client.clone();
+        let (renew_url, renew_receipt) = (url.clone(), receipt.clone());
+        self.runtime.spawn(async move {
+            loop {
+                tokio::select! {
+                    _ = &mut stopped => return,
+                    () = tokio::time::sleep(RENEW) => {
+                        let _ = client
+                            .change_message_visibility()
+                            .queue_url(&renew_url)
+                            .receipt_handle(&renew_receipt)
+                            .visibility_timeout(VISIBILITY)
+                            .send()
+                            .await;
+                    }
+                }
+            }
+        });
+        Ok(Some((
+            body.clone(),
+            SqsClaim {
+                queue: queue.to_owned(),
+                url,
+                receipt,
+                body,
+                stop_renewing: Some(stop),
+            },
+        )))
+    }
+
+    fn ack(&self, mut claim: SqsClaim) -> Result<(), SqsError> {
+        Self::stop(&mut claim);
+        self.runtime
+            .block_on(
+                self.client
+                    .delete_message()
+                    .queue_url(&claim.url)
+                    .receipt_handle(&claim.receipt)
+                    .send(),
+            )
+            .map(drop)
+            .map_err(sqs_error(format!("deleting a message of {}", claim.queue)))
+    }
+
+    fn nack(&self, mut claim: SqsClaim) -> Result<(), SqsError> {
+        Self::stop(&mut claim);
+        self.runtime
+            .block_on(
+                self.client
+                    .change_message_visibility()
+                    .queue_url(&claim.url)
+                    .receipt_handle(&claim.receipt)
+                    .visibility_timeout(0)
+                    .send(),
+            )
+            .map(drop)
+            .map_err(sqs_error(format!("returning a message of {}", claim.queue)))
+    }
+
+    fn dead_letter(&self, mut claim: SqsClaim, reason: &str) -> Result<(), SqsError> {
+        Self::stop(&mut claim);
+        let dead = format!("{}-dead", claim.queue);
+        self.runtime.block_on(async {
+            let created = self
+                .client
+                .create_queue()
+                .queue_name(&dead)
+                .send()
+                .await
+                .map_err(sqs_error(format!("creating {dead}")))?;
+            let attribute = MessageAttributeValue::builder()
+                .data_type("String")
+                .string_value(reason)
+                .build()
+                .map_err(sqs_error("building the reason attribute"))?;
+            self.client
+                .send_message()
+                .queue_url(created.queue_url().unwrap_or_default())
+                .message_body(String::from_utf8_lossy(&claim.body))
+                .message_attributes("x-runner-reason", attribute)
+                .send()
+                .await
+                .map_err(sqs_error(format!("sending to {dead}")))?;
+            self.client
+                .delete_message()
+                .queue_url(&claim.url)
+                .receipt_handle(&claim.receipt)
+                .send()
+                .await
+                .map(drop)
+                .map_err(sqs_error(format!("deleting a message of {}", claim.queue)))
+        })
+    }
+}
