@@ -34,6 +34,11 @@ pub struct Settings {
     pub max_runtime: Duration,
     /// GPUs given to the experiment (`CUDA_VISIBLE_DEVICES`); empty: none (`-1`).
     pub gpus: Vec<String>,
+    /// Set when the runner is asked to stop (SIGTERM): running experiments
+    /// get `drain_timeout` to finish, then are killed and requeued.
+    pub stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    /// How long a running experiment may go on after a stop request.
+    pub drain_timeout: Duration,
 }
 
 /// How an experiment ended.
@@ -45,6 +50,9 @@ pub enum Outcome {
     Failed(i32),
     /// Killed at its deadline.
     TimedOut,
+    /// Killed because the runner stopped and the drain timeout passed; the
+    /// message should be requeued, nothing was stored.
+    Interrupted,
 }
 
 /// Why an experiment could not be run.
@@ -284,6 +292,7 @@ pub fn run(
         .map_err(io_error("start the experiment in", &workspace))?;
     let limit = time_limit(request, settings.max_runtime, SystemTime::now());
     let started = Instant::now();
+    let mut stop_asked: Option<Instant> = None;
     let outcome = loop {
         if let Some(status) = child
             .try_wait()
@@ -298,6 +307,14 @@ pub fn run(
         if started.elapsed() >= limit {
             kill_tree(&mut child, &workspace)?;
             break Outcome::TimedOut;
+        }
+        if stop_asked.is_none() && settings.stop.load(std::sync::atomic::Ordering::SeqCst) {
+            stop_asked = Some(Instant::now());
+        }
+        if stop_asked.is_some_and(|asked| asked.elapsed() >= settings.drain_timeout) {
+            kill_tree(&mut child, &workspace)?;
+            let _ = fs::remove_dir_all(&directory);
+            return Ok(Outcome::Interrupted);
         }
         std::thread::sleep(POLL);
     };

@@ -6,6 +6,8 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use clap::Parser;
@@ -107,6 +109,16 @@ struct Cli {
     /// Exit once every queue is empty instead of waiting for more work.
     #[arg(long)]
     once: bool,
+
+    /// After SIGTERM or SIGINT: how long running experiments may go on before
+    /// they are killed and their messages requeued, in seconds.
+    #[arg(
+        long,
+        value_name = "SECONDS",
+        env = "RUNNER_DRAIN_TIMEOUT",
+        default_value_t = 300
+    )]
+    drain_timeout: u64,
 }
 
 fn main() -> ExitCode {
@@ -134,7 +146,15 @@ fn main() -> ExitCode {
         python: cli.python.clone(),
         max_runtime: Duration::from_secs(cli.max_runtime),
         gpus: Vec::new(),
+        stop: Arc::new(AtomicBool::new(false)),
+        drain_timeout: Duration::from_secs(cli.drain_timeout),
     };
+    for signal in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
+        if let Err(error) = signal_hook::flag::register(signal, Arc::clone(&settings.stop)) {
+            eprintln!("error: cannot handle signal {signal}: {error}");
+            return ExitCode::from(2);
+        }
+    }
     if cli.sqs {
         let wait = if cli.once { 1 } else { 20 };
         return match SqsQueues::connect(matching, mismatching, wait) {
@@ -223,10 +243,22 @@ fn serve<Q: Queues>(queues: &Q, settings: &Settings, once: bool) -> ExitCode {
     let lookup = |name: &str| std::env::var(name).ok();
     let mut on_event = report;
     loop {
+        if settings.stop.load(Ordering::SeqCst) {
+            eprintln!("runner: stopping: no new work taken");
+            return ExitCode::SUCCESS;
+        }
         match worker::handle_one(queues, settings, &lookup, &mut on_event) {
             Ok(true) => {}
             Ok(false) if once => return ExitCode::SUCCESS,
-            Ok(false) => std::thread::sleep(Duration::from_secs(3)),
+            Ok(false) => {
+                // Wait for work, but notice a stop request at once.
+                for _ in 0..30 {
+                    if settings.stop.load(Ordering::SeqCst) {
+                        break;
+                    }
+                    std::thread::sleep(Duration::from_millis(100));
+                }
+            }
             Err(error) => {
                 eprintln!("error: {error}");
                 return ExitCode::from(1);

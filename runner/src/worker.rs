@@ -61,6 +61,13 @@ pub fn handle_one<Q: Queues>(
             }
         };
         match execute::run(&request, settings, lookup) {
+            Ok(Outcome::Interrupted) => {
+                queues.nack(claimed)?;
+                on_event(Event::Requeued {
+                    queue,
+                    reason: "the runner is stopping and the drain timeout passed".to_owned(),
+                });
+            }
             Ok(outcome) => {
                 queues.ack(claimed)?;
                 on_event(Event::Finished {

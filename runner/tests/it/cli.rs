@@ -542,3 +542,63 @@ fn requests_come_from_sqs() -> TestResult {
     })?;
     Ok(())
 }
+
+/// SIGTERM: no new work is taken; the running experiment gets the drain
+/// timeout, is then killed, and its message goes back to the queue.
+#[test]
+fn sigterm_drains_and_requeues_what_did_not_finish() -> TestResult {
+    if !python_available() {
+        return Ok(());
+    }
+    let setup = Setup::new()?;
+    setup.workspace("import time\nprint('started', flush=True)\ntime.sleep(60)\n")?;
+    setup.publish("a-long.json", &setup.request("exp-long", "10m"))?;
+    let child = std::process::Command::new(assert_cmd::cargo::cargo_bin!("runner"))
+        .arg("--queue-root")
+        .arg(setup.root.join("queues"))
+        .arg("--work-dir")
+        .arg(setup.root.join("work"))
+        .arg("--venv-cache")
+        .arg(setup.root.join("venvs"))
+        .args(["--drain-timeout", "1"])
+        .stderr(std::process::Stdio::piped())
+        .spawn()?;
+    // Wait until the experiment runs (its log exists and says so).
+    let deadline = std::time::Instant::now() + std::time::Duration::from_mins(1);
+    let started = loop {
+        let logs: Vec<PathBuf> = fs::read_dir(setup.root.join("work"))
+            .map(|entries| {
+                entries
+                    .filter_map(Result::ok)
+                    .map(|entry| entry.path().join("output/output"))
+                    .collect()
+            })
+            .unwrap_or_default();
+        if logs
+            .iter()
+            .any(|log| fs::read_to_string(log).is_ok_and(|text| text.contains("started")))
+        {
+            break true;
+        }
+        if std::time::Instant::now() > deadline {
+            break false;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    };
+    setup.publish("b-next.json", &setup.request("exp-next", "10m"))?;
+    let pid = rustix::process::Pid::from_raw(i32::try_from(child.id())?).ok_or("no pid")?;
+    rustix::process::kill_process(pid, rustix::process::Signal::TERM)?;
+    let output = child.wait_with_output()?;
+    assert!(started, "the experiment never started");
+    assert!(output.status.success(), "{output:?}");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("requeued") && stderr.contains("stopping"),
+        "{stderr}"
+    );
+    let mut queued = setup.queue_files("");
+    queued.sort();
+    assert_eq!(queued, ["a-long.json", "b-next.json"], "{stderr}");
+    assert!(setup.queue_files(".inflight").is_empty());
+    Ok(())
+}
