@@ -8,4 +8,5 @@ pub mod execute;
 pub mod queue;
 pub mod request;
 pub mod storage;
+pub mod telemetry;
 pub mod worker;

@@ -12,11 +12,13 @@ use std::time::Duration;
 
 use clap::Parser;
 use regex::Regex;
+use runner::execute::Outcome;
 use runner::execute::Settings;
 use runner::queue::Queues;
 use runner::queue::amqp::AmqpQueues;
 use runner::queue::dir::DirQueues;
 use runner::queue::sqs::SqsQueues;
+use runner::telemetry::{self, ExperimentLabels, MessageLabels, Metrics};
 use runner::worker::{self, Event};
 
 /// Takes StudioML experiment requests from a local directory queue (a
@@ -106,6 +108,10 @@ struct Cli {
     )]
     max_runtime: u64,
 
+    /// Serve /healthz and /metrics on this address (e.g. `0.0.0.0:9090`).
+    #[arg(long, value_name = "ADDRESS", env = "RUNNER_HTTP_ADDR")]
+    http_addr: Option<String>,
+
     /// Exit once every queue is empty instead of waiting for more work.
     #[arg(long)]
     once: bool,
@@ -149,6 +155,16 @@ fn main() -> ExitCode {
         stop: Arc::new(AtomicBool::new(false)),
         drain_timeout: Duration::from_secs(cli.drain_timeout),
     };
+    let metrics = Metrics::default();
+    if let Some(address) = &cli.http_addr {
+        match telemetry::serve(address, &metrics, Arc::clone(&settings.stop)) {
+            Ok(bound) => eprintln!("runner: serving /healthz and /metrics on {bound}"),
+            Err(error) => {
+                eprintln!("error: cannot listen on {address}: {error}");
+                return ExitCode::from(2);
+            }
+        }
+    }
     for signal in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
         if let Err(error) = signal_hook::flag::register(signal, Arc::clone(&settings.stop)) {
             eprintln!("error: cannot handle signal {signal}: {error}");
@@ -158,7 +174,7 @@ fn main() -> ExitCode {
     if cli.sqs {
         let wait = if cli.once { 1 } else { 20 };
         return match SqsQueues::connect(matching, mismatching, wait) {
-            Ok(queues) => serve(&queues, &settings, cli.once),
+            Ok(queues) => serve(&queues, &settings, &metrics, cli.once),
             Err(error) => {
                 eprintln!("error: {error}");
                 ExitCode::from(2)
@@ -178,7 +194,7 @@ fn main() -> ExitCode {
                 return ExitCode::from(2);
             }
         };
-        let code = serve(&queues, &settings, cli.once);
+        let code = serve(&queues, &settings, &metrics, cli.once);
         queues.close();
         return code;
     }
@@ -199,13 +215,13 @@ fn main() -> ExitCode {
     let queues = DirQueues::new(root, matching, mismatching);
     match queues.recover() {
         Ok(0) => {}
-        Ok(count) => report(Event::Recovered(count)),
+        Ok(count) => report(Event::Recovered(count), &metrics),
         Err(error) => {
             eprintln!("error: {error}");
             return ExitCode::from(2);
         }
     }
-    serve(&queues, &settings, cli.once)
+    serve(&queues, &settings, &metrics, cli.once)
 }
 
 /// `amqp://user:pw@host:5672/vhost` → `http://host:15672`.
@@ -221,8 +237,42 @@ fn default_management(url: &str) -> String {
     format!("http://{host}:15672")
 }
 
-fn report(event: Event) {
+fn report(event: Event, metrics: &Metrics) {
+    let count = |queue: &str, result: &str| {
+        metrics
+            .messages
+            .get_or_create(&MessageLabels {
+                queue: queue.to_owned(),
+                result: result.to_owned(),
+            })
+            .inc();
+    };
+    match &event {
+        Event::Started { .. } => {
+            metrics.running.inc();
+        }
+        Event::Finished { queue, outcome, .. } => {
+            metrics.running.dec();
+            count(queue, "acked");
+            let outcome = match outcome {
+                Outcome::Succeeded => "succeeded",
+                Outcome::Failed(_) => "failed",
+                Outcome::TimedOut => "timed_out",
+                Outcome::Interrupted => "interrupted",
+            };
+            metrics
+                .experiments
+                .get_or_create(&ExperimentLabels {
+                    outcome: outcome.to_owned(),
+                })
+                .inc();
+        }
+        Event::Requeued { queue, .. } => count(queue, "requeued"),
+        Event::DeadLettered { queue, .. } => count(queue, "dead_lettered"),
+        Event::Recovered(_) => {}
+    }
     match event {
+        Event::Started { queue, key } => eprintln!("runner: {queue}: experiment {key} started"),
         Event::Recovered(count) => {
             eprintln!("runner: put back {count} message(s) a previous runner held");
         }
@@ -239,9 +289,9 @@ fn report(event: Event) {
 }
 
 /// Take and run messages until the queues are empty (`once`) or for ever.
-fn serve<Q: Queues>(queues: &Q, settings: &Settings, once: bool) -> ExitCode {
+fn serve<Q: Queues>(queues: &Q, settings: &Settings, metrics: &Metrics, once: bool) -> ExitCode {
     let lookup = |name: &str| std::env::var(name).ok();
-    let mut on_event = report;
+    let mut on_event = |event: Event| report(event, metrics);
     loop {
         if settings.stop.load(Ordering::SeqCst) {
             eprintln!("runner: stopping: no new work taken");

@@ -11,6 +11,13 @@ use crate::request::Request;
 pub enum Event {
     /// Messages a dead runner held were put back.
     Recovered(usize),
+    /// An experiment starts.
+    Started {
+        /// The queue.
+        queue: String,
+        /// The experiment key.
+        key: String,
+    },
     /// An experiment ran; the message was acked.
     Finished {
         /// The queue.
@@ -60,6 +67,10 @@ pub fn handle_one<Q: Queues>(
                 return Ok(true);
             }
         };
+        on_event(Event::Started {
+            queue: queue.clone(),
+            key: request.experiment.key.clone(),
+        });
         match execute::run(&request, settings, lookup) {
             Ok(Outcome::Interrupted) => {
                 queues.nack(claimed)?;

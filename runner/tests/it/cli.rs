@@ -602,3 +602,67 @@ fn sigterm_drains_and_requeues_what_did_not_finish() -> TestResult {
     assert!(setup.queue_files(".inflight").is_empty());
     Ok(())
 }
+
+/// One plain HTTP GET on loopback: status line and body.
+fn http_get(address: &str, path: &str) -> Result<(String, String), Box<dyn std::error::Error>> {
+    use std::io::{Read as _, Write as _};
+    let mut stream = std::net::TcpStream::connect(address)?;
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\r\n"
+    )?;
+    let mut text = String::new();
+    stream.read_to_string(&mut text)?;
+    let status = text.lines().next().unwrap_or_default().to_owned();
+    let body = text
+        .split_once("\r\n\r\n")
+        .map(|(_, body)| body.to_owned())
+        .unwrap_or_default();
+    Ok((status, body))
+}
+
+#[test]
+fn healthz_and_metrics_are_served_while_it_runs() -> TestResult {
+    use std::io::BufRead as _;
+    let setup = Setup::new()?;
+    let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin!("runner"))
+        .arg("--queue-root")
+        .arg(setup.root.join("queues"))
+        .arg("--work-dir")
+        .arg(setup.root.join("work"))
+        .args(["--http-addr", "127.0.0.1:0"])
+        .stderr(std::process::Stdio::piped())
+        .spawn()?;
+    let mut lines = std::io::BufReader::new(child.stderr.take().ok_or("no stderr")?).lines();
+    let first = lines.next().ok_or("no output")??;
+    let address = first.rsplit(' ').next().ok_or("no address")?.to_owned();
+    let (status, body) = http_get(&address, "/healthz")?;
+    assert!(
+        status.contains("200") && body.starts_with("ok"),
+        "{status} {body}"
+    );
+    setup.publish("broken.json", "{not json")?;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let metrics = loop {
+        let (_, body) = http_get(&address, "/metrics")?;
+        if body.contains("result=\"dead_lettered\"") || std::time::Instant::now() > deadline {
+            break body;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    };
+    assert!(
+        metrics.contains(
+            "runner_messages_total{queue=\"local_experiments\",result=\"dead_lettered\"} 1"
+        ),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("runner_experiments_running 0"),
+        "{metrics}"
+    );
+    assert!(http_get(&address, "/nope")?.0.contains("404"));
+    let pid = rustix::process::Pid::from_raw(i32::try_from(child.id())?).ok_or("no pid")?;
+    rustix::process::kill_process(pid, rustix::process::Signal::TERM)?;
+    assert!(child.wait()?.success());
+    Ok(())
+}
