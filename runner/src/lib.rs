@@ -10,3 +10,20 @@ pub mod request;
 pub mod storage;
 pub mod telemetry;
 pub mod worker;
+
+/// An error and its causes on one line (`outer: cause: root cause`), each
+/// cause left out when the text before already ends with it.
+#[must_use]
+pub fn error_text(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !text.ends_with(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
+        source = cause.source();
+    }
+    text
+}

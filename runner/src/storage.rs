@@ -367,17 +367,7 @@ fn s3_error(label: &str, action: &'static str, object: &S3Object, message: Strin
 }
 
 fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        let cause_text = cause.to_string();
-        if !text.ends_with(&cause_text) {
-            text.push_str(": ");
-            text.push_str(&cause_text);
-        }
-        source = cause.source();
-    }
-    text
+    crate::error_text(error)
 }
 
 fn s3_client(object: &S3Object) -> aws_sdk_s3::Client {

@@ -29,18 +29,9 @@ fn sqs_error<E: std::error::Error + 'static>(
     action: impl Into<String>,
 ) -> impl FnOnce(E) -> SqsError {
     let action = action.into();
-    move |error| {
-        let mut message = error.to_string();
-        let mut source = error.source();
-        while let Some(cause) = source {
-            let text = cause.to_string();
-            if !message.ends_with(&text) {
-                message.push_str(": ");
-                message.push_str(&text);
-            }
-            source = cause.source();
-        }
-        SqsError { action, message }
+    move |error| SqsError {
+        action,
+        message: crate::error_text(&error),
     }
 }
 
