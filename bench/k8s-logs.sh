@@ -17,7 +17,7 @@ SGR=$ROOT/target/release/sgr
 FAKE=$ROOT/target/release/fake-kube
 WORK=$(mktemp -d /tmp/sgr-bench-k8s.XXXXXX)
 FAKE_PID=
-cleanup() { set +e; [ -n "$FAKE_PID" ] && kill -- "-$FAKE_PID" 2>/dev/null; rm -rf "$WORK"; }
+cleanup() { set +e; exec 4>&- 2>/dev/null; [ -n "$FAKE_PID" ] && kill "$FAKE_PID" 2>/dev/null; rm -rf "$WORK"; }
 trap cleanup EXIT
 git -C "$WORK" init -q -b main
 
@@ -38,16 +38,20 @@ pick = lambda q: latencies[min(len(latencies) - 1, int(q * len(latencies)))] if 
 print(f"{count} {count / span if span else 0:.0f} {pick(0.5):.1f} {pick(0.99):.1f} {latencies[-1] if latencies else 0:.1f}")
 PY
 
-# run LINES BURST PAUSE_MS: one attached Job through a fresh fake server
+# run LINES BURST PAUSE_MS: one attached Job through a fresh fake server. The server serves until
+# its stdin (a FIFO held open on fd 4) closes, so closing fd 4 stops it: nothing is left behind.
 run() {
-    setsid bash -c "sleep 100000 | '$FAKE' '$WORK/kubeconfig' $1 $2 $3 >'$WORK/url'" &
+    rm -f "$WORK/hold" "$WORK/url"
+    mkfifo "$WORK/hold"
+    "$FAKE" "$WORK/kubeconfig" "$1" "$2" "$3" <"$WORK/hold" >"$WORK/url" &
     FAKE_PID=$!
+    exec 4>"$WORK/hold"
     for _ in $(seq 1 100); do [ -s "$WORK/url" ] && break; sleep 0.05; done
     (cd "$WORK" && KUBECONFIG="$WORK/kubeconfig" "$SGR" k8s-build -q --attach --image bench --name bench \
         --no-github-token --log-file "$WORK/bench.log") | python3 "$WORK/reader.py"
-    kill -- "-$FAKE_PID" 2>/dev/null || true
+    exec 4>&-
+    wait "$FAKE_PID" 2>/dev/null || true
     FAKE_PID=
-    rm -f "$WORK/url"
     sleep 1
 }
 

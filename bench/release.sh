@@ -25,14 +25,17 @@ fi
 
 REPO=$(mktemp -d /tmp/sgr-bench-release.XXXXXX)
 FAKE_PID=
-cleanup() { set +e; [ -n "$FAKE_PID" ] && kill -- "-$FAKE_PID" 2>/dev/null; rm -rf "$REPO"; }
+cleanup() { set +e; exec 4>&- 2>/dev/null; [ -n "$FAKE_PID" ] && wait "$FAKE_PID" 2>/dev/null; rm -rf "$REPO"; }
 trap cleanup EXIT
 git -C "$REPO" init -q -b main
 git -C "$REPO" -c user.email=b@example.invalid -c user.name=bench commit -q --allow-empty -m bench
 git -C "$REPO" remote add origin https://github.com/leaf-ai/bench.git
 
-setsid bash -c "sleep 100000 | '$FAKE' leaf-ai bench '$TOKEN' >'$REPO/url'" &
+# fake-github serves until its stdin (a FIFO held open on fd 4) closes.
+mkfifo "$REPO/hold"
+"$FAKE" leaf-ai bench "$TOKEN" <"$REPO/hold" >"$REPO/url" &
 FAKE_PID=$!
+exec 4>"$REPO/hold"
 for _ in $(seq 1 100); do [ -s "$REPO/url" ] && break; sleep 0.05; done
 API=$(head -n 1 "$REPO/url")
 
