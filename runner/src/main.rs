@@ -14,10 +14,10 @@ use clap::Parser;
 use regex::Regex;
 use runner::execute::Outcome;
 use runner::execute::Settings;
-use runner::queue::Queues;
 use runner::queue::amqp::AmqpQueues;
 use runner::queue::dir::DirQueues;
 use runner::queue::sqs::SqsQueues;
+use runner::queue::{QueueFilter, Queues};
 use runner::telemetry::{self, ExperimentLabels, MessageLabels, Metrics};
 use runner::worker::{self, Event};
 
@@ -133,14 +133,14 @@ fn main() -> ExitCode {
         Regex::new(text)
             .map_err(|error| format!("--{flag} '{text}' is not a regular expression: {error}"))
     };
-    let (matching, mismatching) = match (
+    let filter = match (
         regex(&cli.queue_match, "queue-match"),
         cli.queue_mismatch
             .as_deref()
             .map(|text| regex(text, "queue-mismatch"))
             .transpose(),
     ) {
-        (Ok(matching), Ok(mismatching)) => (matching, mismatching),
+        (Ok(matching), Ok(mismatching)) => QueueFilter::new(matching, mismatching),
         (Err(message), _) | (_, Err(message)) => {
             eprintln!("error: {message}");
             return ExitCode::from(2);
@@ -173,7 +173,7 @@ fn main() -> ExitCode {
     }
     if cli.sqs {
         let wait = if cli.once { 1 } else { 20 };
-        return match SqsQueues::connect(matching, mismatching, wait) {
+        return match SqsQueues::connect(filter, wait) {
             Ok(queues) => serve(&queues, &settings, &metrics, cli.once),
             Err(error) => {
                 eprintln!("error: {error}");
@@ -186,7 +186,7 @@ fn main() -> ExitCode {
             .amqp_mgt_url
             .clone()
             .unwrap_or_else(|| default_management(url));
-        let queues = match AmqpQueues::connect(url, &management, matching, mismatching) {
+        let queues = match AmqpQueues::connect(url, &management, filter) {
             Ok(queues) => queues,
             Err(error) => {
                 eprintln!("error: {error}");
@@ -212,7 +212,7 @@ fn main() -> ExitCode {
         );
         return ExitCode::from(2);
     }
-    let queues = DirQueues::new(root, matching, mismatching);
+    let queues = DirQueues::new(root, filter);
     match queues.recover() {
         Ok(0) => {}
         Ok(count) => report(Event::Recovered(count), &metrics),

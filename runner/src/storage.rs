@@ -366,10 +366,6 @@ fn s3_error(label: &str, action: &'static str, object: &S3Object, message: Strin
     }
 }
 
-fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
-    crate::error_text(error)
-}
-
 fn s3_client(object: &S3Object) -> aws_sdk_s3::Client {
     let mut builder = aws_sdk_s3::config::Builder::new()
         .behavior_version(aws_sdk_s3::config::BehaviorVersion::latest())
@@ -413,7 +409,7 @@ fn s3_get(label: &str, object: &S3Object, target: &Path) -> Result<bool, Storage
                 if service.is_no_such_key() {
                     return Ok(false);
                 }
-                return Err(s3_error(label, "GET", object, error_chain(&service)));
+                return Err(s3_error(label, "GET", object, crate::error_text(&service)));
             }
         };
         let mut reader = body.into_async_read();
@@ -446,7 +442,7 @@ fn s3_put(label: &str, object: &S3Object, source: &Path) -> Result<(), StorageEr
                     label,
                     "PUT",
                     object,
-                    error_chain(&error.into_service_error()),
+                    crate::error_text(&error.into_service_error()),
                 )
             })?;
         Ok(())

@@ -91,11 +91,11 @@ pub fn handle_one<Q: Queues>(
                 queues.nack(claimed)?;
                 on_event(Event::Requeued {
                     queue,
-                    reason: crate_error_text(&error),
+                    reason: crate::error_text(&error),
                 });
             }
             Err(error) => {
-                let reason = crate_error_text(&error);
+                let reason = crate::error_text(&error);
                 queues.dead_letter(claimed, &reason)?;
                 on_event(Event::DeadLettered { queue, reason });
             }
@@ -103,8 +103,4 @@ pub fn handle_one<Q: Queues>(
         return Ok(true);
     }
     Ok(false)
-}
-
-fn crate_error_text(error: &(dyn std::error::Error + 'static)) -> String {
-    crate::error_text(error)
 }

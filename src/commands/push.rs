@@ -852,9 +852,8 @@ fn conflict_error(
 }
 
 /// A registry client with current credentials (`refresh`: new ones).
-async fn client(registry: &Registry, refresh: bool) -> Result<RegistryClient, StepError> {
-    let credentials = registry.credentials(refresh).await?;
-    Ok(RegistryClient::new(&registry.host, credentials)?)
+async fn client(registry: &Registry, refresh: bool) -> Result<Arc<RegistryClient>, StepError> {
+    Ok(registry.client(refresh).await?)
 }
 
 /// The manifest under `repository:tag`, fetching new credentials once if refused.

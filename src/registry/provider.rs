@@ -3,6 +3,8 @@
 //! fetched again when the registry refuses them (tokens expire: ECR's after
 //! 12 h, ACR's after about 3 h).
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Instant, SystemTime};
 
 use serde::Serialize;
@@ -11,6 +13,7 @@ use tokio::sync::Mutex;
 
 use super::Credentials;
 use super::azure::{self, AzureError};
+use super::client::{ClientError, RegistryClient};
 use super::docker_config::{self, DockerConfigError};
 use super::ecr::{Ecr, EcrError};
 use crate::env;
@@ -51,6 +54,9 @@ pub enum ProviderError {
     /// Docker's configuration.
     #[error(transparent)]
     DockerConfig(#[from] DockerConfigError),
+    /// The registry API client cannot be made.
+    #[error(transparent)]
+    Client(#[from] ClientError),
     /// A helper thread failed.
     #[error("looking up credentials for {host} stopped: {message}")]
     Internal {
@@ -85,6 +91,10 @@ pub struct Registry {
     pub origin: String,
     auth: Auth,
     cache: Mutex<Option<Cached>>,
+    /// Bumped whenever new credentials are fetched.
+    generation: AtomicU64,
+    /// An API client for the current credentials (it keeps its bearer tokens).
+    client: Mutex<Option<(u64, Arc<RegistryClient>)>>,
 }
 
 impl std::fmt::Debug for Registry {
@@ -122,6 +132,8 @@ impl Registry {
             } else {
                 Auth::Acr
             },
+            generation: AtomicU64::new(0),
+            client: Mutex::new(None),
             cache: Mutex::new(Some(Cached {
                 credentials,
                 renew_at: if fixed {
@@ -144,6 +156,8 @@ impl Registry {
             host: ecr.host.clone(),
             origin: "AWS default credential chain".to_owned(),
             auth: Auth::Ecr(Box::new(ecr)),
+            generation: AtomicU64::new(0),
+            client: Mutex::new(None),
             cache: Mutex::new(None),
         })
     }
@@ -187,6 +201,8 @@ impl Registry {
             host: host.to_owned(),
             origin,
             auth: Auth::Fixed(credentials),
+            generation: AtomicU64::new(0),
+            client: Mutex::new(None),
             cache: Mutex::new(None),
         }
     }
@@ -221,9 +237,29 @@ impl Registry {
             }
         };
         tracing::debug!(host = %self.host, refresh, "registry credentials fetched");
+        self.generation.fetch_add(1, Ordering::SeqCst);
         let credentials = fresh.credentials.clone();
         *cache = Some(fresh);
         Ok(Some(credentials))
+    }
+
+    /// An API client with the current credentials (`refresh`: new ones),
+    /// reused while the credentials stay the same.
+    ///
+    /// # Errors
+    /// The credentials cannot be fetched or the client made.
+    pub async fn client(&self, refresh: bool) -> Result<Arc<RegistryClient>, ProviderError> {
+        let credentials = self.credentials(refresh).await?;
+        let generation = self.generation.load(Ordering::SeqCst);
+        let mut cached = self.client.lock().await;
+        if let Some((made_at, client)) = cached.as_ref()
+            && *made_at == generation
+        {
+            return Ok(Arc::clone(client));
+        }
+        let client = Arc::new(RegistryClient::new(&self.host, credentials)?);
+        *cached = Some((generation, Arc::clone(&client)));
+        Ok(client)
     }
 
     /// Make sure `repository` can be pushed to: ECR repositories are created

@@ -10,8 +10,9 @@ use lapin::options::{
 };
 use lapin::types::{AMQPValue, FieldTable};
 use lapin::{BasicProperties, Connection, ConnectionProperties};
-use regex::Regex;
 use thiserror::Error;
+
+use super::QueueFilter;
 
 /// RabbitMQ failures (never with the URL's password).
 #[derive(Debug, Error)]
@@ -57,8 +58,7 @@ pub struct AmqpQueues {
     user: String,
     password: String,
     vhost: String,
-    matching: Regex,
-    mismatching: Option<Regex>,
+    filter: QueueFilter,
 }
 
 impl std::fmt::Debug for AmqpQueues {
@@ -94,12 +94,7 @@ impl AmqpQueues {
     ///
     /// # Errors
     /// The broker cannot be reached.
-    pub fn connect(
-        url: &str,
-        management: &str,
-        matching: Regex,
-        mismatching: Option<Regex>,
-    ) -> Result<Self, AmqpError> {
+    pub fn connect(url: &str, management: &str, filter: QueueFilter) -> Result<Self, AmqpError> {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
             .enable_all()
@@ -127,8 +122,7 @@ impl AmqpQueues {
             user,
             password,
             vhost,
-            matching,
-            mismatching,
+            filter,
         })
     }
 
@@ -170,19 +164,11 @@ impl super::Queues for AmqpQueues {
                 .filter_map(|queue| queue["name"].as_str().map(str::to_owned))
                 .collect())
         })?;
-        let mut names: Vec<String> = names
+        let names = names
             .into_iter()
             .filter(|name| !name.to_ascii_lowercase().ends_with(".dead"))
-            .filter(|name| {
-                self.matching.is_match(name)
-                    && !self
-                        .mismatching
-                        .as_ref()
-                        .is_some_and(|regex| regex.is_match(name))
-            })
-            .collect();
-        names.sort();
-        Ok(names)
+            .collect::<Vec<_>>();
+        Ok(self.filter.select(names))
     }
 
     fn claim(&self, queue: &str) -> Result<Option<super::Taken<Self::Claim>>, AmqpError> {

@@ -13,8 +13,9 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
-use regex::Regex;
 use thiserror::Error;
+
+use super::QueueFilter;
 
 const INFLIGHT: &str = ".inflight";
 const DEAD: &str = ".dead";
@@ -60,18 +61,16 @@ pub struct Claimed {
 #[derive(Debug)]
 pub struct DirQueues {
     root: PathBuf,
-    matching: Regex,
-    mismatching: Option<Regex>,
+    filter: QueueFilter,
 }
 
 impl DirQueues {
-    /// Queues under `root` whose names match `matching` and not `mismatching`.
+    /// The queues under `root` that `filter` selects.
     #[must_use]
-    pub fn new(root: &Path, matching: Regex, mismatching: Option<Regex>) -> Self {
+    pub fn new(root: &Path, filter: QueueFilter) -> Self {
         Self {
             root: root.to_path_buf(),
-            matching,
-            mismatching,
+            filter,
         }
     }
 
@@ -80,22 +79,14 @@ impl DirQueues {
     /// # Errors
     /// The root cannot be read.
     pub fn queues(&self) -> Result<Vec<String>, DirQueueError> {
-        let mut names: Vec<String> = fs::read_dir(&self.root)
+        let names = fs::read_dir(&self.root)
             .map_err(io_error("reading the queue root", &self.root))?
             .filter_map(Result::ok)
             .filter(|entry| entry.file_type().is_ok_and(|kind| kind.is_dir()))
             .filter_map(|entry| entry.file_name().into_string().ok())
             .filter(|name| !name.starts_with('.'))
-            .filter(|name| {
-                self.matching.is_match(name)
-                    && !self
-                        .mismatching
-                        .as_ref()
-                        .is_some_and(|regex| regex.is_match(name))
-            })
-            .collect();
-        names.sort();
-        Ok(names)
+            .collect::<Vec<_>>();
+        Ok(self.filter.select(names))
     }
 
     /// Put messages a dead runner was holding back in their queues.
@@ -236,8 +227,10 @@ mod tests {
     fn queues(root: &Path) -> DirQueues {
         DirQueues::new(
             root,
-            Regex::new("^(rmq|sqs|local)_.*$").unwrap_or_else(|error| panic!("{error}")),
-            Some(Regex::new("_skip$").unwrap_or_else(|error| panic!("{error}"))),
+            QueueFilter::new(
+                regex::Regex::new("^(rmq|sqs|local)_.*$").unwrap_or_else(|error| panic!("{error}")),
+                Some(regex::Regex::new("_skip$").unwrap_or_else(|error| panic!("{error}"))),
+            ),
         )
     }
 

@@ -8,6 +8,42 @@ pub mod amqp;
 pub mod dir;
 pub mod sqs;
 
+/// Which queues are served: names matching `--queue-match` and not
+/// `--queue-mismatch`, in name order.
+#[derive(Clone, Debug)]
+pub struct QueueFilter {
+    matching: regex::Regex,
+    mismatching: Option<regex::Regex>,
+}
+
+impl QueueFilter {
+    /// A filter from the two expressions.
+    #[must_use]
+    pub const fn new(matching: regex::Regex, mismatching: Option<regex::Regex>) -> Self {
+        Self {
+            matching,
+            mismatching,
+        }
+    }
+
+    /// The selected names, sorted.
+    #[must_use]
+    pub fn select(&self, names: impl IntoIterator<Item = String>) -> Vec<String> {
+        let mut selected: Vec<String> = names
+            .into_iter()
+            .filter(|name| {
+                self.matching.is_match(name)
+                    && !self
+                        .mismatching
+                        .as_ref()
+                        .is_some_and(|regex| regex.is_match(name))
+            })
+            .collect();
+        selected.sort();
+        selected
+    }
+}
+
 /// A claimed message: its body and what settles it.
 pub type Taken<Claim> = (Vec<u8>, Claim);
 

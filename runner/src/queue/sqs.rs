@@ -8,9 +8,10 @@
 use std::time::Duration;
 
 use aws_sdk_sqs::types::MessageAttributeValue;
-use regex::Regex;
 use thiserror::Error;
 use tokio::sync::oneshot;
+
+use super::QueueFilter;
 
 /// Visibility given to a message while it is held, renewed before it ends.
 const VISIBILITY: i32 = 300;
@@ -48,8 +49,7 @@ pub struct SqsClaim {
 pub struct SqsQueues {
     runtime: tokio::runtime::Runtime,
     client: aws_sdk_sqs::Client,
-    matching: Regex,
-    mismatching: Option<Regex>,
+    filter: QueueFilter,
     wait: i32,
 }
 
@@ -64,11 +64,7 @@ impl SqsQueues {
     ///
     /// # Errors
     /// The runtime cannot start.
-    pub fn connect(
-        matching: Regex,
-        mismatching: Option<Regex>,
-        wait: i32,
-    ) -> Result<Self, SqsError> {
+    pub fn connect(filter: QueueFilter, wait: i32) -> Result<Self, SqsError> {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
             .enable_all()
@@ -79,8 +75,7 @@ impl SqsQueues {
         Ok(Self {
             client: aws_sdk_sqs::Client::new(&config),
             runtime,
-            matching,
-            mismatching,
+            filter,
             wait,
         })
     }
@@ -109,21 +104,13 @@ impl super::Queues for SqsQueues {
             .runtime
             .block_on(self.client.list_queues().send())
             .map_err(sqs_error("listing queues"))?;
-        let mut names: Vec<String> = answer
+        let names = answer
             .queue_urls()
             .iter()
             .filter_map(|url| url.rsplit('/').next().map(str::to_owned))
             .filter(|name| !name.to_ascii_lowercase().ends_with("-dead"))
-            .filter(|name| {
-                self.matching.is_match(name)
-                    && !self
-                        .mismatching
-                        .as_ref()
-                        .is_some_and(|regex| regex.is_match(name))
-            })
-            .collect();
-        names.sort();
-        Ok(names)
+            .collect::<Vec<_>>();
+        Ok(self.filter.select(names))
     }
 
     fn claim(&self, queue: &str) -> Result<Option<super::Taken<SqsClaim>>, SqsError> {
