@@ -24,7 +24,7 @@ REGISTRY_PIDS=()
 REGISTRY_DIR=$(mktemp -d /tmp/sgr-bench-registry.XXXXXX)
 stop_registries() {
     local pid
-    for pid in "${REGISTRY_PIDS[@]}"; do kill -TERM "$pid" 2>/dev/null; wait "$pid" 2>/dev/null; done
+    for pid in "${REGISTRY_PIDS[@]}"; do kill -TERM "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; done
     REGISTRY_PIDS=()
     rm -rf "${REGISTRY_DIR:?}"/*
 }
