@@ -257,6 +257,10 @@ amqp_ready() { curl -sf -o /dev/null --max-time 2 -u guest:guest "$SGR_TEST_AMQP
 # ---------------------------------------------------------------- main
 main() {
     cd "$ROOT"
+    # A one-shot build gains nothing from incremental artifacts; they cost
+    # gigabytes of disk on CI machines that have little of it.
+    export CARGO_INCREMENTAL="${CARGO_INCREMENTAL:-0}"
+    log "disk free for the build: $(df -h --output=avail "$ROOT" 2>/dev/null | tail -1 || echo unknown)"
     install_debian_packages
     install_python_packages
     WORK=$(mktemp -d /tmp/sgr-test.XXXXXX)
