@@ -13,7 +13,9 @@ use std::time::{Duration, Instant, SystemTime};
 use sha2::{Digest as _, Sha256};
 use thiserror::Error;
 
-use crate::request::{Request, parse_duration};
+use crate::cache::Cache;
+use crate::request::{Artifact, Request, parse_duration};
+use crate::resources::Allocation;
 use crate::storage::{self, StorageError};
 
 /// How often a running experiment is looked at.
@@ -32,8 +34,8 @@ pub struct Settings {
     pub python: String,
     /// The longest any experiment may run.
     pub max_runtime: Duration,
-    /// GPUs given to the experiment (`CUDA_VISIBLE_DEVICES`); empty: none (`-1`).
-    pub gpus: Vec<String>,
+    /// The artifact download cache, when there is one.
+    pub cache: Option<std::sync::Arc<Cache>>,
     /// Set when the runner is asked to stop (SIGTERM): running experiments
     /// get `drain_timeout` to finish, then are killed and requeued.
     pub stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
@@ -229,6 +231,7 @@ fn environment(settings: &Settings, request: &Request) -> Result<PathBuf, Execut
 pub fn run(
     request: &Request,
     settings: &Settings,
+    allocation: &Allocation,
     lookup: &dyn Fn(&str) -> Option<String>,
 ) -> Result<Outcome, ExecuteError> {
     let directory = settings
@@ -237,7 +240,13 @@ pub fn run(
     let _ = fs::remove_dir_all(&directory);
     fs::create_dir_all(&directory).map_err(io_error("create", &directory))?;
     for (label, artifact) in &request.experiment.artifacts {
-        storage::fetch(label, artifact, &request.config.env, &directory.join(label))?;
+        storage::fetch(
+            label,
+            artifact,
+            &request.config.env,
+            &directory.join(label),
+            settings.cache.as_deref(),
+        )?;
     }
     let output_directory = directory.join("output");
     fs::create_dir_all(&output_directory).map_err(io_error("create", &output_directory))?;
@@ -251,15 +260,15 @@ pub fn run(
         .iter()
         .map(|(key, value)| (key.clone(), expand(value, lookup)))
         .collect();
-    let cpus = request.experiment.resources_needed.cpus.max(1).to_string();
-    environment.insert(
-        "CUDA_VISIBLE_DEVICES".to_owned(),
-        if settings.gpus.is_empty() {
-            "-1".to_owned()
-        } else {
-            settings.gpus.join(",")
-        },
-    );
+    let cpus = allocation.cores().to_string();
+    let gpus = allocation.gpus();
+    let visible = if gpus.is_empty() {
+        "-1".to_owned()
+    } else {
+        gpus.join(",")
+    };
+    environment.insert("CUDA_VISIBLE_DEVICES".to_owned(), visible.clone());
+    environment.insert("NVIDIA_VISIBLE_DEVICES".to_owned(), visible);
     for name in ["OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"] {
         environment.insert(name.to_owned(), cpus.clone());
     }
@@ -290,41 +299,140 @@ pub fn run(
     let mut child = command
         .spawn()
         .map_err(io_error("start the experiment in", &workspace))?;
-    let limit = time_limit(request, settings.max_runtime, SystemTime::now());
-    let started = Instant::now();
-    let mut stop_asked: Option<Instant> = None;
-    let outcome = loop {
-        if let Some(status) = child
-            .try_wait()
-            .map_err(io_error("wait for the experiment in", &workspace))?
-        {
-            break if status.success() {
-                Outcome::Succeeded
-            } else {
-                Outcome::Failed(status.code().unwrap_or(-1))
-            };
-        }
-        if started.elapsed() >= limit {
-            kill_tree(&mut child, &workspace)?;
-            break Outcome::TimedOut;
-        }
-        if stop_asked.is_none() && settings.stop.load(std::sync::atomic::Ordering::SeqCst) {
-            stop_asked = Some(Instant::now());
-        }
-        if stop_asked.is_some_and(|asked| asked.elapsed() >= settings.drain_timeout) {
-            kill_tree(&mut child, &workspace)?;
-            let _ = fs::remove_dir_all(&directory);
-            return Ok(Outcome::Interrupted);
-        }
-        std::thread::sleep(POLL);
-    };
+    let outcome = supervise(request, settings, &mut child, &directory)?;
+    if outcome == Outcome::Interrupted {
+        let _ = fs::remove_dir_all(&directory);
+        return Ok(Outcome::Interrupted);
+    }
+    // Every mutable artifact is tried, even after one fails; the first
+    // failure is reported.
+    let mut failure = None;
     for (label, artifact) in &request.experiment.artifacts {
-        if artifact.mutable {
-            storage::store(label, artifact, &request.config.env, &directory.join(label))?;
+        if artifact.mutable
+            && let Err(error) =
+                storage::store(label, artifact, &request.config.env, &directory.join(label))
+        {
+            failure.get_or_insert(error);
         }
     }
     let _ = fs::remove_dir_all(&directory);
-    Ok(outcome)
+    match failure {
+        Some(error) => Err(error.into()),
+        None => Ok(outcome),
+    }
+}
+
+/// Wait for the experiment to end, kill it at its deadline or when the
+/// drain timeout passes, and upload checkpoints while it runs.
+fn supervise(
+    request: &Request,
+    settings: &Settings,
+    child: &mut std::process::Child,
+    directory: &Path,
+) -> Result<Outcome, ExecuteError> {
+    let workspace = directory.join("workspace");
+    let limit = time_limit(request, settings.max_runtime, SystemTime::now());
+    let started = Instant::now();
+    let mut checkpoints = Checkpoints::new(request, started);
+    std::thread::scope(|scope| -> Result<Outcome, ExecuteError> {
+        let mut stop_asked: Option<Instant> = None;
+        let mut upload: Option<std::thread::ScopedJoinHandle<'_, ()>> = None;
+        let outcome = loop {
+            if let Some(status) = child
+                .try_wait()
+                .map_err(io_error("wait for the experiment in", &workspace))?
+            {
+                break if status.success() {
+                    Outcome::Succeeded
+                } else {
+                    Outcome::Failed(status.code().unwrap_or(-1))
+                };
+            }
+            if started.elapsed() >= limit {
+                kill_tree(child, &workspace)?;
+                break Outcome::TimedOut;
+            }
+            if stop_asked.is_none() && settings.stop.load(std::sync::atomic::Ordering::SeqCst) {
+                stop_asked = Some(Instant::now());
+            }
+            if stop_asked.is_some_and(|asked| asked.elapsed() >= settings.drain_timeout) {
+                kill_tree(child, &workspace)?;
+                break Outcome::Interrupted;
+            }
+            if upload
+                .as_ref()
+                .is_none_or(std::thread::ScopedJoinHandle::is_finished)
+            {
+                let due = checkpoints.due(Instant::now());
+                if !due.is_empty() {
+                    upload = Some(scope.spawn(move || {
+                        for (label, artifact) in due {
+                            // A failed checkpoint is not fatal: the final
+                            // upload (or the next checkpoint) tries again.
+                            if let Err(error) = storage::store(
+                                label,
+                                artifact,
+                                &request.config.env,
+                                &directory.join(label),
+                            ) {
+                                crate::log::warn(&format!(
+                                    "experiment {}: checkpoint failed: {}",
+                                    request.experiment.key,
+                                    crate::error_text(&error)
+                                ));
+                            }
+                        }
+                    }));
+                }
+            }
+            std::thread::sleep(POLL);
+        };
+        Ok(outcome)
+    })
+}
+
+/// The checkpoint schedule: each mutable artifact every `saveFrequency`
+/// seconds (its own), else every `config.saveWorkspaceFrequency` when that
+/// is between 1 s and 12 h (as the original runner), else never.
+struct Checkpoints<'request> {
+    schedule: Vec<(&'request str, &'request Artifact, Duration, Instant)>,
+}
+
+impl<'request> Checkpoints<'request> {
+    fn new(request: &'request Request, started: Instant) -> Self {
+        let workspace = parse_duration(&request.config.save_workspace_frequency)
+            .filter(|every| *every > Duration::from_secs(1) && *every < Duration::from_hours(12));
+        let schedule = request
+            .experiment
+            .artifacts
+            .iter()
+            .filter(|(_, artifact)| artifact.mutable)
+            .filter_map(|(label, artifact)| {
+                let own = artifact
+                    .save_frequency
+                    .trim()
+                    .parse::<f64>()
+                    .ok()
+                    .filter(|seconds| *seconds > 0.0 && seconds.is_finite())
+                    .map(Duration::from_secs_f64);
+                own.or(workspace)
+                    .map(|every| (label.as_str(), artifact, every, started + every))
+            })
+            .collect();
+        Self { schedule }
+    }
+
+    /// The artifacts due at `now`; each is scheduled again.
+    fn due(&mut self, now: Instant) -> Vec<(&'request str, &'request Artifact)> {
+        let mut due = Vec::new();
+        for (label, artifact, every, next) in &mut self.schedule {
+            if *next <= now {
+                due.push((*label, *artifact));
+                *next = now + *every;
+            }
+        }
+        due
+    }
 }
 
 /// SIGTERM the experiment's process group, SIGKILL it after the grace period.

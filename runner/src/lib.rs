@@ -4,9 +4,13 @@
 //! loop. RabbitMQ, SQS, S3, GPUs, metrics and the Kubernetes state come with
 //! the runner issues' next steps.
 
+pub mod cache;
 pub mod execute;
+pub mod gpu;
+pub mod log;
 pub mod queue;
 pub mod request;
+pub mod resources;
 pub mod storage;
 pub mod telemetry;
 pub mod worker;

@@ -1,8 +1,8 @@
 //! `runner`: the GPU experiment runner the sgr images carry.
 //!
-//! This version takes experiments from a local directory queue, RabbitMQ or
-//! SQS and runs them with `file://` or S3 artifacts, one at a time; GPU
-//! allocation comes with the next steps of the runner issue.
+//! It takes experiments from a local directory queue, RabbitMQ or SQS, holds
+//! the cores, memory, disk and GPUs each asks for, and runs as many at once
+//! as those allow, with `file://` or S3 artifacts (optionally cached).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -10,16 +10,25 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
+use std::collections::HashMap;
+use std::sync::mpsc;
+use std::time::Instant;
+
 use clap::Parser;
 use regex::Regex;
+use runner::cache::Cache;
 use runner::execute::Outcome;
 use runner::execute::Settings;
 use runner::queue::amqp::AmqpQueues;
 use runner::queue::dir::DirQueues;
 use runner::queue::sqs::SqsQueues;
 use runner::queue::{QueueFilter, Queues};
+use runner::request::{parse_duration, parse_size};
+use runner::resources::{self, Limits, Resources};
 use runner::telemetry::{self, ExperimentLabels, MessageLabels, Metrics};
+use runner::worker::Intake;
 use runner::worker::{self, Event};
+use runner::{gpu, log};
 
 /// Takes StudioML experiment requests from a local directory queue (a
 /// directory per queue under --queue-root, a JSON file per message), from
@@ -112,8 +121,9 @@ struct Cli {
     #[arg(long, value_name = "ADDRESS", env = "RUNNER_HTTP_ADDR")]
     http_addr: Option<String>,
 
-    /// Exit once every queue is empty instead of waiting for more work.
-    #[arg(long)]
+    /// Exit once every queue is empty (or holds only requests this runner
+    /// cannot run) and no experiment is running, instead of waiting for more work.
+    #[arg(long, env = "RUNNER_ONCE")]
     once: bool,
 
     /// After SIGTERM or SIGINT: how long running experiments may go on before
@@ -125,103 +135,273 @@ struct Cli {
         default_value_t = 300
     )]
     drain_timeout: u64,
+
+    /// CPU cores experiments may claim together (0: every core this process may use).
+    #[arg(long, value_name = "N", env = "RUNNER_MAX_CORES", default_value_t = 0)]
+    max_cores: u32,
+
+    /// Memory experiments may claim together, e.g. `16GiB` (default: what is
+    /// available at start-up, within the container's memory limit).
+    #[arg(long, value_name = "SIZE", env = "RUNNER_MAX_MEM", value_parser = size)]
+    max_mem: Option<u64>,
+
+    /// Disk under --work-dir experiments may claim together, e.g. `100GB` (a
+    /// maximum, not a reserve; default: 85% of what is free at start-up).
+    #[arg(long, value_name = "SIZE", env = "RUNNER_MAX_DISK", value_parser = size)]
+    max_disk: Option<u64>,
+
+    /// The NVML library to load instead of the system's `libnvidia-ml.so.1`.
+    /// Without NVML the runner runs CPU-only. The GPUs used are those
+    /// `CUDA_VISIBLE_DEVICES` (else `NVIDIA_VISIBLE_DEVICES`) lists: UUIDs or
+    /// indexes, `all`, or `none`.
+    #[arg(long, value_name = "PATH", env = "RUNNER_NVML_LIB")]
+    nvml_lib: Option<PathBuf>,
+
+    /// Keep downloaded immutable artifacts here, named by their storage hash
+    /// (needs --cache-size).
+    #[arg(
+        long,
+        value_name = "DIR",
+        env = "RUNNER_CACHE_DIR",
+        requires = "cache_size"
+    )]
+    cache_dir: Option<PathBuf>,
+
+    /// The most the artifact cache may hold, e.g. `20GiB`; the least
+    /// recently used objects go first.
+    #[arg(long, value_name = "SIZE", env = "RUNNER_CACHE_SIZE", value_parser = size, requires = "cache_dir")]
+    cache_size: Option<u64>,
+
+    /// How long a cached object is kept after its last use (Go duration, e.g. `48h`).
+    #[arg(long, value_name = "DURATION", env = "RUNNER_CACHE_TTL", default_value = "48h", value_parser = duration)]
+    cache_ttl: Duration,
+
+    /// Log lines as text or JSON (`auto`: JSON when stdout is not a terminal).
+    #[arg(
+        long,
+        value_name = "FORMAT",
+        env = "RUNNER_LOG_FORMAT",
+        default_value = "auto"
+    )]
+    log_format: log::Format,
+}
+
+fn size(text: &str) -> Result<u64, String> {
+    parse_size(text).ok_or_else(|| format!("'{text}' is not a size (e.g. 512MiB, 16GB)"))
+}
+
+fn duration(text: &str) -> Result<Duration, String> {
+    parse_duration(text).ok_or_else(|| format!("'{text}' is not a duration (e.g. 90s, 48h)"))
+}
+
+/// A usage or set-up error: its message, and a hint when the fix is known.
+struct Fatal {
+    message: String,
+    hint: Option<&'static str>,
+}
+
+impl Fatal {
+    fn new(message: impl Into<String>) -> Self {
+        Self {
+            message: message.into(),
+            hint: None,
+        }
+    }
+
+    const fn hint(mut self, hint: &'static str) -> Self {
+        self.hint = Some(hint);
+        self
+    }
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    log::init(cli.log_format);
+    match start(&cli) {
+        Ok(code) => code,
+        Err(fatal) => {
+            log::error(&fatal.message);
+            if let Some(hint) = fatal.hint {
+                eprintln!("hint: {hint}");
+            }
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn start(cli: &Cli) -> Result<ExitCode, Fatal> {
     let regex = |text: &str, flag: &str| {
-        Regex::new(text)
-            .map_err(|error| format!("--{flag} '{text}' is not a regular expression: {error}"))
+        Regex::new(text).map_err(|error| {
+            Fatal::new(format!(
+                "--{flag} '{text}' is not a regular expression: {error}"
+            ))
+        })
     };
-    let filter = match (
-        regex(&cli.queue_match, "queue-match"),
+    let filter = QueueFilter::new(
+        regex(&cli.queue_match, "queue-match")?,
         cli.queue_mismatch
             .as_deref()
             .map(|text| regex(text, "queue-mismatch"))
-            .transpose(),
-    ) {
-        (Ok(matching), Ok(mismatching)) => QueueFilter::new(matching, mismatching),
-        (Err(message), _) | (_, Err(message)) => {
-            eprintln!("error: {message}");
-            return ExitCode::from(2);
+            .transpose()?,
+    );
+    let mut metrics = Metrics::default();
+    let resources = resources(cli, &metrics)?;
+    let cache = match (&cli.cache_dir, cli.cache_size) {
+        (Some(directory), Some(limit)) => {
+            let cache = Cache::open(directory, limit, cli.cache_ttl).map_err(|error| {
+                Fatal::new(format!("artifact cache {}: {error}", directory.display()))
+                    .hint("--cache-dir must be a directory the runner can create and write")
+            })?;
+            metrics.register_cache(&cache);
+            Some(Arc::new(cache))
         }
+        _ => None,
     };
     let settings = Settings {
         work_dir: cli.work_dir.clone(),
         venv_cache: cli.venv_cache.clone(),
         python: cli.python.clone(),
         max_runtime: Duration::from_secs(cli.max_runtime),
-        gpus: Vec::new(),
+        cache,
         stop: Arc::new(AtomicBool::new(false)),
         drain_timeout: Duration::from_secs(cli.drain_timeout),
     };
-    let metrics = Metrics::default();
     if let Some(address) = &cli.http_addr {
-        match telemetry::serve(address, &metrics, Arc::clone(&settings.stop)) {
-            Ok(bound) => eprintln!("runner: serving /healthz and /metrics on {bound}"),
-            Err(error) => {
-                eprintln!("error: cannot listen on {address}: {error}");
-                return ExitCode::from(2);
-            }
-        }
+        let bound = telemetry::serve(address, &metrics, Arc::clone(&settings.stop))
+            .map_err(|error| Fatal::new(format!("cannot listen on {address}: {error}")))?;
+        log::info(&format!("serving /healthz and /metrics on {bound}"));
     }
     for signal in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
-        if let Err(error) = signal_hook::flag::register(signal, Arc::clone(&settings.stop)) {
-            eprintln!("error: cannot handle signal {signal}: {error}");
-            return ExitCode::from(2);
-        }
+        signal_hook::flag::register(signal, Arc::clone(&settings.stop))
+            .map_err(|error| Fatal::new(format!("cannot handle signal {signal}: {error}")))?;
     }
+    let context = Context {
+        settings: &settings,
+        resources: &resources,
+        metrics: &metrics,
+        once: cli.once,
+    };
     if cli.sqs {
         let wait = if cli.once { 1 } else { 20 };
-        return match SqsQueues::connect(filter, wait) {
-            Ok(queues) => serve(&queues, &settings, &metrics, cli.once),
-            Err(error) => {
-                eprintln!("error: {error}");
-                ExitCode::from(2)
-            }
-        };
+        let queues =
+            SqsQueues::connect(filter, wait).map_err(|error| Fatal::new(error.to_string()))?;
+        return Ok(serve(&queues, &context));
     }
     if let Some(url) = &cli.amqp_url {
         let management = cli
             .amqp_mgt_url
             .clone()
             .unwrap_or_else(|| default_management(url));
-        let queues = match AmqpQueues::connect(url, &management, filter) {
-            Ok(queues) => queues,
-            Err(error) => {
-                eprintln!("error: {error}");
-                eprintln!("hint: check --amqp-url (AMQP_URL) and that RabbitMQ is running");
-                return ExitCode::from(2);
-            }
-        };
-        let code = serve(&queues, &settings, &metrics, cli.once);
+        let queues = AmqpQueues::connect(url, &management, filter).map_err(|error| {
+            Fatal::new(error.to_string())
+                .hint("check --amqp-url (AMQP_URL) and that RabbitMQ is running")
+        })?;
+        let code = serve(&queues, &context);
         queues.close();
-        return code;
+        return Ok(code);
     }
     let Some(root) = &cli.queue_root else {
-        eprintln!("error: give --queue-root DIR or --amqp-url URL");
-        return ExitCode::from(2);
+        return Err(Fatal::new("give --queue-root DIR, --amqp-url URL or --sqs"));
     };
     if !root.is_dir() {
-        eprintln!(
-            "error: the queue root {} is not a directory",
+        return Err(Fatal::new(format!(
+            "the queue root {} is not a directory",
             root.display()
-        );
-        eprintln!(
-            "hint: create it, with a directory per queue (e.g. local_experiments/) holding one JSON request per file"
-        );
-        return ExitCode::from(2);
+        ))
+        .hint("create it, with a directory per queue (e.g. local_experiments/) holding one JSON request per file"));
     }
     let queues = DirQueues::new(root, filter);
     match queues.recover() {
         Ok(0) => {}
         Ok(count) => report(Event::Recovered(count), &metrics),
-        Err(error) => {
-            eprintln!("error: {error}");
-            return ExitCode::from(2);
-        }
+        Err(error) => return Err(Fatal::new(error.to_string())),
     }
-    serve(&queues, &settings, &metrics, cli.once)
+    Ok(serve(&queues, &context))
+}
+
+/// The capacity experiments share: cores, memory and disk (measured, capped
+/// by the flags) and the GPUs NVML reports.
+fn resources(cli: &Cli, metrics: &Metrics) -> Result<Resources, Fatal> {
+    std::fs::create_dir_all(&cli.work_dir).map_err(|error| {
+        Fatal::new(format!(
+            "cannot create the work directory {}: {error}",
+            cli.work_dir.display()
+        ))
+    })?;
+    let (cores, memory, disk) = resources::measure(&cli.work_dir).map_err(|error| {
+        Fatal::new(format!(
+            "cannot measure {}: {error}",
+            cli.work_dir.display()
+        ))
+    })?;
+    if cli.max_cores > cores {
+        return Err(Fatal::new(format!(
+            "--max-cores {} is more than the {cores} cores this runner may use",
+            cli.max_cores
+        ))
+        .hint("leave --max-cores out (or 0) to use every core"));
+    }
+    let cores = if cli.max_cores == 0 {
+        cores
+    } else {
+        cli.max_cores
+    };
+    let memory = match cli.max_mem {
+        Some(asked) if asked > memory => {
+            return Err(Fatal::new(format!(
+                "--max-mem {} is more than the {} available",
+                resources::human(asked),
+                resources::human(memory)
+            ))
+            .hint("leave --max-mem out to offer what is available"));
+        }
+        Some(asked) => asked,
+        None => memory,
+    };
+    let disk = cli.max_disk.unwrap_or(disk / 100 * 85);
+    let lookup = |name: &str| std::env::var(name).ok();
+    let inventory = gpu::discover(
+        cli.nvml_lib.as_deref().map(std::path::Path::as_os_str),
+        &lookup,
+    );
+    for note in &inventory.notes {
+        log::warn(note);
+    }
+    for card in &inventory.cards {
+        log::emit(
+            log::Level::Info,
+            &format!(
+                "GPU {} ({}): {} slot(s), {} free{}",
+                card.uuid,
+                card.name,
+                card.slots,
+                resources::human(card.memory),
+                if card.ecc_failed {
+                    ", ECC errors: not used"
+                } else {
+                    ""
+                }
+            ),
+            &[],
+        );
+    }
+    metrics.set_gpus(&inventory.cards);
+    log::info(&format!(
+        "offering {cores} core(s), {} memory, {} disk, {} GPU(s)",
+        resources::human(memory),
+        resources::human(disk),
+        inventory
+            .cards
+            .iter()
+            .filter(|card| !card.ecc_failed)
+            .count()
+    ));
+    Ok(Resources::new(Limits {
+        cores,
+        memory,
+        disk,
+        cards: inventory.cards,
+    }))
 }
 
 /// `amqp://user:pw@host:5672/vhost` → `http://host:15672`.
@@ -268,52 +448,204 @@ fn report(event: Event, metrics: &Metrics) {
                 .inc();
         }
         Event::Requeued { queue, .. } => count(queue, "requeued"),
+        Event::Refused { queue, .. } => count(queue, "refused"),
         Event::DeadLettered { queue, .. } => count(queue, "dead_lettered"),
         Event::Recovered(_) => {}
     }
     match event {
-        Event::Started { queue, key } => eprintln!("runner: {queue}: experiment {key} started"),
+        Event::Started { queue, key } => log::emit(
+            log::Level::Info,
+            &format!("{queue}: experiment {key} started"),
+            &[
+                ("queue", &queue),
+                ("experiment", &key),
+                ("event", "started"),
+            ],
+        ),
         Event::Recovered(count) => {
-            eprintln!("runner: put back {count} message(s) a previous runner held");
+            log::info(&format!(
+                "put back {count} message(s) a previous runner held"
+            ));
         }
         Event::Finished {
             queue,
             key,
             outcome,
-        } => eprintln!("runner: {queue}: experiment {key}: {outcome:?}"),
-        Event::Requeued { queue, reason } => eprintln!("runner: {queue}: requeued: {reason}"),
+        } => log::emit(
+            log::Level::Info,
+            &format!("{queue}: experiment {key}: {outcome:?}"),
+            &[
+                ("queue", &queue),
+                ("experiment", &key),
+                ("event", "finished"),
+                ("outcome", &format!("{outcome:?}")),
+            ],
+        ),
+        Event::Requeued { queue, reason } => log::warn(&format!("{queue}: requeued: {reason}")),
+        Event::Refused {
+            queue,
+            reason,
+            never: true,
+        } => log::warn(&format!(
+            "{queue}: refused, this runner can never run it (left for another runner): {reason}"
+        )),
+        Event::Refused { queue, reason, .. } => {
+            log::info(&format!("{queue}: waiting for resources: {reason}"));
+        }
         Event::DeadLettered { queue, reason } => {
-            eprintln!("runner: {queue}: dead-lettered: {reason}");
+            log::warn(&format!("{queue}: dead-lettered: {reason}"));
         }
     }
 }
 
-/// Take and run messages until the queues are empty (`once`) or for ever.
-fn serve<Q: Queues>(queues: &Q, settings: &Settings, metrics: &Metrics, once: bool) -> ExitCode {
+/// What the intake loop works with.
+struct Context<'run> {
+    settings: &'run Settings,
+    resources: &'run Resources,
+    metrics: &'run Metrics,
+    once: bool,
+}
+
+/// How long a queue is left alone after its message was refused: doubled
+/// each time up to the cap; "not now" refusals are lifted as soon as an
+/// experiment ends and gives its resources back.
+struct Backoff {
+    until: Instant,
+    delay: Duration,
+    never: bool,
+}
+
+const BACKOFF_START: Duration = Duration::from_secs(5);
+const BACKOFF_CAP: Duration = Duration::from_mins(5);
+/// How long an idle runner waits before looking at the queues again.
+const IDLE: Duration = Duration::from_secs(1);
+
+/// Leave `queue` alone for a while after a refusal: twice as long as last
+/// time, up to the cap.
+fn back_off(backoffs: &mut HashMap<String, Backoff>, queue: &str, never: bool) {
+    let delay = backoffs.get(queue).map_or(BACKOFF_START, |backoff| {
+        (backoff.delay * 2).min(BACKOFF_CAP)
+    });
+    backoffs.insert(
+        queue.to_owned(),
+        Backoff {
+            until: Instant::now() + delay,
+            delay,
+            never,
+        },
+    );
+}
+
+/// Take and run messages, each experiment on its own thread, as many at
+/// once as the resources allow, until the queues are empty (`once`), a
+/// stop is asked for, or a queue fails.
+fn serve<Q>(queues: &Q, context: &Context<'_>) -> ExitCode
+where
+    Q: Queues + Sync,
+    Q::Claim: Send,
+{
+    let Context {
+        settings,
+        resources,
+        metrics,
+        once,
+    } = *context;
     let lookup = |name: &str| std::env::var(name).ok();
-    let mut on_event = |event: Event| report(event, metrics);
-    loop {
-        if settings.stop.load(Ordering::SeqCst) {
-            eprintln!("runner: stopping: no new work taken");
-            return ExitCode::SUCCESS;
-        }
-        match worker::handle_one(queues, settings, &lookup, &mut on_event) {
-            Ok(true) => {}
-            Ok(false) if once => return ExitCode::SUCCESS,
-            Ok(false) => {
-                // Wait for work, but notice a stop request at once.
-                for _ in 0..30 {
+    let on_event = |event: Event| report(event, metrics);
+    let (done, finished) = mpsc::channel::<Result<(), String>>();
+    let mut backoffs: HashMap<String, Backoff> = HashMap::new();
+    let mut failure: Option<String> = None;
+    std::thread::scope(|scope| {
+        // An experiment ended: its resources are free, so "not now"
+        // refusals are worth another look at once.
+        let settle = |result: Result<(), String>,
+                      backoffs: &mut HashMap<String, Backoff>,
+                      failure: &mut Option<String>| {
+            backoffs.retain(|_, backoff| backoff.never);
+            if let Err(error) = result {
+                failure.get_or_insert(error);
+            }
+        };
+        loop {
+            while let Ok(result) = finished.try_recv() {
+                settle(result, &mut backoffs, &mut failure);
+            }
+            if failure.is_some() {
+                break;
+            }
+            if settings.stop.load(Ordering::SeqCst) {
+                log::info("stopping: no new work taken");
+                break;
+            }
+            let now = Instant::now();
+            let skip = |queue: &str| {
+                backoffs
+                    .get(queue)
+                    .is_some_and(|backoff| backoff.until > now)
+            };
+            match worker::take(queues, resources, &skip) {
+                Ok(Intake::Run(job)) => {
+                    backoffs.remove(&job.queue);
                     if settings.stop.load(Ordering::SeqCst) {
+                        match worker::give_back(queues, *job) {
+                            Ok(event) => on_event(event),
+                            Err(error) => {
+                                settle(
+                                    Err(runner::error_text(&error)),
+                                    &mut backoffs,
+                                    &mut failure,
+                                );
+                            }
+                        }
+                        continue;
+                    }
+                    let done = done.clone();
+                    let lookup = &lookup;
+                    let on_event = &on_event;
+                    scope.spawn(move || {
+                        let result = worker::finish(queues, *job, settings, lookup, on_event)
+                            .map_err(|error| runner::error_text(&error));
+                        let _ = done.send(result);
+                    });
+                }
+                Ok(Intake::Settled(event)) => {
+                    if let Event::Refused { queue, never, .. } = &event {
+                        back_off(&mut backoffs, queue, *never);
+                    }
+                    on_event(event);
+                }
+                Ok(Intake::Empty) => {
+                    if once && resources.running() == 0 {
                         break;
                     }
-                    std::thread::sleep(Duration::from_millis(100));
+                    // Wait for an experiment to end or for the idle time,
+                    // noticing a stop request within 100 ms.
+                    let waited = Instant::now();
+                    while waited.elapsed() < IDLE && !settings.stop.load(Ordering::SeqCst) {
+                        if let Ok(result) = finished.recv_timeout(Duration::from_millis(100)) {
+                            settle(result, &mut backoffs, &mut failure);
+                            break;
+                        }
+                    }
+                }
+                Err(error) => {
+                    failure = Some(runner::error_text(&error));
+                    break;
                 }
             }
-            Err(error) => {
-                eprintln!("error: {error}");
-                return ExitCode::from(1);
-            }
         }
+    });
+    while let Ok(result) = finished.try_recv() {
+        if let Err(error) = result {
+            failure.get_or_insert(error);
+        }
+    }
+    match failure {
+        Some(error) => {
+            log::error(&error);
+            ExitCode::from(1)
+        }
+        None => ExitCode::SUCCESS,
     }
 }
 

@@ -143,6 +143,14 @@ pub struct Artifact {
     /// Per-artifact credentials.
     #[serde(default)]
     pub credentials: Option<Credentials>,
+    /// Seconds between checkpoint uploads of this (mutable) artifact; it
+    /// replaces `config.saveWorkspaceFrequency` (the 2022 format).
+    #[serde(
+        default,
+        rename = "saveFrequency",
+        deserialize_with = "number_or_string"
+    )]
+    pub save_frequency: String,
 }
 
 /// `artifacts.<label>.credentials`; the values are secrets and never printed.

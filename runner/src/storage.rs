@@ -14,6 +14,7 @@ use std::collections::BTreeMap;
 
 use thiserror::Error;
 
+use crate::cache::{Cache, CacheError, Pinned};
 use crate::request::Artifact;
 
 /// Storage failures.
@@ -209,6 +210,7 @@ pub fn fetch(
     artifact: &Artifact,
     env: &BTreeMap<String, String>,
     directory: &Path,
+    cache: Option<&Cache>,
 ) -> Result<(), StorageError> {
     fs::create_dir_all(directory).map_err(io_failure(label, "create", directory))?;
     match location(label, artifact, env)? {
@@ -225,6 +227,14 @@ pub fn fetch(
             place(label, artifact, &path, directory)
         }
         Location::S3(object) => {
+            let named = Artifact {
+                qualified: object.key.clone(),
+                ..artifact.clone()
+            };
+            if let Some(cache) = cache.filter(|_| !artifact.mutable) {
+                let pinned = cached(label, &object, cache)?;
+                return place(label, &named, pinned.path(), directory);
+            }
             let parent = directory.parent().unwrap_or(directory);
             let download = tempfile::NamedTempFile::new_in(parent).map_err(io_failure(
                 label,
@@ -235,18 +245,49 @@ pub fn fetch(
                 if artifact.mutable {
                     return Ok(());
                 }
-                return Err(StorageError::Missing {
-                    label: label.to_owned(),
-                    path: PathBuf::from(format!("s3://{}/{}", object.bucket, object.key)),
-                });
+                return Err(missing(label, &object));
             }
-            let named = Artifact {
-                qualified: object.key.clone(),
-                ..artifact.clone()
-            };
             place(label, &named, download.path(), directory)
         }
     }
+}
+
+fn missing(label: &str, object: &S3Object) -> StorageError {
+    StorageError::Missing {
+        label: label.to_owned(),
+        path: PathBuf::from(format!("s3://{}/{}", object.bucket, object.key)),
+    }
+}
+
+/// An immutable object through the cache: its `ETag` and size name it.
+fn cached<'cache>(
+    label: &str,
+    object: &S3Object,
+    cache: &'cache Cache,
+) -> Result<Pinned<'cache>, StorageError> {
+    let (etag, size) = s3_head(label, object)?.ok_or_else(|| missing(label, object))?;
+    let name = crate::cache::file_name(&etag, size);
+    cache
+        .get(&name, |path: &Path| {
+            if s3_get(label, object, path)? {
+                Ok(())
+            } else {
+                Err(missing(label, object))
+            }
+        })
+        .map_err(|error| match error {
+            CacheError::Download(error) => error,
+            CacheError::Io {
+                action,
+                path,
+                source,
+            } => StorageError::Io {
+                label: label.to_owned(),
+                action,
+                path,
+                source,
+            },
+        })
 }
 
 /// Unpack (or copy) the local file `path` into `directory`.
@@ -392,6 +433,39 @@ fn block_on<T>(future: impl Future<Output = T>) -> io::Result<T> {
         .block_on(future))
 }
 
+/// The object's `ETag` and size; `None` when there is no such object.
+fn s3_head(label: &str, object: &S3Object) -> Result<Option<(String, u64)>, StorageError> {
+    let client = s3_client(object);
+    block_on(async {
+        match client
+            .head_object()
+            .bucket(&object.bucket)
+            .key(&object.key)
+            .send()
+            .await
+        {
+            Ok(head) => Ok(Some((
+                head.e_tag().unwrap_or_default().to_owned(),
+                head.content_length()
+                    .and_then(|length| u64::try_from(length).ok())
+                    .unwrap_or(0),
+            ))),
+            Err(error) => {
+                let service = error.into_service_error();
+                if service.is_not_found() {
+                    return Ok(None);
+                }
+                Err(s3_error(label, "HEAD", object, crate::error_text(&service)))
+            }
+        }
+    })
+    .map_err(io_failure(
+        label,
+        "start a runtime for",
+        Path::new(&object.key),
+    ))?
+}
+
 /// Download to `target`; false when there is no such object.
 fn s3_get(label: &str, object: &S3Object, target: &Path) -> Result<bool, StorageError> {
     let client = s3_client(object);
@@ -473,7 +547,7 @@ mod tests {
             let target = artifact(&root.path().join(name), true);
             store("modeldir", &target, &BTreeMap::new(), &source)?;
             let back = root.path().join(format!("back-{name}"));
-            fetch("modeldir", &target, &BTreeMap::new(), &back)?;
+            fetch("modeldir", &target, &BTreeMap::new(), &back, None)?;
             assert_eq!(fs::read(back.join("sub/model.bin"))?, b"weights", "{name}");
         }
         Ok(())
@@ -489,12 +563,14 @@ mod tests {
             &artifact(&root.path().join("none.tar"), true),
             &none,
             &root.path().join("o"),
+            None,
         )?;
         let missing = fetch(
             "workspace",
             &artifact(&root.path().join("none.tar"), false),
             &none,
             &root.path().join("w"),
+            None,
         );
         assert!(matches!(missing, Err(StorageError::Missing { .. })));
         let other = Artifact {
@@ -502,7 +578,7 @@ mod tests {
             ..Artifact::default()
         };
         assert!(matches!(
-            fetch("workspace", &other, &none, root.path()),
+            fetch("workspace", &other, &none, root.path(), None),
             Err(StorageError::Unsupported { .. })
         ));
         Ok(())

@@ -42,6 +42,10 @@ pub struct Metrics {
     pub running: Gauge,
     /// GPUs the runner can give out.
     pub gpus: Gauge,
+    /// GPUs left out for uncorrected ECC errors.
+    pub gpus_failed: Gauge,
+    /// The artifact cache's hits, misses and bytes, when there is a cache.
+    cache: Option<(Counter, Counter, Gauge)>,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -65,7 +69,47 @@ impl Metrics {
             self.running.clone(),
         );
         registry.register("gpus", "GPUs available to experiments", self.gpus.clone());
+        registry.register(
+            "gpus_failed",
+            "GPUs not used because they report uncorrected ECC errors",
+            self.gpus_failed.clone(),
+        );
+        if let Some((hits, misses, bytes)) = &self.cache {
+            registry.register(
+                "cache_hits",
+                "Artifacts served from the download cache",
+                hits.clone(),
+            );
+            registry.register(
+                "cache_misses",
+                "Artifacts the download cache had to fetch",
+                misses.clone(),
+            );
+            registry.register(
+                "cache_bytes",
+                "Bytes held by the download cache",
+                bytes.clone(),
+            );
+        }
         registry
+    }
+
+    /// Publish the cache's counters.
+    pub fn register_cache(&mut self, cache: &crate::cache::Cache) {
+        self.cache = Some((
+            cache.hits.clone(),
+            cache.misses.clone(),
+            cache.bytes.clone(),
+        ));
+    }
+
+    /// Publish the GPU inventory.
+    pub fn set_gpus(&self, cards: &[crate::gpu::Card]) {
+        let failed = cards.iter().filter(|card| card.ecc_failed).count();
+        self.gpus
+            .set(i64::try_from(cards.len() - failed).unwrap_or(i64::MAX));
+        self.gpus_failed
+            .set(i64::try_from(failed).unwrap_or(i64::MAX));
     }
 }
 

@@ -1,10 +1,13 @@
-//! The intake loop: claim a message, turn it into a request, run it, and
-//! settle the message: ack once the results are stored, requeue what can
-//! succeed later, dead-letter what never can.
+//! The intake: claim a message, turn it into a request, and hold the
+//! resources it needs ([`take`]); then run it and settle the message
+//! ([`finish`]): ack once the results are stored, requeue what can succeed
+//! later, dead-letter what never can. The caller runs each [`Job`] on its
+//! own thread, so as many experiments run at once as the resources allow.
 
 use crate::execute::{self, Outcome, Settings};
 use crate::queue::Queues;
 use crate::request::Request;
+use crate::resources::{Allocation, Demand, Fit, Resources};
 
 /// What happened to one message.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -34,6 +37,16 @@ pub enum Event {
         /// Why.
         reason: String,
     },
+    /// The message was given back because its resources are not free now
+    /// (`never`: this runner can never give them; another runner may).
+    Refused {
+        /// The queue.
+        queue: String,
+        /// Why.
+        reason: String,
+        /// Whether it could fit here once running experiments end.
+        never: bool,
+    },
     /// The message can never run: kept aside with the reason.
     DeadLettered {
         /// The queue.
@@ -43,64 +56,146 @@ pub enum Event {
     },
 }
 
-/// Take one message from the first queue that has one and handle it.
-/// `Ok(false)` when every queue was empty.
+/// A claimed message with the resources held for it.
+#[derive(Debug)]
+pub struct Job<Claim> {
+    /// The queue it came from.
+    pub queue: String,
+    /// The request.
+    pub request: Request,
+    /// What settles the message.
+    pub claim: Claim,
+    /// The resources held; given back when the job is done.
+    pub allocation: Allocation,
+}
+
+/// What [`take`] did.
+#[derive(Debug)]
+pub enum Intake<Claim> {
+    /// No queue (of those not skipped) had a message.
+    Empty,
+    /// A message to run.
+    Run(Box<Job<Claim>>),
+    /// A message that was settled at once (refused, dead-lettered).
+    Settled(Event),
+}
+
+/// Claim one message from the first queue (not `skip`ped) that has one and
+/// hold its resources. A message that does not fit is given back.
 ///
 /// # Errors
-/// The queue directory itself fails.
-pub fn handle_one<Q: Queues>(
+/// The queue service or directory fails.
+pub fn take<Q: Queues>(
     queues: &Q,
-    settings: &Settings,
-    lookup: &dyn Fn(&str) -> Option<String>,
-    on_event: &mut dyn FnMut(Event),
-) -> Result<bool, Q::Error> {
+    resources: &Resources,
+    skip: &dyn Fn(&str) -> bool,
+) -> Result<Intake<Q::Claim>, Q::Error> {
     for queue in queues.queues()? {
-        let Some((body, claimed)) = queues.claim(&queue)? else {
+        if skip(&queue) {
+            continue;
+        }
+        let Some((body, claim)) = queues.claim(&queue)? else {
             continue;
         };
         let request = match Request::parse(&body) {
             Ok(request) => request,
             Err(error) => {
                 let reason = error.to_string();
-                queues.dead_letter(claimed, &reason)?;
-                on_event(Event::DeadLettered { queue, reason });
-                return Ok(true);
+                queues.dead_letter(claim, &reason)?;
+                return Ok(Intake::Settled(Event::DeadLettered { queue, reason }));
             }
         };
-        on_event(Event::Started {
-            queue: queue.clone(),
-            key: request.experiment.key.clone(),
-        });
-        match execute::run(&request, settings, lookup) {
-            Ok(Outcome::Interrupted) => {
-                queues.nack(claimed)?;
-                on_event(Event::Requeued {
+        return match resources.allocate(Demand::of(&request)) {
+            Fit::Now(allocation) => Ok(Intake::Run(Box::new(Job {
+                queue,
+                request,
+                claim,
+                allocation,
+            }))),
+            Fit::Later(reason) => {
+                queues.nack(claim)?;
+                Ok(Intake::Settled(Event::Refused {
                     queue,
-                    reason: "the runner is stopping and the drain timeout passed".to_owned(),
-                });
+                    reason: format!("experiment {}: {reason}", request.experiment.key),
+                    never: false,
+                }))
             }
-            Ok(outcome) => {
-                queues.ack(claimed)?;
-                on_event(Event::Finished {
+            Fit::Never(reason) => {
+                queues.nack(claim)?;
+                Ok(Intake::Settled(Event::Refused {
                     queue,
-                    key: request.experiment.key.clone(),
-                    outcome,
-                });
+                    reason: format!("experiment {}: {reason}", request.experiment.key),
+                    never: true,
+                }))
             }
-            Err(error) if error.is_transient() => {
-                queues.nack(claimed)?;
-                on_event(Event::Requeued {
-                    queue,
-                    reason: crate::error_text(&error),
-                });
-            }
-            Err(error) => {
-                let reason = crate::error_text(&error);
-                queues.dead_letter(claimed, &reason)?;
-                on_event(Event::DeadLettered { queue, reason });
-            }
-        }
-        return Ok(true);
+        };
     }
-    Ok(false)
+    Ok(Intake::Empty)
+}
+
+/// Give a job's message back without running it (the runner is stopping).
+///
+/// # Errors
+/// As [`take`].
+pub fn give_back<Q: Queues>(queues: &Q, job: Job<Q::Claim>) -> Result<Event, Q::Error> {
+    queues.nack(job.claim)?;
+    Ok(Event::Requeued {
+        queue: job.queue,
+        reason: "the runner is stopping".to_owned(),
+    })
+}
+
+/// Run a job and settle its message; its resources are given back at the end.
+///
+/// # Errors
+/// As [`take`].
+pub fn finish<Q: Queues>(
+    queues: &Q,
+    job: Job<Q::Claim>,
+    settings: &Settings,
+    lookup: &dyn Fn(&str) -> Option<String>,
+    on_event: &dyn Fn(Event),
+) -> Result<(), Q::Error> {
+    let Job {
+        queue,
+        request,
+        claim,
+        allocation,
+    } = job;
+    on_event(Event::Started {
+        queue: queue.clone(),
+        key: request.experiment.key.clone(),
+    });
+    let result = execute::run(&request, settings, &allocation, lookup);
+    drop(allocation);
+    match result {
+        Ok(Outcome::Interrupted) => {
+            queues.nack(claim)?;
+            on_event(Event::Requeued {
+                queue,
+                reason: "the runner is stopping and the drain timeout passed".to_owned(),
+            });
+        }
+        Ok(outcome) => {
+            queues.ack(claim)?;
+            on_event(Event::Finished {
+                queue,
+                key: request.experiment.key.clone(),
+                outcome,
+            });
+        }
+        Err(error) if error.is_transient() => {
+            queues.nack(claim)?;
+            on_event(Event::Requeued {
+                queue,
+                reason: crate::error_text(&error),
+            });
+        }
+        Err(error) => {
+            let reason = crate::error_text(&error);
+            queues.dead_letter(claim, &reason)?;
+            on_event(Event::DeadLettered { queue, reason });
+        }
+    }
+    Ok(())
 }

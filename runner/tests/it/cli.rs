@@ -68,6 +68,9 @@ impl Setup {
             .arg(self.root.join("venvs"))
             .arg("--once")
             .env("USER_LABEL", "the runner")
+            .env("RUNNER_LOG_FORMAT", "text")
+            .env_remove("CUDA_VISIBLE_DEVICES")
+            .env_remove("NVIDIA_VISIBLE_DEVICES")
             .timeout(std::time::Duration::from_mins(2));
         command
     }
@@ -631,11 +634,17 @@ fn healthz_and_metrics_are_served_while_it_runs() -> TestResult {
         .arg("--work-dir")
         .arg(setup.root.join("work"))
         .args(["--http-addr", "127.0.0.1:0"])
+        .env("RUNNER_LOG_FORMAT", "text")
         .stderr(std::process::Stdio::piped())
         .spawn()?;
     let mut lines = std::io::BufReader::new(child.stderr.take().ok_or("no stderr")?).lines();
-    let first = lines.next().ok_or("no output")??;
-    let address = first.rsplit(' ').next().ok_or("no address")?.to_owned();
+    let serving = loop {
+        let line = lines.next().ok_or("no serving line")??;
+        if line.contains("serving /healthz") {
+            break line;
+        }
+    };
+    let address = serving.rsplit(' ').next().ok_or("no address")?.to_owned();
     let (status, body) = http_get(&address, "/healthz")?;
     assert!(
         status.contains("200") && body.starts_with("ok"),
