@@ -41,6 +41,38 @@ pub struct Settings {
     pub stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
     /// How long a running experiment may go on after a stop request.
     pub drain_timeout: Duration,
+    /// How many times an experiment that exits non-zero is requeued before
+    /// its failure is final.
+    pub retry_failed: u32,
+    /// Failed attempts so far, by experiment key (this runner's).
+    pub failures: std::sync::Arc<std::sync::Mutex<BTreeMap<String, u32>>>,
+}
+
+impl Settings {
+    /// Count a failed attempt of `key`: `Some(attempt)` when it should be
+    /// tried again, `None` when the failure is final (and forgotten).
+    #[must_use]
+    pub fn retry(&self, key: &str) -> Option<u32> {
+        let mut failures = self
+            .failures
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let count = failures.entry(key.to_owned()).or_insert(0);
+        *count += 1;
+        if *count <= self.retry_failed {
+            return Some(*count);
+        }
+        failures.remove(key);
+        None
+    }
+
+    /// Forget the failures of `key` (it succeeded).
+    pub fn forget(&self, key: &str) {
+        self.failures
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .remove(key);
+    }
 }
 
 /// How an experiment ended.
@@ -183,16 +215,23 @@ fn environment(settings: &Settings, request: &Request) -> Result<PathBuf, Execut
         return Ok(target);
     }
     fs::create_dir_all(&settings.venv_cache).map_err(io_error("create", &settings.venv_cache))?;
-    let staging = settings
-        .venv_cache
-        .join(format!(".staging-{}", std::process::id()));
-    let _ = fs::remove_dir_all(&staging);
+    // Each experiment builds in its own directory (several may want the
+    // same environment at once); the first to finish renames its into place.
+    let staging = tempfile::Builder::new()
+        .prefix(".staging-")
+        .tempdir_in(&settings.venv_cache)
+        .map_err(io_error("create a directory in", &settings.venv_cache))?
+        .keep();
     let made = Command::new(&settings.python)
         .args(["-m", "venv"])
         .arg(&staging)
         .output()
-        .map_err(|error| ExecuteError::Environment(format!("{}: {error}", settings.python)))?;
+        .map_err(|error| {
+            let _ = fs::remove_dir_all(&staging);
+            ExecuteError::Environment(format!("{}: {error}", settings.python))
+        })?;
     if !made.status.success() {
+        let _ = fs::remove_dir_all(&staging);
         return Err(ExecuteError::Environment(
             String::from_utf8_lossy(&made.stderr).trim().to_owned(),
         ));
@@ -299,6 +338,9 @@ pub fn run(
     let mut child = command
         .spawn()
         .map_err(io_error("start the experiment in", &workspace))?;
+    // Where a runner that dies leaves its experiment's process group, for
+    // the next runner to end (see `reap`).
+    let _ = fs::write(directory.join(GROUP_FILE), child.id().to_string());
     let outcome = supervise(request, settings, &mut child, &directory)?;
     if outcome == Outcome::Interrupted {
         let _ = fs::remove_dir_all(&directory);
@@ -433,6 +475,68 @@ impl<'request> Checkpoints<'request> {
         }
         due
     }
+}
+
+/// The file in an experiment directory naming its process group.
+const GROUP_FILE: &str = ".runner-pgid";
+
+/// Hold `work_dir` for this runner alone: a second runner on the same
+/// directory would run the same experiments' files. The lock lasts as long
+/// as the returned file is open.
+///
+/// # Errors
+/// Another runner holds it, or the directory cannot be used.
+pub fn lock_work_dir(work_dir: &Path) -> Result<fs::File, ExecuteError> {
+    fs::create_dir_all(work_dir).map_err(io_error("create", work_dir))?;
+    let path = work_dir.join(".runner.lock");
+    let file = fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(io_error("open", &path))?;
+    rustix::fs::flock(&file, rustix::fs::FlockOperation::NonBlockingLockExclusive).map_err(
+        |error| ExecuteError::Io {
+            action: "lock (is another runner using this --work-dir?)",
+            path: path.clone(),
+            source: error.into(),
+        },
+    )?;
+    Ok(file)
+}
+
+/// End what a runner that died left behind in `work_dir`: the process
+/// groups of its experiments (when they still run there) and their
+/// directories. Call with the work directory locked. Returns how many
+/// process groups were killed.
+#[must_use]
+pub fn reap(work_dir: &Path) -> usize {
+    let Ok(entries) = fs::read_dir(work_dir) else {
+        return 0;
+    };
+    let mut killed = 0;
+    for entry in entries.filter_map(Result::ok) {
+        let directory = entry.path();
+        if !entry.file_type().is_ok_and(|kind| kind.is_dir()) {
+            continue;
+        }
+        if let Some(group) = fs::read_to_string(directory.join(GROUP_FILE))
+            .ok()
+            .and_then(|text| text.trim().parse::<i32>().ok())
+            .and_then(rustix::process::Pid::from_raw)
+        {
+            // Only a process still working in this directory is ours: the
+            // number may have been reused since.
+            let cwd = fs::read_link(format!("/proc/{}/cwd", group.as_raw_nonzero()));
+            if cwd.is_ok_and(|cwd| cwd.starts_with(&directory))
+                && rustix::process::kill_process_group(group, rustix::process::Signal::KILL).is_ok()
+            {
+                killed += 1;
+            }
+        }
+        let _ = fs::remove_dir_all(&directory);
+    }
+    killed
 }
 
 /// SIGTERM the experiment's process group, SIGKILL it after the grace period.

@@ -136,6 +136,16 @@ struct Cli {
     )]
     drain_timeout: u64,
 
+    /// Requeue an experiment that exits non-zero up to N times before its
+    /// failure is final (its message acked, its output stored).
+    #[arg(
+        long,
+        value_name = "N",
+        env = "RUNNER_RETRY_FAILED",
+        default_value_t = 0
+    )]
+    retry_failed: u32,
+
     /// CPU cores experiments may claim together (0: every core this process may use).
     #[arg(long, value_name = "N", env = "RUNNER_MAX_CORES", default_value_t = 0)]
     max_cores: u32,
@@ -244,6 +254,16 @@ fn start(cli: &Cli) -> Result<ExitCode, Fatal> {
             .map(|text| regex(text, "queue-mismatch"))
             .transpose()?,
     );
+    let _lock = runner::execute::lock_work_dir(&cli.work_dir).map_err(|error| {
+        Fatal::new(runner::error_text(&error))
+            .hint("give each runner on a machine its own --work-dir")
+    })?;
+    let reaped = runner::execute::reap(&cli.work_dir);
+    if reaped > 0 {
+        log::warn(&format!(
+            "killed {reaped} experiment process group(s) a previous runner left running"
+        ));
+    }
     let mut metrics = Metrics::default();
     let resources = resources(cli, &metrics)?;
     let cache = match (&cli.cache_dir, cli.cache_size) {
@@ -265,6 +285,8 @@ fn start(cli: &Cli) -> Result<ExitCode, Fatal> {
         cache,
         stop: Arc::new(AtomicBool::new(false)),
         drain_timeout: Duration::from_secs(cli.drain_timeout),
+        retry_failed: cli.retry_failed,
+        failures: Arc::default(),
     };
     if let Some(address) = &cli.http_addr {
         let bound = telemetry::serve(address, &metrics, Arc::clone(&settings.stop))

@@ -176,7 +176,20 @@ pub fn finish<Q: Queues>(
                 reason: "the runner is stopping and the drain timeout passed".to_owned(),
             });
         }
+        Ok(Outcome::Failed(code))
+            if let Some(attempt) = settings.retry(&request.experiment.key) =>
+        {
+            queues.nack(claim)?;
+            on_event(Event::Requeued {
+                queue,
+                reason: format!(
+                    "experiment {} exited with {code} (failure {attempt} of {} allowed by --retry-failed): it will run again",
+                    request.experiment.key, settings.retry_failed
+                ),
+            });
+        }
         Ok(outcome) => {
+            settings.forget(&request.experiment.key);
             queues.ack(claim)?;
             on_event(Event::Finished {
                 queue,

@@ -8,15 +8,15 @@ use assert_cmd::cargo::cargo_bin_cmd;
 use predicates::prelude::*;
 use predicates::str::contains;
 
-type TestResult = Result<(), Box<dyn std::error::Error>>;
+pub type TestResult = Result<(), Box<dyn std::error::Error>>;
 
-struct Setup {
+pub struct Setup {
     _directory: tempfile::TempDir,
-    root: PathBuf,
+    pub root: PathBuf,
 }
 
 impl Setup {
-    fn new() -> Result<Self, Box<dyn std::error::Error>> {
+    pub fn new() -> Result<Self, Box<dyn std::error::Error>> {
         let directory = tempfile::tempdir()?;
         let root = directory.path().to_path_buf();
         fs::create_dir_all(root.join("queues/local_experiments"))?;
@@ -27,7 +27,7 @@ impl Setup {
     }
 
     /// A workspace tar holding `script` as `main.py`.
-    fn workspace(&self, script: &str) -> Result<PathBuf, Box<dyn std::error::Error>> {
+    pub fn workspace(&self, script: &str) -> Result<PathBuf, Box<dyn std::error::Error>> {
         let source = self.root.join("workspace-source");
         fs::create_dir_all(&source)?;
         fs::write(source.join("main.py"), script)?;
@@ -53,11 +53,11 @@ impl Setup {
         )
     }
 
-    fn publish(&self, name: &str, body: &str) -> Result<(), std::io::Error> {
+    pub fn publish(&self, name: &str, body: &str) -> Result<(), std::io::Error> {
         fs::write(self.root.join("queues/local_experiments").join(name), body)
     }
 
-    fn runner(&self) -> assert_cmd::Command {
+    pub fn runner(&self) -> assert_cmd::Command {
         let mut command = cargo_bin_cmd!("runner");
         command
             .arg("--queue-root")
@@ -75,7 +75,7 @@ impl Setup {
         command
     }
 
-    fn unpacked(&self, archive: &str) -> Result<PathBuf, Box<dyn std::error::Error>> {
+    pub fn unpacked(&self, archive: &str) -> Result<PathBuf, Box<dyn std::error::Error>> {
         let target = self.root.join(format!("unpacked-{archive}"));
         fs::create_dir_all(&target)?;
         let file = fs::File::open(self.root.join("store").join(archive))?;
@@ -91,7 +91,7 @@ impl Setup {
         Ok(target)
     }
 
-    fn queue_files(&self, sub: &str) -> Vec<String> {
+    pub fn queue_files(&self, sub: &str) -> Vec<String> {
         let directory = self.root.join("queues/local_experiments").join(sub);
         fs::read_dir(directory)
             .map(|entries| {
@@ -105,7 +105,7 @@ impl Setup {
     }
 }
 
-fn python_available() -> bool {
+pub fn python_available() -> bool {
     std::process::Command::new("python3")
         .args(["-m", "venv", "--help"])
         .output()

@@ -1,4 +1,5 @@
 //! Integration tests of the `runner` package.
 
 mod cli;
+mod scheduling;
 mod services;
