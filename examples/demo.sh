@@ -38,7 +38,7 @@ RUN=$(mktemp -d /tmp/sgr-demo-runner.XXXXXX)
 mkdir -p "$RUN/store" "$RUN/queues/local_demo"
 tar -C examples/runner/workspace -cf "$RUN/store/workspace.tar" .
 sed "s|@STORE@|$RUN/store|g" examples/runner/request.json >"$RUN/queues/local_demo/request.json"
-"$ROOT/target/release/runner" --queue-root "$RUN/queues" --work-dir "$RUN/work" --venv-cache "$RUN/venvs" --once
+"$ROOT/target/release/runner" --queue-root "$RUN/queues" --work-dir "$RUN/work" --venv-cache "$RUN/venvs" --once --log-format text
 mkdir -p "$RUN/results/output" "$RUN/results/modeldir"
 tar -C "$RUN/results/output" -xf "$RUN/store/output.tar"
 tar -C "$RUN/results/modeldir" -xzf "$RUN/store/modeldir.tar.gz"

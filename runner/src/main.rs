@@ -61,7 +61,7 @@ struct Cli {
 
     /// Take requests from the AWS SQS queues of the default account and region
     /// (credentials, region and `AWS_ENDPOINT_URL` from the AWS configuration).
-    #[arg(long, conflicts_with_all = ["queue_root", "amqp_url"])]
+    #[arg(long, env = "RUNNER_SQS", conflicts_with_all = ["queue_root", "amqp_url"])]
     sqs: bool,
 
     /// RabbitMQ's management API, to list its queues (default: `http://<host>:15672`).
@@ -307,7 +307,7 @@ fn start(cli: &Cli) -> Result<ExitCode, Fatal> {
         let wait = if cli.once { 1 } else { 20 };
         let queues =
             SqsQueues::connect(filter, wait).map_err(|error| Fatal::new(error.to_string()))?;
-        return Ok(serve(&queues, &context));
+        return Ok(served(serve(&queues, &context), &settings));
     }
     if let Some(url) = &cli.amqp_url {
         let management = cli
@@ -318,7 +318,7 @@ fn start(cli: &Cli) -> Result<ExitCode, Fatal> {
             Fatal::new(error.to_string())
                 .hint("check --amqp-url (AMQP_URL) and that RabbitMQ is running")
         })?;
-        let code = serve(&queues, &context);
+        let code = served(serve(&queues, &context), &settings);
         queues.close();
         return Ok(code);
     }
@@ -338,7 +338,20 @@ fn start(cli: &Cli) -> Result<ExitCode, Fatal> {
         Ok(count) => report(Event::Recovered(count), &metrics),
         Err(error) => return Err(Fatal::new(error.to_string())),
     }
-    Ok(serve(&queues, &context))
+    Ok(served(serve(&queues, &context), &settings))
+}
+
+/// The run is over: say what the artifact cache did.
+fn served(code: ExitCode, settings: &Settings) -> ExitCode {
+    if let Some(cache) = &settings.cache {
+        log::info(&format!(
+            "artifact cache: {} hit(s), {} miss(es), {} held",
+            cache.hits.get(),
+            cache.misses.get(),
+            resources::human(u64::try_from(cache.bytes.get()).unwrap_or(0))
+        ));
+    }
+    code
 }
 
 /// The capacity experiments share: cores, memory and disk (measured, capped
@@ -678,6 +691,19 @@ mod tests {
     #[test]
     fn cli_is_consistent() {
         super::Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn every_flag_has_an_environment_variable_and_help() {
+        let command = super::Cli::command();
+        for argument in command.get_arguments() {
+            let id = argument.get_id().as_str();
+            if matches!(id, "help" | "version") {
+                continue;
+            }
+            assert!(argument.get_env().is_some(), "--{id} has no environment variable");
+            assert!(argument.get_help().is_some(), "--{id} has no help");
+        }
     }
 
     #[test]

@@ -319,14 +319,21 @@ fn artifacts_come_from_and_go_to_s3() -> TestResult {
                "modeldir": {{"qualified": "s3://{host}/{bucket}/modeldir.tar.gz", "mutable": true, "unpack": true, {credentials}}}}}}}}}"#
     );
     setup.publish("s3.json", &request)?;
+    // A second experiment with the same workspace: the cache downloads it once.
+    setup.publish("s3-again.json", &request.replace("exp-s3", "exp-s3-again"))?;
     let output = setup
         .runner()
         .env_remove("AWS_ACCESS_KEY_ID")
         .env_remove("AWS_SECRET_ACCESS_KEY")
         .env_remove("AWS_ENDPOINT_URL_S3")
+        .arg("--cache-dir")
+        .arg(setup.root.join("cache"))
+        .args(["--cache-size", "100MiB"])
         .assert()
         .success()
         .stderr(contains("experiment exp-s3: Succeeded"))
+        .stderr(contains("experiment exp-s3-again: Succeeded"))
+        .stderr(contains("artifact cache: 1 hit(s), 1 miss(es)"))
         .get_output()
         .clone();
     assert!(!String::from_utf8_lossy(&output.stderr).contains(&secret_key));

@@ -1,5 +1,6 @@
 //! Integration tests of the `runner` package.
 
+mod cache;
 mod cli;
 mod scheduling;
 mod services;
