@@ -5,12 +5,15 @@
 //! the runner issues' next steps.
 
 pub mod cache;
+pub mod cluster;
 pub mod execute;
 pub mod gpu;
 pub mod log;
 pub mod queue;
 pub mod request;
 pub mod resources;
+pub mod s3;
+pub mod state;
 pub mod storage;
 pub mod telemetry;
 pub mod worker;

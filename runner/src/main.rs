@@ -17,6 +17,7 @@ use std::time::Instant;
 use clap::Parser;
 use regex::Regex;
 use runner::cache::Cache;
+use runner::cluster::{self, Placement};
 use runner::execute::Outcome;
 use runner::execute::Settings;
 use runner::queue::amqp::AmqpQueues;
@@ -25,6 +26,7 @@ use runner::queue::sqs::SqsQueues;
 use runner::queue::{QueueFilter, Queues};
 use runner::request::{parse_duration, parse_size};
 use runner::resources::{self, Limits, Resources};
+use runner::state::{Control, State};
 use runner::telemetry::{self, ExperimentLabels, MessageLabels, Metrics};
 use runner::worker::Intake;
 use runner::worker::{self, Event};
@@ -186,6 +188,33 @@ struct Cli {
     #[arg(long, value_name = "DURATION", env = "RUNNER_CACHE_TTL", default_value = "48h", value_parser = duration)]
     cache_ttl: Duration,
 
+    /// Take the state (Running, `DrainAndSuspend`, `DrainAndTerminate`) and
+    /// `QUEUE_MATCH/QUEUE_MISMATCH` overrides from this file: `KEY=VALUE`
+    /// lines, or just the state; read every half second.
+    #[arg(
+        long,
+        value_name = "PATH",
+        env = "RUNNER_STATE_FILE",
+        conflicts_with = "kubernetes"
+    )]
+    state_file: Option<PathBuf>,
+
+    /// Take the state from the config maps `studioml-go-runner` and
+    /// `<--node-name>` of the namespace (the node's keys win), and report to
+    /// `studioml-go-runner-status`. The cluster comes from the in-cluster
+    /// service account or the kubeconfig.
+    #[arg(long, env = "RUNNER_KUBERNETES")]
+    kubernetes: bool,
+
+    /// This runner's name: its node config map and its key in the status map
+    /// (default: the host name).
+    #[arg(long, value_name = "NAME", env = "HOSTNAME")]
+    node_name: Option<String>,
+
+    /// The namespace of the config maps (default: the service account's, else the kubeconfig's).
+    #[arg(long, value_name = "NAMESPACE", env = "K8S_NAMESPACE")]
+    namespace: Option<String>,
+
     /// Log lines as text or JSON (`auto`: JSON when stdout is not a terminal).
     #[arg(
         long,
@@ -247,7 +276,7 @@ fn start(cli: &Cli) -> Result<ExitCode, Fatal> {
             ))
         })
     };
-    let filter = QueueFilter::new(
+    let flags = QueueFilter::new(
         regex(&cli.queue_match, "queue-match")?,
         cli.queue_mismatch
             .as_deref()
@@ -264,19 +293,11 @@ fn start(cli: &Cli) -> Result<ExitCode, Fatal> {
             "killed {reaped} experiment process group(s) a previous runner left running"
         ));
     }
+    let control = control(cli, flags);
     let mut metrics = Metrics::default();
+    metrics.register_state(&control);
     let resources = resources(cli, &metrics)?;
-    let cache = match (&cli.cache_dir, cli.cache_size) {
-        (Some(directory), Some(limit)) => {
-            let cache = Cache::open(directory, limit, cli.cache_ttl).map_err(|error| {
-                Fatal::new(format!("artifact cache {}: {error}", directory.display()))
-                    .hint("--cache-dir must be a directory the runner can create and write")
-            })?;
-            metrics.register_cache(&cache);
-            Some(Arc::new(cache))
-        }
-        _ => None,
-    };
+    let cache = open_cache(cli, &mut metrics)?;
     let settings = Settings {
         work_dir: cli.work_dir.clone(),
         venv_cache: cli.venv_cache.clone(),
@@ -301,12 +322,13 @@ fn start(cli: &Cli) -> Result<ExitCode, Fatal> {
         settings: &settings,
         resources: &resources,
         metrics: &metrics,
+        control: &control,
         once: cli.once,
     };
     if cli.sqs {
         let wait = if cli.once { 1 } else { 20 };
-        let queues =
-            SqsQueues::connect(filter, wait).map_err(|error| Fatal::new(error.to_string()))?;
+        let queues = SqsQueues::connect(QueueFilter::all(), wait)
+            .map_err(|error| Fatal::new(error.to_string()))?;
         return Ok(served(serve(&queues, &context), &settings));
     }
     if let Some(url) = &cli.amqp_url {
@@ -314,10 +336,11 @@ fn start(cli: &Cli) -> Result<ExitCode, Fatal> {
             .amqp_mgt_url
             .clone()
             .unwrap_or_else(|| default_management(url));
-        let queues = AmqpQueues::connect(url, &management, filter).map_err(|error| {
-            Fatal::new(error.to_string())
-                .hint("check --amqp-url (AMQP_URL) and that RabbitMQ is running")
-        })?;
+        let queues =
+            AmqpQueues::connect(url, &management, QueueFilter::all()).map_err(|error| {
+                Fatal::new(error.to_string())
+                    .hint("check --amqp-url (AMQP_URL) and that RabbitMQ is running")
+            })?;
         let code = served(serve(&queues, &context), &settings);
         queues.close();
         return Ok(code);
@@ -332,13 +355,57 @@ fn start(cli: &Cli) -> Result<ExitCode, Fatal> {
         ))
         .hint("create it, with a directory per queue (e.g. local_experiments/) holding one JSON request per file"));
     }
-    let queues = DirQueues::new(root, filter);
+    let queues = DirQueues::new(root, QueueFilter::all());
     match queues.recover() {
         Ok(0) => {}
         Ok(count) => report(Event::Recovered(count), &metrics),
         Err(error) => return Err(Fatal::new(error.to_string())),
     }
     Ok(served(serve(&queues, &context), &settings))
+}
+
+/// The state and queue filter, followed from `--state-file` or the
+/// cluster when asked.
+fn control(cli: &Cli, flags: QueueFilter) -> Arc<Control> {
+    // The queues are filtered here (not by the queue back-ends), so that
+    // the state maps' QUEUE_MATCH/QUEUE_MISMATCH can widen or narrow them.
+    let control = Control::new(flags);
+    if let Some(path) = &cli.state_file {
+        runner::state::follow_file(path.clone(), Arc::clone(&control));
+    }
+    if cli.kubernetes {
+        let node = cli
+            .node_name
+            .clone()
+            .filter(|name| !name.is_empty())
+            .unwrap_or_else(|| {
+                rustix::system::uname()
+                    .nodename()
+                    .to_string_lossy()
+                    .into_owned()
+            });
+        cluster::follow(
+            Placement {
+                namespace: cli.namespace.clone().filter(|name| !name.is_empty()),
+                node,
+            },
+            Arc::clone(&control),
+        );
+    }
+    control
+}
+
+/// The artifact cache, when `--cache-dir` and `--cache-size` are given.
+fn open_cache(cli: &Cli, metrics: &mut Metrics) -> Result<Option<Arc<Cache>>, Fatal> {
+    let (Some(directory), Some(limit)) = (&cli.cache_dir, cli.cache_size) else {
+        return Ok(None);
+    };
+    let cache = Cache::open(directory, limit, cli.cache_ttl).map_err(|error| {
+        Fatal::new(format!("artifact cache {}: {error}", directory.display()))
+            .hint("--cache-dir must be a directory the runner can create and write")
+    })?;
+    metrics.register_cache(&cache);
+    Ok(Some(Arc::new(cache)))
 }
 
 /// The run is over: say what the artifact cache did.
@@ -538,6 +605,7 @@ struct Context<'run> {
     settings: &'run Settings,
     resources: &'run Resources,
     metrics: &'run Metrics,
+    control: &'run Control,
     once: bool,
 }
 
@@ -571,6 +639,45 @@ fn back_off(backoffs: &mut HashMap<String, Backoff>, queue: &str, never: bool) {
     );
 }
 
+/// The next message if the state lets the runner take one (`Empty` when
+/// it does not); `None` when it is to exit (`DrainAndTerminate`, idle).
+fn next<Q: Queues>(
+    queues: &Q,
+    resources: &Resources,
+    control: &Control,
+    backoffs: &HashMap<String, Backoff>,
+) -> Option<Result<Intake<Q::Claim>, Q::Error>> {
+    match control.state() {
+        State::Running => {
+            let now = Instant::now();
+            let skip = |queue: &str| {
+                !control.serves(queue)
+                    || backoffs
+                        .get(queue)
+                        .is_some_and(|backoff| backoff.until > now)
+            };
+            Some(worker::take(queues, resources, &skip))
+        }
+        State::DrainAndTerminate if resources.running() == 0 => None,
+        State::DrainAndSuspend | State::DrainAndTerminate => Some(Ok(Intake::Empty)),
+    }
+}
+
+/// Wait for an experiment to end or for the idle time, noticing a stop
+/// request within 100 ms.
+fn idle(
+    finished: &mpsc::Receiver<Result<(), String>>,
+    settings: &Settings,
+) -> Option<Result<(), String>> {
+    let waited = Instant::now();
+    while waited.elapsed() < IDLE && !settings.stop.load(Ordering::SeqCst) {
+        if let Ok(result) = finished.recv_timeout(Duration::from_millis(100)) {
+            return Some(result);
+        }
+    }
+    None
+}
+
 /// Take and run messages, each experiment on its own thread, as many at
 /// once as the resources allow, until the queues are empty (`once`), a
 /// stop is asked for, or a queue fails.
@@ -583,6 +690,7 @@ where
         settings,
         resources,
         metrics,
+        control,
         once,
     } = *context;
     let lookup = |name: &str| std::env::var(name).ok();
@@ -612,13 +720,11 @@ where
                 log::info("stopping: no new work taken");
                 break;
             }
-            let now = Instant::now();
-            let skip = |queue: &str| {
-                backoffs
-                    .get(queue)
-                    .is_some_and(|backoff| backoff.until > now)
+            let Some(intake) = next(queues, resources, control, &backoffs) else {
+                log::info("DrainAndTerminate and no experiment running: exiting");
+                break;
             };
-            match worker::take(queues, resources, &skip) {
+            match intake {
                 Ok(Intake::Run(job)) => {
                     backoffs.remove(&job.queue);
                     if settings.stop.load(Ordering::SeqCst) {
@@ -638,8 +744,11 @@ where
                     let lookup = &lookup;
                     let on_event = &on_event;
                     scope.spawn(move || {
+                        let key = job.request.experiment.key.clone();
+                        control.started(&key);
                         let result = worker::finish(queues, *job, settings, lookup, on_event)
                             .map_err(|error| runner::error_text(&error));
+                        control.finished(&key);
                         let _ = done.send(result);
                     });
                 }
@@ -653,14 +762,8 @@ where
                     if once && resources.running() == 0 {
                         break;
                     }
-                    // Wait for an experiment to end or for the idle time,
-                    // noticing a stop request within 100 ms.
-                    let waited = Instant::now();
-                    while waited.elapsed() < IDLE && !settings.stop.load(Ordering::SeqCst) {
-                        if let Ok(result) = finished.recv_timeout(Duration::from_millis(100)) {
-                            settle(result, &mut backoffs, &mut failure);
-                            break;
-                        }
+                    if let Some(result) = idle(&finished, settings) {
+                        settle(result, &mut backoffs, &mut failure);
                     }
                 }
                 Err(error) => {
@@ -701,7 +804,10 @@ mod tests {
             if matches!(id, "help" | "version") {
                 continue;
             }
-            assert!(argument.get_env().is_some(), "--{id} has no environment variable");
+            assert!(
+                argument.get_env().is_some(),
+                "--{id} has no environment variable"
+            );
             assert!(argument.get_help().is_some(), "--{id} has no help");
         }
     }

@@ -16,6 +16,7 @@ use thiserror::Error;
 
 use crate::cache::{Cache, CacheError, Pinned};
 use crate::request::Artifact;
+use crate::s3::{s3_download, s3_get, s3_head, s3_put};
 
 /// Storage failures.
 #[derive(Debug, Error)]
@@ -99,9 +100,9 @@ pub struct S3Object {
     pub bucket: String,
     /// The key.
     pub key: String,
-    access_key: Option<String>,
-    secret_key: Option<String>,
-    region: String,
+    pub(crate) access_key: Option<String>,
+    pub(crate) secret_key: Option<String>,
+    pub(crate) region: String,
 }
 
 impl std::fmt::Debug for S3Object {
@@ -184,7 +185,7 @@ pub fn location(
     }))
 }
 
-fn io_failure(
+pub(crate) fn io_failure(
     label: &str,
     action: &'static str,
     path: &Path,
@@ -269,11 +270,7 @@ fn cached<'cache>(
     let name = crate::cache::file_name(&etag, size);
     cache
         .get(&name, |path: &Path| {
-            if s3_get(label, object, path)? {
-                Ok(())
-            } else {
-                Err(missing(label, object))
-            }
+            s3_download(label, object, path, &etag, size)
         })
         .map_err(|error| match error {
             CacheError::Download(error) => error,
@@ -393,135 +390,6 @@ pub fn store(
             s3_put(label, &object, temporary.path())
         }
     }
-}
-
-fn s3_error(label: &str, action: &'static str, object: &S3Object, message: String) -> StorageError {
-    StorageError::S3 {
-        label: label.to_owned(),
-        action,
-        target: format!(
-            "s3://{}/{} at {}",
-            object.bucket, object.key, object.endpoint
-        ),
-        message,
-    }
-}
-
-fn s3_client(object: &S3Object) -> aws_sdk_s3::Client {
-    let mut builder = aws_sdk_s3::config::Builder::new()
-        .behavior_version(aws_sdk_s3::config::BehaviorVersion::latest())
-        .region(aws_sdk_s3::config::Region::new(object.region.clone()))
-        .endpoint_url(&object.endpoint)
-        .force_path_style(!object.endpoint.ends_with("amazonaws.com"));
-    if let (Some(access), Some(secret)) = (&object.access_key, &object.secret_key) {
-        builder = builder.credentials_provider(aws_sdk_s3::config::Credentials::new(
-            access.clone(),
-            secret.clone(),
-            None,
-            None,
-            "studioml-request",
-        ));
-    }
-    aws_sdk_s3::Client::from_conf(builder.build())
-}
-
-fn block_on<T>(future: impl Future<Output = T>) -> io::Result<T> {
-    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
-    Ok(tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?
-        .block_on(future))
-}
-
-/// The object's `ETag` and size; `None` when there is no such object.
-fn s3_head(label: &str, object: &S3Object) -> Result<Option<(String, u64)>, StorageError> {
-    let client = s3_client(object);
-    block_on(async {
-        match client
-            .head_object()
-            .bucket(&object.bucket)
-            .key(&object.key)
-            .send()
-            .await
-        {
-            Ok(head) => Ok(Some((
-                head.e_tag().unwrap_or_default().to_owned(),
-                head.content_length()
-                    .and_then(|length| u64::try_from(length).ok())
-                    .unwrap_or(0),
-            ))),
-            Err(error) => {
-                let service = error.into_service_error();
-                if service.is_not_found() {
-                    return Ok(None);
-                }
-                Err(s3_error(label, "HEAD", object, crate::error_text(&service)))
-            }
-        }
-    })
-    .map_err(io_failure(
-        label,
-        "start a runtime for",
-        Path::new(&object.key),
-    ))?
-}
-
-/// Download to `target`; false when there is no such object.
-fn s3_get(label: &str, object: &S3Object, target: &Path) -> Result<bool, StorageError> {
-    let client = s3_client(object);
-    block_on(async {
-        let answer = client
-            .get_object()
-            .bucket(&object.bucket)
-            .key(&object.key)
-            .send()
-            .await;
-        let body = match answer {
-            Ok(answer) => answer.body,
-            Err(error) => {
-                let service = error.into_service_error();
-                if service.is_no_such_key() {
-                    return Ok(false);
-                }
-                return Err(s3_error(label, "GET", object, crate::error_text(&service)));
-            }
-        };
-        let mut reader = body.into_async_read();
-        let mut file = tokio::fs::File::create(target)
-            .await
-            .map_err(io_failure(label, "write", target))?;
-        tokio::io::copy(&mut reader, &mut file)
-            .await
-            .map_err(io_failure(label, "write", target))?;
-        Ok(true)
-    })
-    .map_err(io_failure(label, "start a runtime for", target))?
-}
-
-fn s3_put(label: &str, object: &S3Object, source: &Path) -> Result<(), StorageError> {
-    let client = s3_client(object);
-    block_on(async {
-        let body = aws_sdk_s3::primitives::ByteStream::from_path(source)
-            .await
-            .map_err(|error| s3_error(label, "PUT", object, error.to_string()))?;
-        client
-            .put_object()
-            .bucket(&object.bucket)
-            .key(&object.key)
-            .body(body)
-            .send()
-            .await
-            .map_err(|error| {
-                s3_error(
-                    label,
-                    "PUT",
-                    object,
-                    crate::error_text(&error.into_service_error()),
-                )
-            })?;
-        Ok(())
-    })
-    .map_err(io_failure(label, "start a runtime for", source))?
 }
 
 #[cfg(test)]

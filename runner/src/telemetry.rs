@@ -46,6 +46,8 @@ pub struct Metrics {
     pub gpus_failed: Gauge,
     /// The artifact cache's hits, misses and bytes, when there is a cache.
     cache: Option<(Counter, Counter, Gauge)>,
+    /// The operating state (1 for the effective one).
+    state: Option<Family<crate::state::StateLabels, Gauge>>,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -74,6 +76,13 @@ impl Metrics {
             "GPUs not used because they report uncorrected ECC errors",
             self.gpus_failed.clone(),
         );
+        if let Some(state) = &self.state {
+            registry.register(
+                "state",
+                "The runner's state (1 for the effective one)",
+                state.clone(),
+            );
+        }
         if let Some((hits, misses, bytes)) = &self.cache {
             registry.register(
                 "cache_hits",
@@ -101,6 +110,11 @@ impl Metrics {
             cache.misses.clone(),
             cache.bytes.clone(),
         ));
+    }
+
+    /// Publish the operating state.
+    pub fn register_state(&mut self, control: &crate::state::Control) {
+        self.state = Some(control.gauge.clone());
     }
 
     /// Publish the GPU inventory.

@@ -26,18 +26,36 @@ impl QueueFilter {
         }
     }
 
+    /// Every queue.
+    #[must_use]
+    pub fn all() -> Self {
+        Self {
+            matching: regex::Regex::new("")
+                .unwrap_or_else(|_| unreachable!("an empty regex is valid")),
+            mismatching: None,
+        }
+    }
+
+    /// Whether `name` matches `--queue-match`.
+    #[must_use]
+    pub fn matches(&self, name: &str) -> bool {
+        self.matching.is_match(name)
+    }
+
+    /// Whether `name` matches `--queue-mismatch`.
+    #[must_use]
+    pub fn excludes(&self, name: &str) -> bool {
+        self.mismatching
+            .as_ref()
+            .is_some_and(|regex| regex.is_match(name))
+    }
+
     /// The selected names, sorted.
     #[must_use]
     pub fn select(&self, names: impl IntoIterator<Item = String>) -> Vec<String> {
         let mut selected: Vec<String> = names
             .into_iter()
-            .filter(|name| {
-                self.matching.is_match(name)
-                    && !self
-                        .mismatching
-                        .as_ref()
-                        .is_some_and(|regex| regex.is_match(name))
-            })
+            .filter(|name| self.matches(name) && !self.excludes(name))
             .collect();
         selected.sort();
         selected

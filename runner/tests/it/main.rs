@@ -2,5 +2,6 @@
 
 mod cache;
 mod cli;
+mod kubernetes;
 mod scheduling;
 mod services;
