@@ -150,6 +150,12 @@ impl Cluster {
         })
     }
 
+    /// The config maps of `namespace`.
+    #[must_use]
+    pub fn config_maps(&self, namespace: &str) -> Api<k8s_openapi::api::core::v1::ConfigMap> {
+        Api::namespaced(self.client.clone(), namespace)
+    }
+
     async fn dynamic(
         &self,
         document: &Value,

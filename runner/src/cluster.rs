@@ -2,7 +2,8 @@
 //! its namespace and takes its state from the global map
 //! `studioml-go-runner` and the map named after its node (`--node-name`,
 //! default `$HOSTNAME`), the node's keys winning; and it reports its state
-//! and running experiments under its own key of the status map
+//! and running experiments under its own key (`--pod-name`, else the node
+//! name) of the status map
 //! `studioml-go-runner-status` (server-side apply, a field manager per
 //! runner, so runners never overwrite each other).
 //!
@@ -34,8 +35,10 @@ pub struct Placement {
     /// The namespace (`K8S_NAMESPACE`, else the service account's or the
     /// kubeconfig's).
     pub namespace: Option<String>,
-    /// The node map's name and the runner's key in the status map.
+    /// The node map's name.
     pub node: String,
+    /// This runner's key in the status map (the pod's name, else the node's).
+    pub reporter: String,
 }
 
 /// Start following the cluster on a thread of its own. Failures are
@@ -94,7 +97,7 @@ async fn run(placement: Placement, control: Arc<Control>) {
     let maps: Api<ConfigMap> = Api::namespaced(client, &namespace);
     tokio::join!(
         watch(&maps, &namespace, &placement.node, &control),
-        report(&maps, &namespace, &placement.node, &control)
+        report(&maps, &namespace, &placement.reporter, &control)
     );
 }
 
@@ -179,8 +182,8 @@ async fn watch(maps: &Api<ConfigMap>, namespace: &str, node: &str, control: &Con
 
 /// Write this runner's report into the status map when it changes, and
 /// every [`REPORT_EVERY`] so a stale entry shows a dead runner.
-async fn report(maps: &Api<ConfigMap>, namespace: &str, node: &str, control: &Control) {
-    let params = PatchParams::apply(&format!("runner-{node}")).force();
+async fn report(maps: &Api<ConfigMap>, namespace: &str, reporter: &str, control: &Control) {
+    let params = PatchParams::apply(&format!("runner-{reporter}")).force();
     let mut written: Option<u64> = None;
     let mut at = tokio::time::Instant::now();
     let mut failing = false;
@@ -192,7 +195,7 @@ async fn report(maps: &Api<ConfigMap>, namespace: &str, node: &str, control: &Co
                 "apiVersion": "v1",
                 "kind": "ConfigMap",
                 "metadata": {"name": state::STATUS_MAP},
-                "data": {node: report},
+                "data": {reporter: report},
             });
             match maps
                 .patch(state::STATUS_MAP, &params, &Patch::Apply(&patch))

@@ -211,6 +211,10 @@ struct Cli {
     #[arg(long, value_name = "NAME", env = "HOSTNAME")]
     node_name: Option<String>,
 
+    /// This runner's key in the status map (default: --node-name).
+    #[arg(long, value_name = "NAME", env = "K8S_POD_NAME")]
+    pod_name: Option<String>,
+
     /// The namespace of the config maps (default: the service account's, else the kubeconfig's).
     #[arg(long, value_name = "NAMESPACE", env = "K8S_NAMESPACE")]
     namespace: Option<String>,
@@ -384,10 +388,16 @@ fn control(cli: &Cli, flags: QueueFilter) -> Arc<Control> {
                     .to_string_lossy()
                     .into_owned()
             });
+        let reporter = cli
+            .pod_name
+            .clone()
+            .filter(|name| !name.is_empty())
+            .unwrap_or_else(|| node.clone());
         cluster::follow(
             Placement {
                 namespace: cli.namespace.clone().filter(|name| !name.is_empty()),
                 node,
+                reporter,
             },
             Arc::clone(&control),
         );

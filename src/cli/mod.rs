@@ -6,6 +6,7 @@ pub mod k8s_build;
 pub mod push;
 pub mod release;
 pub mod render;
+pub mod runner;
 pub mod semver;
 pub mod stencil;
 pub mod template;
@@ -75,6 +76,9 @@ pub enum Command {
     /// Run the GPU build Job on Kubernetes, follow its logs, return its result
     #[command(name = "k8s-build", long_about = k8s_build::LONG_ABOUT, after_long_help = k8s_build::EXAMPLES)]
     K8sBuild(k8s_build::K8sBuildArgs),
+    /// Set and list the state of the GPU runners on Kubernetes
+    #[command(long_about = runner::LONG_ABOUT, after_long_help = runner::EXAMPLES)]
+    Runner(runner::RunnerArgs),
     /// Render a tera template with git, version and user variables
     #[command(long_about = render::LONG_ABOUT, after_long_help = render::EXAMPLES)]
     Render(render::RenderArgs),

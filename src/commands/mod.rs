@@ -6,6 +6,7 @@ pub mod k8s_build;
 pub mod push;
 pub mod release;
 pub mod render;
+pub mod runner;
 pub mod semver;
 pub mod stencil;
 pub mod template;
@@ -25,6 +26,7 @@ pub fn run(cli: &Cli, printer: &Printer, runtime: &tokio::runtime::Runtime) -> R
         Command::Push(args) => push::run(args, &cli.global, printer, runtime),
         Command::Release(args) => release::run(args, &cli.global, printer, runtime),
         Command::K8sBuild(args) => k8s_build::run(args, &cli.global, printer, runtime),
+        Command::Runner(args) => runner::run(args, &cli.global, printer, runtime),
         Command::Render(args) => render::run(args, &cli.global, printer, runtime),
         Command::Stencil(args) => stencil::run(args, &cli.global, printer, runtime),
     }

@@ -498,6 +498,26 @@ fn remove(
 /// Merge an applied object into the stored one, field by field at the top
 /// level (enough for what sgr applies): metadata labels/annotations merge,
 /// everything else is replaced.
+/// RFC 7386: objects merge recursively, `null` removes a member.
+fn json_merge(target: &mut Value, patch: &Value) {
+    let Some(fields) = patch.as_object() else {
+        *target = patch.clone();
+        return;
+    };
+    if !target.is_object() {
+        *target = json!({});
+    }
+    if let Some(object) = target.as_object_mut() {
+        for (key, value) in fields {
+            if value.is_null() {
+                object.remove(key);
+            } else {
+                json_merge(object.entry(key.clone()).or_insert(Value::Null), value);
+            }
+        }
+    }
+}
+
 fn apply_merge(mut stored: Value, applied: &Value) -> Value {
     if let (Some(target), Some(source)) = (stored.as_object_mut(), applied.as_object()) {
         for (key, value) in source {
@@ -507,6 +527,16 @@ fn apply_merge(mut stored: Value, applied: &Value) -> Value {
                         target.entry("metadata").or_insert_with(|| json!({}))[field] =
                             value[field].clone();
                     }
+                }
+            } else if matches!(key.as_str(), "data" | "stringData")
+                && let (Some(existing), Some(fields)) = (
+                    target.get_mut(key).and_then(Value::as_object_mut),
+                    value.as_object(),
+                )
+            {
+                // Map fields are owned key by key: other managers' keys stay.
+                for (field, field_value) in fields {
+                    existing.insert(field.clone(), field_value.clone());
                 }
             } else if key != "status" {
                 target.insert(key.clone(), value.clone());
@@ -564,6 +594,14 @@ async fn handle(
     let uri = request.uri().clone();
     let path = uri.path().to_owned();
     let query = query(&uri);
+    let merge_patch = request
+        .headers()
+        .get(hyper::header::CONTENT_TYPE)
+        .is_some_and(|value| {
+            value
+                .as_bytes()
+                .starts_with(b"application/merge-patch+json")
+        });
     let body_bytes = request
         .into_body()
         .collect()
@@ -673,6 +711,19 @@ async fn handle(
                     "the patch is not JSON",
                 );
             };
+            if merge_patch {
+                // RFC 7386 JSON merge patch of an existing object.
+                let Some(mut stored) = lock(&state).objects.get(&key(&name)).cloned() else {
+                    return status(
+                        StatusCode::NOT_FOUND,
+                        "NotFound",
+                        &format!("{plural} \"{name}\" not found"),
+                    );
+                };
+                json_merge(&mut stored, &applied);
+                let stored = store(&state, &events, plural, &namespace, stored, "MODIFIED");
+                return full(StatusCode::OK, &stored);
+            }
             if applied["metadata"]["name"].as_str() != Some(name.as_str()) {
                 return status(
                     StatusCode::BAD_REQUEST,

@@ -9,6 +9,7 @@ mod k8s_build;
 mod push;
 mod release;
 mod render;
+mod runner;
 mod semver;
 mod services;
 mod stencil;

@@ -101,8 +101,17 @@ fn values_change_the_manifests() -> TestResult {
             "{expected} missing from:\n{rendered}"
         );
     }
+    // The runner's rights stay in its namespace: read config maps, patch its status map.
+    assert!(rendered.contains("kind: Role\n") && !rendered.contains("ClusterRole"));
+    assert!(rendered.contains("resourceNames: [\"studioml-go-runner-status\"]"));
+    assert!(rendered.contains("terminationGracePeriodSeconds: 3630"));
+    assert!(
+        !rendered.contains("amqp://"),
+        "the broker URL comes from a Secret"
+    );
     let without_node = render(&repo, "templates/runner-configmaps.yaml", &[])?;
-    assert_eq!(without_node.matches("kind: ConfigMap").count(), 1);
+    assert_eq!(without_node.matches("kind: ConfigMap").count(), 2);
+    assert!(without_node.contains("name: studioml-go-runner-status"));
     let build = render(&repo, "build.yaml", &[])?;
     assert!(!build.contains("ghp_"), "no token is ever rendered");
     assert!(build.contains("secretKeyRef"));

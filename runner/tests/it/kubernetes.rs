@@ -46,6 +46,7 @@ impl Running {
             .args(extra)
             .env_remove("KUBERNETES_SERVICE_HOST")
             .env_remove("K8S_NAMESPACE")
+            .env_remove("K8S_POD_NAME")
             .stderr(fs::File::create(&log)?);
         if let Some(path) = kubeconfig {
             command.env("KUBECONFIG", path);

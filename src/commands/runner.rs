@@ -1,0 +1,325 @@
+//! `sgr runner state` and `sgr runner status`: the runners' state config
+//! maps, written with server-side apply (field manager `sgr`), and the
+//! status map the runners report to.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::core::v1::ConfigMap;
+use kube::api::{Api, Patch, PatchParams};
+use serde::{Deserialize, Serialize};
+use thiserror::Error;
+
+use crate::cli::GlobalArgs;
+use crate::cli::runner::{RunnerArgs, RunnerCommand, RunnerState};
+use crate::error::{ExitStatus, Failure};
+use crate::k8s::{Cluster, ClusterError, FIELD_MANAGER};
+use crate::output::{Printer, table};
+
+/// The global state map.
+pub const GLOBAL_MAP: &str = "studioml-go-runner";
+/// The map runners report to.
+pub const STATUS_MAP: &str = "studioml-go-runner-status";
+/// A report older than this is shown as stale (runners refresh every 30 s).
+const STALE_AFTER: jiff::SignedDuration = jiff::SignedDuration::from_mins(2);
+
+/// `sgr runner` failures.
+#[derive(Debug, Error)]
+pub enum RunnerError {
+    /// No cluster.
+    #[error(transparent)]
+    Cluster(#[from] ClusterError),
+    /// The API server refused or failed.
+    #[error("{action} failed: {message}")]
+    Api {
+        /// What was done (names the map).
+        action: String,
+        /// The answer.
+        message: String,
+    },
+    /// A name that cannot be a config map.
+    #[error(
+        "--node '{0}' is not a valid config map name (lower-case letters, digits, '-' and '.')"
+    )]
+    Name(String),
+}
+
+impl From<RunnerError> for Failure {
+    fn from(error: RunnerError) -> Self {
+        let (status, hint) = match &error {
+            RunnerError::Cluster(ClusterError::Config(_)) => (
+                ExitStatus::Usage,
+                Some("set KUBECONFIG (or --context), or run inside the cluster".to_owned()),
+            ),
+            RunnerError::Name(_) => (ExitStatus::Usage, None),
+            _ => (
+                ExitStatus::Failed,
+                Some(
+                    "check --namespace and that your account may get and patch config maps there"
+                        .to_owned(),
+                ),
+            ),
+        };
+        Self::new(error, status, hint)
+    }
+}
+
+/// What a runner reported.
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+pub struct Report {
+    /// The effective state.
+    #[serde(default)]
+    pub state: String,
+    /// Since when.
+    #[serde(default)]
+    pub since: String,
+    /// Running experiments and since when.
+    #[serde(default)]
+    pub running: BTreeMap<String, String>,
+    /// When it was written.
+    #[serde(default)]
+    pub updated: String,
+}
+
+/// One line of `sgr runner status`.
+#[derive(Debug, Serialize)]
+struct Row {
+    runner: String,
+    #[serde(flatten)]
+    report: Report,
+    stale: bool,
+}
+
+/// Run `sgr runner`.
+///
+/// # Errors
+/// 2 without a cluster or with a bad name; 1 when the API server refuses.
+pub fn run(
+    args: &RunnerArgs,
+    global: &GlobalArgs,
+    printer: &Printer,
+    runtime: &tokio::runtime::Runtime,
+) -> Result<(), Failure> {
+    runtime
+        .block_on(async {
+            match &args.command {
+                RunnerCommand::State { state, node, clear } => {
+                    set_state(args, global, printer, *state, node.as_deref(), *clear).await
+                }
+                RunnerCommand::Status => status(args, printer).await,
+            }
+        })
+        .map_err(Failure::from)
+}
+
+fn api_error(action: String) -> impl FnOnce(kube::Error) -> RunnerError {
+    move |error| RunnerError::Api {
+        action,
+        message: crate::error::chain(&error),
+    }
+}
+
+async fn connect(args: &RunnerArgs) -> Result<(Api<ConfigMap>, String), RunnerError> {
+    let cluster = Cluster::connect(args.context.as_deref()).await?;
+    let namespace = args
+        .namespace
+        .clone()
+        .unwrap_or_else(|| cluster.default_namespace.clone());
+    Ok((cluster.config_maps(&namespace), namespace))
+}
+
+fn valid_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 253
+        && name.chars().all(|character| {
+            character.is_ascii_lowercase()
+                || character.is_ascii_digit()
+                || matches!(character, '-' | '.')
+        })
+        && name.starts_with(|character: char| character.is_ascii_alphanumeric())
+        && name.ends_with(|character: char| character.is_ascii_alphanumeric())
+}
+
+async fn set_state(
+    args: &RunnerArgs,
+    global: &GlobalArgs,
+    printer: &Printer,
+    state: Option<RunnerState>,
+    node: Option<&str>,
+    clear: bool,
+) -> Result<(), RunnerError> {
+    if let Some(node) = node.filter(|node| !valid_name(node)) {
+        return Err(RunnerError::Name(node.to_owned()));
+    }
+    let map = node.unwrap_or(GLOBAL_MAP);
+    let value = state.map(RunnerState::name);
+    if global.dry_run {
+        let namespace = args.namespace.as_deref().unwrap_or("<context namespace>");
+        let change = value.map_or_else(
+            || "remove STATE".to_owned(),
+            |value| format!("STATE={value}"),
+        );
+        printer
+            .result(
+                &format!("would set {namespace}/{map}: {change}"),
+                &serde_json::json!({"namespace": namespace, "map": map, "state": value, "dry_run": true}),
+            )
+            .map_err(|error| RunnerError::Api {
+                action: "writing the result".to_owned(),
+                message: error.to_string(),
+            })?;
+        return Ok(());
+    }
+    let (maps, namespace) = connect(args).await?;
+    let previous = maps
+        .get_opt(map)
+        .await
+        .map_err(api_error(format!("reading config map {namespace}/{map}")))?
+        .and_then(|existing| existing.data)
+        .and_then(|data| data.get("STATE").cloned());
+    // sgr owns STATE (and only STATE) in the map; applying without it
+    // (--clear) removes it. Forced: the operator's word wins over whoever
+    // set it before.
+    let data = value.map_or_else(
+        || serde_json::json!({}),
+        |value| serde_json::json!({"STATE": value}),
+    );
+    let patch = serde_json::json!({
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {"name": map, "namespace": namespace},
+        "data": data,
+    });
+    if clear {
+        // Server-side apply only drops fields this manager owned: remove
+        // the key with a JSON merge patch instead, so it goes whoever set it.
+        if previous.is_some() {
+            maps.patch(
+                map,
+                &PatchParams::default(),
+                &Patch::Merge(serde_json::json!({"data": {"STATE": null}})),
+            )
+            .await
+            .map_err(api_error(format!(
+                "removing STATE from config map {namespace}/{map}"
+            )))?;
+        }
+    } else {
+        maps.patch(
+            map,
+            &PatchParams::apply(FIELD_MANAGER).force(),
+            &Patch::Apply(&patch),
+        )
+        .await
+        .map_err(api_error(format!(
+            "setting STATE in config map {namespace}/{map}"
+        )))?;
+    }
+    let human = match (value, &previous) {
+        (Some(value), Some(previous)) if previous == value => {
+            format!("{namespace}/{map}: STATE is already {value}")
+        }
+        (Some(value), Some(previous)) => format!("{namespace}/{map}: STATE {previous} -> {value}"),
+        (Some(value), None) => format!("{namespace}/{map}: STATE {value}"),
+        (None, Some(previous)) => {
+            format!("{namespace}/{map}: STATE {previous} removed; the global state applies")
+        }
+        (None, None) => format!("{namespace}/{map}: no STATE to remove"),
+    };
+    printer
+        .result(
+            &human,
+            &serde_json::json!({"namespace": namespace, "map": map, "state": value, "previous": previous}),
+        )
+        .map_err(|error| RunnerError::Api {
+            action: "writing the result".to_owned(),
+            message: error.to_string(),
+        })
+}
+
+async fn status(args: &RunnerArgs, printer: &Printer) -> Result<(), RunnerError> {
+    let (maps, namespace) = connect(args).await?;
+    let global_state = maps
+        .get_opt(GLOBAL_MAP)
+        .await
+        .map_err(api_error(format!(
+            "reading config map {namespace}/{GLOBAL_MAP}"
+        )))?
+        .and_then(|map| map.data)
+        .and_then(|data| data.get("STATE").cloned());
+    let reports = maps
+        .get_opt(STATUS_MAP)
+        .await
+        .map_err(api_error(format!(
+            "reading config map {namespace}/{STATUS_MAP}"
+        )))?
+        .and_then(|map| map.data)
+        .unwrap_or_default();
+    let now = jiff::Timestamp::now();
+    let rows: Vec<Row> = reports
+        .into_iter()
+        .map(|(runner, text)| {
+            let report: Report = serde_json::from_str(&text).unwrap_or_else(|_| Report {
+                state: "(unreadable report)".to_owned(),
+                ..Report::default()
+            });
+            let stale = report
+                .updated
+                .parse::<jiff::Timestamp>()
+                .map_or(true, |updated| now.duration_since(updated) > STALE_AFTER);
+            Row {
+                runner,
+                report,
+                stale,
+            }
+        })
+        .collect();
+    let mut lines = vec![format!(
+        "{namespace}/{GLOBAL_MAP}: STATE {}",
+        global_state.as_deref().unwrap_or("(not set: Running)")
+    )];
+    if rows.is_empty() {
+        lines.push(format!(
+            "no runner has reported to {namespace}/{STATUS_MAP}"
+        ));
+    } else {
+        let mut cells = vec![vec![
+            "RUNNER".to_owned(),
+            "STATE".to_owned(),
+            "SINCE".to_owned(),
+            "RUNNING".to_owned(),
+            "UPDATED".to_owned(),
+        ]];
+        for row in &rows {
+            cells.push(vec![
+                row.runner.clone(),
+                row.report.state.clone(),
+                row.report.since.clone(),
+                if row.report.running.is_empty() {
+                    "-".to_owned()
+                } else {
+                    row.report
+                        .running
+                        .keys()
+                        .cloned()
+                        .collect::<Vec<_>>()
+                        .join(",")
+                },
+                if row.stale {
+                    format!("{} (stale)", row.report.updated)
+                } else {
+                    row.report.updated.clone()
+                },
+            ]);
+        }
+        lines.push(table(&cells));
+    }
+    printer
+        .result(
+            &lines.join("\n"),
+            &serde_json::json!({"namespace": namespace, "global_state": global_state, "runners": rows}),
+        )
+        .map_err(|error| RunnerError::Api {
+            action: "writing the result".to_owned(),
+            message: error.to_string(),
+        })
+}
