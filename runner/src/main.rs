@@ -66,6 +66,16 @@ struct Cli {
     #[arg(long, env = "RUNNER_SQS", conflicts_with_all = ["queue_root", "amqp_url"])]
     sqs: bool,
 
+    /// SQS: how long a message being run stays hidden from other
+    /// consumers, in seconds; renewed every third of it while it runs.
+    #[arg(
+        long,
+        value_name = "SECONDS",
+        env = "RUNNER_SQS_VISIBILITY",
+        default_value_t = runner::queue::sqs::VISIBILITY
+    )]
+    sqs_visibility: i32,
+
     /// RabbitMQ's management API, to list its queues (default: `http://<host>:15672`).
     #[arg(long, value_name = "URL", env = "AMQP_MGT_URL")]
     amqp_mgt_url: Option<String>,
@@ -331,7 +341,7 @@ fn start(cli: &Cli) -> Result<ExitCode, Fatal> {
     };
     if cli.sqs {
         let wait = if cli.once { 1 } else { 20 };
-        let queues = SqsQueues::connect(QueueFilter::all(), wait)
+        let queues = SqsQueues::connect(QueueFilter::all(), wait, cli.sqs_visibility)
             .map_err(|error| Fatal::new(error.to_string()))?;
         return Ok(served(serve(&queues, &context), &settings));
     }

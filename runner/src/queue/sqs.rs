@@ -1,7 +1,7 @@
 //! AWS SQS through the SDK's default chain (`AWS_ENDPOINT_URL` honoured).
 //! Queues are the account's queues whose names match the regexes; a message
 //! is received with a long poll and kept invisible while its experiment
-//! runs (the visibility is extended every minute by a background task);
+//! runs (the visibility is extended every third of it by a background task);
 //! ack deletes it, nack makes it visible again, and an unusable one is sent
 //! to `<queue>-dead` with the reason as a message attribute, then deleted.
 
@@ -13,10 +13,9 @@ use tokio::sync::oneshot;
 
 use super::QueueFilter;
 
-/// Visibility given to a message while it is held, renewed before it ends.
-const VISIBILITY: i32 = 300;
-/// How often the visibility is renewed.
-const RENEW: Duration = Duration::from_mins(1);
+/// Visibility given to a message while it is held, by default; renewed
+/// every third of it.
+pub const VISIBILITY: i32 = 300;
 
 /// SQS failures.
 #[derive(Debug, Error)]
@@ -51,6 +50,7 @@ pub struct SqsQueues {
     client: aws_sdk_sqs::Client,
     filter: QueueFilter,
     wait: i32,
+    visibility: i32,
 }
 
 impl std::fmt::Debug for SqsQueues {
@@ -60,11 +60,12 @@ impl std::fmt::Debug for SqsQueues {
 }
 
 impl SqsQueues {
-    /// The account's queues; `wait` is the long-poll time in seconds.
+    /// The account's queues; `wait` is the long-poll time and `visibility`
+    /// how long a held message stays hidden before it is renewed, in seconds.
     ///
     /// # Errors
     /// The runtime cannot start.
-    pub fn connect(filter: QueueFilter, wait: i32) -> Result<Self, SqsError> {
+    pub fn connect(filter: QueueFilter, wait: i32, visibility: i32) -> Result<Self, SqsError> {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
             .enable_all()
@@ -77,6 +78,7 @@ impl SqsQueues {
             runtime,
             filter,
             wait,
+            visibility: visibility.max(3),
         })
     }
 
@@ -115,6 +117,8 @@ impl super::Queues for SqsQueues {
 
     fn claim(&self, queue: &str) -> Result<Option<super::Taken<SqsClaim>>, SqsError> {
         let url = self.url_of(queue)?;
+        let visibility = self.visibility;
+        let renew = Duration::from_secs(u64::try_from(visibility / 3).unwrap_or(1));
         let answer = self
             .runtime
             .block_on(
@@ -122,7 +126,7 @@ impl super::Queues for SqsQueues {
                     .receive_message()
                     .queue_url(&url)
                     .max_number_of_messages(1)
-                    .visibility_timeout(VISIBILITY)
+                    .visibility_timeout(visibility)
                     .wait_time_seconds(self.wait)
                     .send(),
             )
@@ -140,12 +144,12 @@ impl super::Queues for SqsQueues {
             loop {
                 tokio::select! {
                     _ = &mut stopped => return,
-                    () = tokio::time::sleep(RENEW) => {
+                    () = tokio::time::sleep(renew) => {
                         let _ = client
                             .change_message_visibility()
                             .queue_url(&renew_url)
                             .receipt_handle(&renew_receipt)
-                            .visibility_timeout(VISIBILITY)
+                            .visibility_timeout(visibility)
                             .send()
                             .await;
                     }

@@ -682,3 +682,90 @@ fn healthz_and_metrics_are_served_while_it_runs() -> TestResult {
     assert!(child.wait()?.success());
     Ok(())
 }
+
+/// Reference scenario A8: with SQS, a message held longer than its
+/// visibility stays hidden (the runner renews it) so it runs once; a failed
+/// run is given back (visibility 0) and redelivered; the queue ends empty.
+#[test]
+fn sqs_keeps_held_messages_hidden_and_redelivers_after_a_nack() -> TestResult {
+    if sgr_test_support::service(sgr_test_support::Service::Aws).is_none() || !python_available() {
+        return Ok(());
+    }
+    let script = r#"
+import os, sys, time
+path = os.path.join(os.environ["MARKS"], os.environ["KEY"])
+with open(path, "a") as handle:
+    handle.write("x\n")
+if os.environ["KEY"] == "exp-nack" and open(path).read().count("x") == 1:
+    sys.exit(4)
+time.sleep(float(os.environ.get("NAP", "0")))
+"#;
+    let setup = crate::scheduling::prepare(script)?;
+    let needs = r#""cpus": 1, "hdd": "10mb", "ram": "100mb""#;
+    let queue = format!("sqs_held_{}", std::process::id());
+    let runtime = sgr_test_support::runtime()?;
+    let client = runtime.block_on(async {
+        let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
+            .load()
+            .await;
+        aws_sdk_sqs::Client::new(&config)
+    });
+    let url = runtime.block_on(async {
+        let created = client.create_queue().queue_name(&queue).send().await?;
+        let url = created.queue_url().unwrap_or_default().to_owned();
+        for body in [
+            crate::scheduling::request(&setup, "exp-hold", needs, r#", "NAP": "6""#),
+            crate::scheduling::request(&setup, "exp-nack", needs, ""),
+        ] {
+            client
+                .send_message()
+                .queue_url(&url)
+                .message_body(body)
+                .send()
+                .await?;
+        }
+        Ok::<_, Box<dyn std::error::Error>>(url)
+    })?;
+    cargo_bin_cmd!("runner")
+        .args(["--sqs", "--queue-match"])
+        .arg(format!("^{queue}$"))
+        .arg("--work-dir")
+        .arg(setup.root.join("work"))
+        .arg("--venv-cache")
+        .arg(setup.root.join("venvs"))
+        .args([
+            "--once",
+            "--sqs-visibility",
+            "3",
+            "--retry-failed",
+            "1",
+            "--max-cores",
+            "2",
+        ])
+        .env("RUNNER_LOG_FORMAT", "text")
+        .timeout(std::time::Duration::from_mins(2))
+        .assert()
+        .success()
+        .stderr(contains("experiment exp-nack exited with 4"))
+        .stderr(contains("experiment exp-nack: Succeeded"))
+        .stderr(contains("experiment exp-hold: Succeeded"));
+    let runs = |key: &str| {
+        fs::read_to_string(setup.root.join("marks").join(key)).map(|text| text.lines().count())
+    };
+    assert_eq!(runs("exp-hold")?, 1, "a held message was delivered again");
+    assert_eq!(runs("exp-nack")?, 2);
+    runtime.block_on(async {
+        let left = client
+            .receive_message()
+            .queue_url(&url)
+            .wait_time_seconds(1)
+            .send()
+            .await?;
+        assert!(
+            left.messages().is_empty(),
+            "a message is still in the queue"
+        );
+        Ok::<_, Box<dyn std::error::Error>>(())
+    })?;
+    Ok(())
+}

@@ -23,7 +23,7 @@ with open(os.path.join(marks, key + ".end"), "w") as handle:
     handle.write(repr(time.time()))
 "#;
 
-fn request(setup: &Setup, key: &str, needs: &str, env: &str) -> String {
+pub fn request(setup: &Setup, key: &str, needs: &str, env: &str) -> String {
     let store = setup.root.join("store");
     let marks = setup.root.join("marks");
     format!(
@@ -38,7 +38,7 @@ fn request(setup: &Setup, key: &str, needs: &str, env: &str) -> String {
     )
 }
 
-fn prepare(script: &str) -> Result<Setup, Box<dyn std::error::Error>> {
+pub fn prepare(script: &str) -> Result<Setup, Box<dyn std::error::Error>> {
     let setup = Setup::new()?;
     setup.workspace(script)?;
     fs::create_dir_all(setup.root.join("marks"))?;
