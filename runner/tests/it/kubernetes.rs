@@ -200,6 +200,30 @@ fn drain_suspend_resume_and_terminate_from_config_maps() -> TestResult {
     assert_eq!(runner.queued(), ["next.json"], "{}", runner.log());
     assert!(!runner.marked("next.start"));
     reported(&kube, "DrainAndSuspend", 0)?;
+    // What the runner reported, read back by the operator's command (the
+    // sgr binary of the same build, when the workspace built it).
+    let sgr = Path::new(assert_cmd::cargo::cargo_bin!("runner")).with_file_name("sgr");
+    if sgr.exists() {
+        let status = Command::new(&sgr)
+            .args(["runner", "status", "--namespace", NAMESPACE])
+            .env("KUBECONFIG", &kubeconfig)
+            .output()?;
+        let text = String::from_utf8_lossy(&status.stdout);
+        assert!(
+            status.status.success(),
+            "{}",
+            String::from_utf8_lossy(&status.stderr)
+        );
+        assert!(text.contains("STATE DrainAndSuspend"), "{text}");
+        let line = text
+            .lines()
+            .find(|line| line.starts_with("node-a"))
+            .ok_or("no node-a line")?;
+        assert!(
+            line.contains("DrainAndSuspend") && !line.contains("stale"),
+            "{text}"
+        );
+    }
 
     kube.put(
         "configmaps",
@@ -209,12 +233,24 @@ fn drain_suspend_resume_and_terminate_from_config_maps() -> TestResult {
     runner.said("experiment next: Succeeded")?;
     assert!(runner.queued().is_empty());
 
+    // DrainAndTerminate while an experiment runs: it finishes, then the runner exits.
+    runner.publish("long-2")?;
+    let deadline = Instant::now() + Duration::from_mins(1);
+    while !runner.marked("long-2.start") && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
     kube.put(
         "configmaps",
         NAMESPACE,
         config_map("node-a", &json!({"STATE": "DrainAndTerminate"})),
     );
+    runner.said("state: Running -> DrainAndTerminate")?;
     assert!(runner.exit()?.success());
+    assert!(
+        runner.marked("long-2.end"),
+        "the running experiment finished first"
+    );
+    assert!(runner.log().contains("experiment long-2: Succeeded"));
     assert!(
         runner
             .log()
