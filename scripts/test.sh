@@ -229,6 +229,8 @@ start_rabbitmq() {
 
 start_seaweedfs() {
     local dir=$WORK/seaweedfs master volume filer s3
+    # Every bucket is a collection with volumes of its own: leave room for the
+    # buckets the tests make at the same time (volumes are sparse files).
     mkdir -p "$dir/data"
     master=$(free_port); volume=$(free_port); filer=$(free_port); s3=$(free_port)
     # weed takes its S3 admin identity from AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY:
@@ -237,7 +239,7 @@ start_seaweedfs() {
     start seaweedfs env AWS_ACCESS_KEY_ID="$SGR_TEST_S3_ACCESS_KEY" AWS_SECRET_ACCESS_KEY="$SGR_TEST_S3_SECRET_KEY" \
         "$VENV/bin/weed" server -dir="$dir/data" -ip=127.0.0.1 -ip.bind=127.0.0.1 \
         -master.port="$master" -master.port.grpc="$(free_port)" -master.volumeSizeLimitMB=64 -master.telemetry=false \
-        -volume.port="$volume" -volume.port.grpc="$(free_port)" -volume.max=16 \
+        -volume.port="$volume" -volume.port.grpc="$(free_port)" -volume.max=200 \
         -filer -filer.port="$filer" -filer.port.grpc="$(free_port)" -filer.localSocket="$dir/filer.sock" \
         -s3 -s3.port="$s3" -s3.port.grpc="$(free_port)" -s3.port.iceberg=0 -s3.port.lance=0 -iam=false
     export SGR_TEST_S3_ENDPOINT="http://127.0.0.1:$s3" AWS_ENDPOINT_URL_S3="http://127.0.0.1:$s3"
