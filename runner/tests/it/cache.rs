@@ -23,22 +23,7 @@ fn the_cache_keeps_the_most_recently_used_bytes() -> TestResult {
     };
     let access_key = std::env::var("SGR_TEST_S3_ACCESS_KEY")?;
     let secret_key = std::env::var("SGR_TEST_S3_SECRET_KEY")?;
-    let client = {
-        let config = aws_sdk_s3::config::Builder::new()
-            .behavior_version(aws_sdk_s3::config::BehaviorVersion::latest())
-            .region(aws_sdk_s3::config::Region::new("us-east-1"))
-            .endpoint_url(&endpoint)
-            .force_path_style(true)
-            .credentials_provider(aws_sdk_s3::config::Credentials::new(
-                access_key.clone(),
-                secret_key.clone(),
-                None,
-                None,
-                "test",
-            ))
-            .build();
-        aws_sdk_s3::Client::from_conf(config)
-    };
+    let client = crate::cli::s3_client(&endpoint, &access_key, &secret_key);
     let bucket = format!("runner-cache-{}", std::process::id());
     let runtime = sgr_test_support::runtime()?;
     // Eleven objects that differ in their first byte, as the original did.

@@ -57,8 +57,10 @@ impl Setup {
         fs::write(self.root.join("queues/local_experiments").join(name), body)
     }
 
-    pub fn runner(&self) -> assert_cmd::Command {
-        let mut command = cargo_bin_cmd!("runner");
+    /// The runner on this setup's queues, work and venv directories, with
+    /// text logs and no GPU variables from the test's environment.
+    pub fn command(&self) -> std::process::Command {
+        let mut command = std::process::Command::new(assert_cmd::cargo::cargo_bin!("runner"));
         command
             .arg("--queue-root")
             .arg(self.root.join("queues"))
@@ -66,12 +68,19 @@ impl Setup {
             .arg(self.root.join("work"))
             .arg("--venv-cache")
             .arg(self.root.join("venvs"))
-            .arg("--once")
             .env("USER_LABEL", "the runner")
             .env("RUNNER_LOG_FORMAT", "text")
             .env_remove("CUDA_VISIBLE_DEVICES")
-            .env_remove("NVIDIA_VISIBLE_DEVICES")
-            .timeout(std::time::Duration::from_mins(2));
+            .env_remove("NVIDIA_VISIBLE_DEVICES");
+        command
+    }
+
+    /// [`Setup::command`] with `--once`, for assertions.
+    pub fn runner(&self) -> assert_cmd::Command {
+        let mut command = self.command();
+        command.arg("--once");
+        let mut command = assert_cmd::Command::from_std(command);
+        command.timeout(std::time::Duration::from_mins(2));
         command
     }
 
@@ -103,6 +112,48 @@ impl Setup {
             })
             .unwrap_or_default()
     }
+}
+
+/// An S3 client for the test's SeaweedFS.
+pub fn s3_client(endpoint: &str, access_key: &str, secret_key: &str) -> aws_sdk_s3::Client {
+    let config = aws_sdk_s3::config::Builder::new()
+        .behavior_version(aws_sdk_s3::config::BehaviorVersion::latest())
+        .region(aws_sdk_s3::config::Region::new("us-east-1"))
+        .endpoint_url(endpoint)
+        .force_path_style(true)
+        .credentials_provider(aws_sdk_s3::config::Credentials::new(
+            access_key, secret_key, None, None, "test",
+        ))
+        .build();
+    aws_sdk_s3::Client::from_conf(config)
+}
+
+/// An SQS client for moto (the AWS configuration test.sh exports).
+fn sqs_client(runtime: &tokio::runtime::Runtime) -> aws_sdk_sqs::Client {
+    runtime.block_on(async {
+        let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
+            .load()
+            .await;
+        aws_sdk_sqs::Client::new(&config)
+    })
+}
+
+/// Nothing is left in the SQS queue at `url`.
+async fn assert_drained(
+    client: &aws_sdk_sqs::Client,
+    url: &str,
+) -> Result<(), Box<dyn std::error::Error>> {
+    let left = client
+        .receive_message()
+        .queue_url(url)
+        .wait_time_seconds(1)
+        .send()
+        .await?;
+    assert!(
+        left.messages().is_empty(),
+        "a message is still in the queue"
+    );
+    Ok(())
 }
 
 pub fn python_available() -> bool {
@@ -277,22 +328,7 @@ fn artifacts_come_from_and_go_to_s3() -> TestResult {
     let setup = Setup::new()?;
     let workspace = setup.workspace(SCRIPT)?;
     let bucket = format!("runner-{}", std::process::id());
-    let client = {
-        let config = aws_sdk_s3::config::Builder::new()
-            .behavior_version(aws_sdk_s3::config::BehaviorVersion::latest())
-            .region(aws_sdk_s3::config::Region::new("us-east-1"))
-            .endpoint_url(&endpoint)
-            .force_path_style(true)
-            .credentials_provider(aws_sdk_s3::config::Credentials::new(
-                access_key.clone(),
-                secret_key.clone(),
-                None,
-                None,
-                "test",
-            ))
-            .build();
-        aws_sdk_s3::Client::from_conf(config)
-    };
+    let client = s3_client(&endpoint, &access_key, &secret_key);
     let runtime = sgr_test_support::runtime()?;
     runtime.block_on(async {
         client.create_bucket().bucket(&bucket).send().await?;
@@ -472,12 +508,7 @@ fn requests_come_from_sqs() -> TestResult {
     setup.workspace(SCRIPT)?;
     let queue = format!("sqs_runner_{}", std::process::id());
     let runtime = sgr_test_support::runtime()?;
-    let client = runtime.block_on(async {
-        let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
-            .load()
-            .await;
-        aws_sdk_sqs::Client::new(&config)
-    });
+    let client = sqs_client(&runtime);
     runtime.block_on(async {
         let created = client.create_queue().queue_name(&queue).send().await?;
         let url = created.queue_url().unwrap_or_default().to_owned();
@@ -515,16 +546,7 @@ fn requests_come_from_sqs() -> TestResult {
             .queue_url()
             .unwrap_or_default()
             .to_owned();
-        let left = client
-            .receive_message()
-            .queue_url(&url)
-            .wait_time_seconds(1)
-            .send()
-            .await?;
-        assert!(
-            left.messages().is_empty(),
-            "a message is still in the queue"
-        );
+        assert_drained(&client, &url).await?;
         let dead_url = client
             .get_queue_url()
             .queue_name(format!("{queue}-dead"))
@@ -563,13 +585,8 @@ fn sigterm_drains_and_requeues_what_did_not_finish() -> TestResult {
     let setup = Setup::new()?;
     setup.workspace("import time\nprint('started', flush=True)\ntime.sleep(60)\n")?;
     setup.publish("a-long.json", &setup.request("exp-long", "10m"))?;
-    let child = std::process::Command::new(assert_cmd::cargo::cargo_bin!("runner"))
-        .arg("--queue-root")
-        .arg(setup.root.join("queues"))
-        .arg("--work-dir")
-        .arg(setup.root.join("work"))
-        .arg("--venv-cache")
-        .arg(setup.root.join("venvs"))
+    let child = setup
+        .command()
         .args(["--drain-timeout", "1"])
         .stderr(std::process::Stdio::piped())
         .spawn()?;
@@ -635,13 +652,9 @@ fn http_get(address: &str, path: &str) -> Result<(String, String), Box<dyn std::
 fn healthz_and_metrics_are_served_while_it_runs() -> TestResult {
     use std::io::BufRead as _;
     let setup = Setup::new()?;
-    let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin!("runner"))
-        .arg("--queue-root")
-        .arg(setup.root.join("queues"))
-        .arg("--work-dir")
-        .arg(setup.root.join("work"))
+    let mut child = setup
+        .command()
         .args(["--http-addr", "127.0.0.1:0"])
-        .env("RUNNER_LOG_FORMAT", "text")
         .stderr(std::process::Stdio::piped())
         .spawn()?;
     let mut lines = std::io::BufReader::new(child.stderr.take().ok_or("no stderr")?).lines();
@@ -704,12 +717,7 @@ time.sleep(float(os.environ.get("NAP", "0")))
     let needs = r#""cpus": 1, "hdd": "10mb", "ram": "100mb""#;
     let queue = format!("sqs_held_{}", std::process::id());
     let runtime = sgr_test_support::runtime()?;
-    let client = runtime.block_on(async {
-        let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
-            .load()
-            .await;
-        aws_sdk_sqs::Client::new(&config)
-    });
+    let client = sqs_client(&runtime);
     let url = runtime.block_on(async {
         let created = client.create_queue().queue_name(&queue).send().await?;
         let url = created.queue_url().unwrap_or_default().to_owned();
@@ -755,16 +763,7 @@ time.sleep(float(os.environ.get("NAP", "0")))
     assert_eq!(runs("exp-hold")?, 1, "a held message was delivered again");
     assert_eq!(runs("exp-nack")?, 2);
     runtime.block_on(async {
-        let left = client
-            .receive_message()
-            .queue_url(&url)
-            .wait_time_seconds(1)
-            .send()
-            .await?;
-        assert!(
-            left.messages().is_empty(),
-            "a message is still in the queue"
-        );
+        assert_drained(&client, &url).await?;
         Ok::<_, Box<dyn std::error::Error>>(())
     })?;
     Ok(())

@@ -34,15 +34,9 @@ struct Running {
 impl Running {
     fn start(setup: Setup, extra: &[&str], kubeconfig: Option<&Path>) -> std::io::Result<Self> {
         let log = setup.root.join("runner.log");
-        let mut command = Command::new(assert_cmd::cargo::cargo_bin!("runner"));
+        let mut command = setup.command();
         command
-            .arg("--queue-root")
-            .arg(setup.root.join("queues"))
-            .arg("--work-dir")
-            .arg(setup.root.join("work"))
-            .arg("--venv-cache")
-            .arg(setup.root.join("venvs"))
-            .args(["--log-format", "text", "--node-name", "node-a"])
+            .args(["--node-name", "node-a"])
             .args(extra)
             .env_remove("KUBERNETES_SERVICE_HOST")
             .env_remove("K8S_NAMESPACE")

@@ -319,13 +319,8 @@ for step in range(5):
             "",
         ),
     )?;
-    let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin!("runner"))
-        .arg("--queue-root")
-        .arg(setup.root.join("queues"))
-        .arg("--work-dir")
-        .arg(setup.root.join("work"))
-        .arg("--venv-cache")
-        .arg(setup.root.join("venvs"))
+    let mut child = setup
+        .command()
         .arg("--once")
         .stderr(std::process::Stdio::null())
         .spawn()?;
@@ -387,13 +382,8 @@ with open(os.path.join(marks, "completed"), "a") as handle:
             "",
         ),
     )?;
-    let mut first = std::process::Command::new(assert_cmd::cargo::cargo_bin!("runner"))
-        .arg("--queue-root")
-        .arg(setup.root.join("queues"))
-        .arg("--work-dir")
-        .arg(setup.root.join("work"))
-        .arg("--venv-cache")
-        .arg(setup.root.join("venvs"))
+    let mut first = setup
+        .command()
         .stderr(std::process::Stdio::null())
         .spawn()?;
     let attempts = setup.root.join("marks/attempts");
