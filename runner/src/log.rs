@@ -1,5 +1,5 @@
 //! The runner's log: one line per event on stderr, as text for people
-//! (`runner: …`) or as JSON objects for log collectors (`{"ts":…,
+//! (`runner: …`, the message alone) or as JSON objects for log collectors (`{"ts":…,
 //! "level":…,"msg":…, fields…}`). `--log-format auto` picks JSON when
 //! stdout is not a terminal (a container, a service, a pipe).
 
@@ -11,7 +11,7 @@ use std::sync::OnceLock;
 pub enum Format {
     /// JSON when stdout is not a terminal, else text.
     Auto,
-    /// `runner: message key=value`.
+    /// `runner: message`.
     Text,
     /// One JSON object per line.
     Json,
@@ -63,18 +63,12 @@ pub fn line(format: Format, level: Level, message: &str, fields: &[(&str, &str)]
         }
         return serde_json::Value::Object(object).to_string();
     }
-    let mut text = match level {
+    // For people the message says it all; the fields are for collectors.
+    match level {
         Level::Info => format!("runner: {message}"),
         Level::Warn => format!("runner: warning: {message}"),
         Level::Error => format!("error: {message}"),
-    };
-    for (key, value) in fields {
-        text.push(' ');
-        text.push_str(key);
-        text.push('=');
-        text.push_str(value);
     }
-    text
 }
 
 /// Write one line.
@@ -114,7 +108,7 @@ mod tests {
                 "experiment x started",
                 &[("queue", "q")]
             ),
-            "runner: experiment x started queue=q"
+            "runner: experiment x started"
         );
         assert_eq!(
             line(Format::Text, Level::Warn, "slow", &[]),
