@@ -211,16 +211,14 @@ impl Cache {
         let mut state = self.lock();
         loop {
             self.expire(&mut state);
+            let State { entries, clock, .. } = &mut *state;
             if path.is_file()
-                && let Some(entry) = state.entries.get_mut(name)
+                && let Some(entry) = entries.get_mut(name)
             {
+                *clock += 1;
+                entry.used = *clock;
                 entry.pins += 1;
                 entry.expires = SystemTime::now() + self.ttl;
-                state.clock += 1;
-                let clock = state.clock;
-                if let Some(entry) = state.entries.get_mut(name) {
-                    entry.used = clock;
-                }
                 self.hits.inc();
                 return Ok(self.pinned(name, path));
             }

@@ -60,10 +60,16 @@ impl Setup {
     /// The runner on this setup's queues, work and venv directories, with
     /// text logs and no GPU variables from the test's environment.
     pub fn command(&self) -> std::process::Command {
+        let mut command = self.without_queues();
+        command.arg("--queue-root").arg(self.root.join("queues"));
+        command
+    }
+
+    /// The runner with this setup's work and venv directories but no queue
+    /// (the test adds `--amqp-url` or `--sqs`).
+    fn without_queues(&self) -> std::process::Command {
         let mut command = std::process::Command::new(assert_cmd::cargo::cargo_bin!("runner"));
         command
-            .arg("--queue-root")
-            .arg(self.root.join("queues"))
             .arg("--work-dir")
             .arg(self.root.join("work"))
             .arg("--venv-cache")
@@ -77,7 +83,15 @@ impl Setup {
 
     /// [`Setup::command`] with `--once`, for assertions.
     pub fn runner(&self) -> assert_cmd::Command {
-        let mut command = self.command();
+        Self::once(self.command())
+    }
+
+    /// The runner on a queue service (flags to add), with `--once`.
+    fn service_runner(&self) -> assert_cmd::Command {
+        Self::once(self.without_queues())
+    }
+
+    fn once(mut command: std::process::Command) -> assert_cmd::Command {
         command.arg("--once");
         let mut command = assert_cmd::Command::from_std(command);
         command.timeout(std::time::Duration::from_mins(2));
@@ -444,7 +458,8 @@ fn requests_come_from_rabbitmq() -> TestResult {
         }
         Ok::<_, Box<dyn std::error::Error>>(connection)
     })?;
-    cargo_bin_cmd!("runner")
+    setup
+        .service_runner()
         .args([
             "--amqp-url",
             &url,
@@ -453,13 +468,7 @@ fn requests_come_from_rabbitmq() -> TestResult {
             "--queue-match",
         ])
         .arg(format!("^{queue}$"))
-        .arg("--work-dir")
-        .arg(setup.root.join("work"))
-        .arg("--venv-cache")
-        .arg(setup.root.join("venvs"))
-        .arg("--once")
         .env("USER_LABEL", "rabbit")
-        .timeout(std::time::Duration::from_mins(2))
         .assert()
         .success()
         .stderr(contains("experiment exp-rmq: Succeeded").and(contains("dead-lettered")));
@@ -522,16 +531,11 @@ fn requests_come_from_sqs() -> TestResult {
         }
         Ok::<_, Box<dyn std::error::Error>>(())
     })?;
-    cargo_bin_cmd!("runner")
+    setup
+        .service_runner()
         .args(["--sqs", "--queue-match"])
         .arg(format!("^{queue}$"))
-        .arg("--work-dir")
-        .arg(setup.root.join("work"))
-        .arg("--venv-cache")
-        .arg(setup.root.join("venvs"))
-        .arg("--once")
         .env("USER_LABEL", "sqs")
-        .timeout(std::time::Duration::from_mins(2))
         .assert()
         .success()
         .stderr(contains("experiment exp-sqs: Succeeded").and(contains("dead-lettered")));
@@ -734,15 +738,11 @@ time.sleep(float(os.environ.get("NAP", "0")))
         }
         Ok::<_, Box<dyn std::error::Error>>(url)
     })?;
-    cargo_bin_cmd!("runner")
+    setup
+        .service_runner()
         .args(["--sqs", "--queue-match"])
         .arg(format!("^{queue}$"))
-        .arg("--work-dir")
-        .arg(setup.root.join("work"))
-        .arg("--venv-cache")
-        .arg(setup.root.join("venvs"))
         .args([
-            "--once",
             "--sqs-visibility",
             "3",
             "--retry-failed",
@@ -750,8 +750,6 @@ time.sleep(float(os.environ.get("NAP", "0")))
             "--max-cores",
             "2",
         ])
-        .env("RUNNER_LOG_FORMAT", "text")
-        .timeout(std::time::Duration::from_mins(2))
         .assert()
         .success()
         .stderr(contains("experiment exp-nack exited with 4"))
