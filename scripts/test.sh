@@ -12,6 +12,9 @@
 #   SGR_TEST_SKIP_LINT=1   skip cargo fmt --check and clippy
 #   SGR_TEST_VENV=DIR      where the Python venv lives (default: .venv)
 #   SGR_TEST_KEEP=1        keep the temporary directory (logs) after the run
+#   SGR_TEST_SERVE=FILE    start the services, write their variables to FILE
+#                          (`source FILE` in another shell), then wait until
+#                          interrupted instead of testing (for development)
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -286,6 +289,13 @@ main() {
     wait_for rabbitmq 120 amqp_ready
 
     export SGR_TEST_VENV_BIN="$VENV/bin" SGR_TEST_BUSYBOX=/bin/busybox SGR_TEST_SERVICES=1
+
+    if [ -n "${SGR_TEST_SERVE:-}" ]; then
+        export -p | grep -E ' (SGR_TEST_|AWS_|TOKEN_SERVICE_)' >"$SGR_TEST_SERVE.partial"
+        mv "$SGR_TEST_SERVE.partial" "$SGR_TEST_SERVE"
+        log "services up; their variables are in $SGR_TEST_SERVE; interrupt to stop them"
+        while sleep 1; do :; done
+    fi
 
     if [ "${SGR_TEST_SKIP_LINT:-0}" != 1 ]; then
         log "cargo fmt --check"

@@ -7,6 +7,7 @@
 pub mod cache;
 pub mod cluster;
 pub mod execute;
+pub mod failure;
 pub mod gpu;
 pub mod log;
 pub mod queue;
