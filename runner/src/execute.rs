@@ -5,7 +5,7 @@
 
 use std::collections::BTreeMap;
 use std::fs;
-use std::io;
+use std::io::{self, Write as _};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant, SystemTime};
@@ -14,6 +14,7 @@ use sha2::{Digest as _, Sha256};
 use thiserror::Error;
 
 use crate::cache::Cache;
+use crate::failure::{Class, Classify};
 use crate::request::{Artifact, Request, parse_duration};
 use crate::resources::Allocation;
 use crate::storage::{self, StorageError};
@@ -46,6 +47,9 @@ pub struct Settings {
     pub retry_failed: u32,
     /// Failed attempts so far, by experiment key (this runner's).
     pub failures: std::sync::Arc<std::sync::Mutex<BTreeMap<String, u32>>>,
+    /// Variables of the runner's own environment passed to experiments
+    /// (`--pass-env`); nothing else of it is.
+    pub pass_env: Vec<String>,
 }
 
 impl Settings {
@@ -87,6 +91,9 @@ pub enum Outcome {
     /// Killed because the runner stopped and the drain timeout passed; the
     /// message should be requeued, nothing was stored.
     Interrupted,
+    /// Not run, or stopped, for the experiment's own fault (its artifacts
+    /// exceed its disk request); the reason is in its stored output.
+    Aborted,
 }
 
 /// Why an experiment could not be run.
@@ -111,13 +118,20 @@ pub enum ExecuteError {
     },
 }
 
-impl ExecuteError {
-    /// Whether a later attempt could succeed (the message should be requeued).
-    #[must_use]
-    pub fn is_transient(&self) -> bool {
+impl Classify for ExecuteError {
+    /// Storage says for itself; a Python environment that cannot be made
+    /// (an index unreachable, or a package that does not exist: pip cannot
+    /// tell us which) and local I/O are transient, bounded by `--max-attempts`;
+    /// an argument list the kernel refuses is the request's fault.
+    fn class(&self) -> Class {
         match self {
-            Self::Storage(error) => error.is_transient(),
-            Self::Environment(_) | Self::Io { .. } => true,
+            Self::Storage(error) => error.class(),
+            Self::Io { source, .. }
+                if source.raw_os_error() == Some(rustix::io::Errno::TOOBIG.raw_os_error()) =>
+            {
+                Class::Rejected
+            }
+            Self::Environment(_) | Self::Io { .. } => Class::Transient,
         }
     }
 }
@@ -151,7 +165,7 @@ fn directory_name(key: &str) -> String {
     )
 }
 
-/// `%VAR%` replaced by the runner's environment value (empty when unset).
+/// `%VAR%` replaced by the value `lookup` gives (empty when unset).
 fn expand(value: &str, lookup: &dyn Fn(&str) -> Option<String>) -> String {
     let mut output = String::new();
     let mut rest = value;
@@ -169,22 +183,111 @@ fn expand(value: &str, lookup: &dyn Fn(&str) -> Option<String>) -> String {
 }
 
 /// The deadline of one attempt: the smallest of `max_duration`, what is left
-/// of the lifetime counted from `time_added`, and the runner's cap.
+/// of the lifetime counted from `time_added`, and the runner's cap. Every
+/// step is checked: no value of a request can overflow it.
 #[must_use]
 pub fn time_limit(request: &Request, cap: Duration, now: SystemTime) -> Duration {
     let mut limit = cap;
     if let Some(duration) = parse_duration(&request.experiment.max_duration) {
         limit = limit.min(duration);
     }
-    if let Some(lifetime) = parse_duration(&request.config.experiment_lifetime)
-        && request.experiment.time_added > 10.0
+    let added = Duration::try_from_secs_f64(request.experiment.time_added)
+        .ok()
+        .filter(|since| since.as_secs() > 10)
+        .and_then(|since| SystemTime::UNIX_EPOCH.checked_add(since));
+    if let (Some(lifetime), Some(added)) =
+        (parse_duration(&request.config.experiment_lifetime), added)
     {
-        let added = SystemTime::UNIX_EPOCH + Duration::from_secs_f64(request.experiment.time_added);
-        let end = added + lifetime;
-        limit = limit.min(end.duration_since(now).unwrap_or(Duration::ZERO));
+        let left = added.checked_add(lifetime).map_or(limit, |end| {
+            end.duration_since(now).unwrap_or(Duration::ZERO)
+        });
+        limit = limit.min(left);
     }
     limit
 }
+
+/// The directory of one delivery of an experiment: `<work>/experiments/`,
+/// named after the key (readable, and unique by its hash) plus an instance
+/// number, so two deliveries with the same key never share files.
+fn experiment_directory(work_dir: &Path, key: &str) -> Result<PathBuf, ExecuteError> {
+    let root = work_dir.join(EXPERIMENTS);
+    fs::create_dir_all(&root).map_err(io_error("create", &root))?;
+    let name = directory_name(key);
+    for instance in 0_u32.. {
+        let directory = root.join(format!("{name}.{instance}"));
+        match fs::create_dir(&directory) {
+            Ok(()) => return Ok(directory),
+            Err(error) if error.kind() == io::ErrorKind::AlreadyExists => {}
+            Err(error) => return Err(io_error("create", &directory)(error)),
+        }
+    }
+    Err(io_error("create a directory in", &root)(io::Error::other(
+        "no free instance number",
+    )))
+}
+
+/// Where experiments live under the work directory.
+pub const EXPERIMENTS: &str = "experiments";
+/// `PATH` after the environment's own `bin`.
+const SYSTEM_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+/// The experiment's environment, built rather than inherited: PATH (the
+/// Python environment first), HOME and TMPDIR inside the experiment
+/// directory, a UTF-8 locale, the variables `--pass-env` names, the
+/// request's `config.env` (`%VAR%` expanded from what is built so far, never
+/// from the runner's own environment), and last the allocation (GPUs,
+/// threads), which a request cannot override.
+fn experiment_environment(
+    request: &Request,
+    settings: &Settings,
+    allocation: &Allocation,
+    venv: &Path,
+    directory: &Path,
+    lookup: &dyn Fn(&str) -> Option<String>,
+) -> BTreeMap<String, String> {
+    let mut environment = BTreeMap::new();
+    environment.insert(
+        "PATH".to_owned(),
+        format!("{}:{SYSTEM_PATH}", venv.join("bin").display()),
+    );
+    environment.insert("LANG".to_owned(), "C.UTF-8".to_owned());
+    environment.insert("LC_ALL".to_owned(), "C.UTF-8".to_owned());
+    environment.insert("PYTHONUNBUFFERED".to_owned(), "1".to_owned());
+    for name in &settings.pass_env {
+        if let Some(value) = lookup(name) {
+            environment.insert(name.clone(), value);
+        }
+    }
+    for (name, value) in &request.config.env {
+        let expanded = expand(value, &|name: &str| environment.get(name).cloned());
+        environment.insert(name.clone(), expanded);
+    }
+    let cpus = allocation.cores().to_string();
+    let gpus = allocation.gpus();
+    let visible = if gpus.is_empty() {
+        "-1".to_owned()
+    } else {
+        gpus.join(",")
+    };
+    let fixed = [
+        ("HOME", directory.join(HOME).display().to_string()),
+        ("TMPDIR", directory.join(TMP).display().to_string()),
+        ("VIRTUAL_ENV", venv.display().to_string()),
+        ("CUDA_VISIBLE_DEVICES", visible.clone()),
+        ("NVIDIA_VISIBLE_DEVICES", visible),
+        ("OMP_NUM_THREADS", cpus.clone()),
+        ("MKL_NUM_THREADS", cpus.clone()),
+        ("OPENBLAS_NUM_THREADS", cpus),
+    ];
+    for (name, value) in fixed {
+        environment.insert(name.to_owned(), value);
+    }
+    environment
+}
+
+/// The experiment's home and temporary directories.
+const HOME: &str = ".home";
+const TMP: &str = ".tmp";
 
 /// The environment for `packages`, made once and reused.
 fn environment(settings: &Settings, request: &Request) -> Result<PathBuf, ExecuteError> {
@@ -273,81 +376,91 @@ pub fn run(
     allocation: &Allocation,
     lookup: &dyn Fn(&str) -> Option<String>,
 ) -> Result<Outcome, ExecuteError> {
-    let directory = settings
-        .work_dir
-        .join(directory_name(&request.experiment.key));
+    let directory = experiment_directory(&settings.work_dir, &request.experiment.key)?;
+    let result = run_in(request, settings, allocation, lookup, &directory);
     let _ = fs::remove_dir_all(&directory);
-    fs::create_dir_all(&directory).map_err(io_error("create", &directory))?;
+    result
+}
+
+fn run_in(
+    request: &Request,
+    settings: &Settings,
+    allocation: &Allocation,
+    lookup: &dyn Fn(&str) -> Option<String>,
+    directory: &Path,
+) -> Result<Outcome, ExecuteError> {
     for (label, artifact) in &request.experiment.artifacts {
-        storage::fetch(
+        let fetched = storage::fetch(
             label,
             artifact,
             &request.config.env,
             &directory.join(label),
             settings.cache.as_deref(),
-        )?;
+        );
+        match fetched {
+            Ok(()) => {}
+            // The experiment's own fault (more bytes than it asked for):
+            // say so in its output, store what it has, and settle it.
+            Err(error) if error.class() == Class::ExperimentFailed => {
+                let (mut log, _) = output_log(directory)?;
+                let _ = writeln!(log, "runner: {}", crate::error_text(&error));
+                drop(log);
+                store_mutable(request, directory)?;
+                return Ok(Outcome::Aborted);
+            }
+            Err(error) => return Err(error.into()),
+        }
     }
-    let output_directory = directory.join("output");
-    fs::create_dir_all(&output_directory).map_err(io_error("create", &output_directory))?;
-    let log_path = output_directory.join("output");
-    let log = fs::File::create(&log_path).map_err(io_error("create", &log_path))?;
-    let log_err = log.try_clone().map_err(io_error("open", &log_path))?;
+    let (log, log_err) = output_log(directory)?;
+    for private in [HOME, TMP] {
+        let path = directory.join(private);
+        fs::create_dir_all(&path).map_err(io_error("create", &path))?;
+    }
     let venv = environment(settings, request)?;
-    let mut environment: BTreeMap<String, String> = request
-        .config
-        .env
-        .iter()
-        .map(|(key, value)| (key.clone(), expand(value, lookup)))
-        .collect();
-    let cpus = allocation.cores().to_string();
-    let gpus = allocation.gpus();
-    let visible = if gpus.is_empty() {
-        "-1".to_owned()
-    } else {
-        gpus.join(",")
-    };
-    environment.insert("CUDA_VISIBLE_DEVICES".to_owned(), visible.clone());
-    environment.insert("NVIDIA_VISIBLE_DEVICES".to_owned(), visible);
-    for name in ["OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"] {
-        environment.insert(name.to_owned(), cpus.clone());
-    }
-    environment.insert(
-        "PATH".to_owned(),
-        format!(
-            "{}:{}",
-            venv.join("bin").display(),
-            environment
-                .get("PATH")
-                .cloned()
-                .or_else(|| lookup("PATH"))
-                .unwrap_or_default()
-        ),
-    );
-    environment.insert("VIRTUAL_ENV".to_owned(), venv.display().to_string());
+    let environment =
+        experiment_environment(request, settings, allocation, &venv, directory, lookup);
     let workspace = directory.join("workspace");
     let mut command = Command::new(venv.join("bin/python"));
     command
         .arg(&request.experiment.filename)
         .args(&request.experiment.args)
         .current_dir(&workspace)
+        .env_clear()
         .envs(&environment)
         .stdin(Stdio::null())
         .stdout(log)
         .stderr(log_err);
     std::os::unix::process::CommandExt::process_group(&mut command, 0);
-    let mut child = command
+    let child = command
         .spawn()
         .map_err(io_error("start the experiment in", &workspace))?;
+    let mut child = Group::new(child);
     // Where a runner that dies leaves its experiment's process group, for
     // the next runner to end (see `reap`).
-    let _ = fs::write(directory.join(GROUP_FILE), child.id().to_string());
-    let outcome = supervise(request, settings, &mut child, &directory)?;
+    record_group(directory, child.id());
+    let outcome = supervise(request, settings, &mut child, directory)?;
+    drop(child);
     if outcome == Outcome::Interrupted {
-        let _ = fs::remove_dir_all(&directory);
         return Ok(Outcome::Interrupted);
     }
-    // Every mutable artifact is tried, even after one fails; the first
-    // failure is reported.
+    store_mutable(request, directory)?;
+    Ok(outcome)
+}
+
+/// `output/output`, where the experiment's stdout and stderr go (created
+/// without following links the artifacts may have planted).
+fn output_log(directory: &Path) -> Result<(fs::File, fs::File), ExecuteError> {
+    let output_directory = directory.join("output");
+    fs::create_dir_all(&output_directory).map_err(io_error("create", &output_directory))?;
+    let log_path = output_directory.join("output");
+    let log = fs::File::create(&log_path).map_err(io_error("create", &log_path))?;
+    let log_err = log.try_clone().map_err(io_error("open", &log_path))?;
+    Ok((log, log_err))
+}
+
+/// Store every mutable artifact, even after one fails; the first failure
+/// is reported.
+fn store_mutable(request: &Request, directory: &Path) -> Result<(), ExecuteError> {
     let mut failure = None;
     for (label, artifact) in &request.experiment.artifacts {
         if artifact.mutable
@@ -357,10 +470,74 @@ pub fn run(
             failure.get_or_insert(error);
         }
     }
-    let _ = fs::remove_dir_all(&directory);
-    match failure {
-        Some(error) => Err(error.into()),
-        None => Ok(outcome),
+    failure.map_or(Ok(()), |error| Err(error.into()))
+}
+
+/// The experiment's process, as the leader of its own process group: the
+/// whole group is killed when the leader exits (no daemon it started
+/// outlives it), and when this is dropped — on an error, and when the
+/// runner's own code panics while the experiment runs.
+struct Group {
+    child: std::process::Child,
+    status: Option<std::process::ExitStatus>,
+}
+
+impl Group {
+    const fn new(child: std::process::Child) -> Self {
+        Self {
+            child,
+            status: None,
+        }
+    }
+
+    fn id(&self) -> u32 {
+        self.child.id()
+    }
+
+    fn group(&self) -> Option<rustix::process::Pid> {
+        rustix::process::Pid::from_raw(i32::try_from(self.child.id()).ok()?)
+    }
+
+    fn signal(&self, signal: rustix::process::Signal) {
+        if let Some(group) = self.group() {
+            let _ = rustix::process::kill_process_group(group, signal);
+        }
+    }
+
+    /// The leader's exit status once it has exited. The rest of its group
+    /// is killed first, while the exited (unreaped) leader still holds the
+    /// group's number, so no other process can be reached by it.
+    fn exited(&mut self) -> io::Result<Option<std::process::ExitStatus>> {
+        if self.status.is_some() {
+            return Ok(self.status);
+        }
+        let Some(pid) = self.group() else {
+            return self.child.try_wait();
+        };
+        let options = rustix::process::WaitIdOptions::EXITED
+            | rustix::process::WaitIdOptions::NOHANG
+            | rustix::process::WaitIdOptions::NOWAIT;
+        if rustix::process::waitid(rustix::process::WaitId::Pid(pid), options)?.is_none() {
+            return Ok(None);
+        }
+        self.signal(rustix::process::Signal::KILL);
+        let status = self.child.wait()?;
+        self.status = Some(status);
+        Ok(self.status)
+    }
+
+    /// Kill the whole group now and reap the leader.
+    fn kill(&mut self) {
+        if self.status.is_none() {
+            self.signal(rustix::process::Signal::KILL);
+            self.status = self.child.wait().ok();
+        }
+    }
+}
+
+impl Drop for Group {
+    fn drop(&mut self) {
+        self.kill();
     }
 }
 
@@ -369,7 +546,7 @@ pub fn run(
 fn supervise(
     request: &Request,
     settings: &Settings,
-    child: &mut std::process::Child,
+    child: &mut Group,
     directory: &Path,
 ) -> Result<Outcome, ExecuteError> {
     let workspace = directory.join("workspace");
@@ -381,7 +558,7 @@ fn supervise(
         let mut upload: Option<std::thread::ScopedJoinHandle<'_, ()>> = None;
         let outcome = loop {
             if let Some(status) = child
-                .try_wait()
+                .exited()
                 .map_err(io_error("wait for the experiment in", &workspace))?
             {
                 break if status.success() {
@@ -433,6 +610,9 @@ fn supervise(
     })
 }
 
+/// The longest checkpoint interval honoured (a longer one means none).
+const CHECKPOINT_CAP: Duration = Duration::from_hours(24 * 366);
+
 /// The checkpoint schedule: each mutable artifact every `saveFrequency`
 /// seconds (its own), else every `config.saveWorkspaceFrequency` when that
 /// is between 1 s and 12 h (as the original runner), else never.
@@ -456,9 +636,12 @@ impl<'request> Checkpoints<'request> {
                     .parse::<f64>()
                     .ok()
                     .filter(|seconds| *seconds > 0.0 && seconds.is_finite())
-                    .map(Duration::from_secs_f64);
+                    .and_then(|seconds| Duration::try_from_secs_f64(seconds).ok());
                 own.or(workspace)
-                    .map(|every| (label.as_str(), artifact, every, started + every))
+                    .filter(|every| *every <= CHECKPOINT_CAP)
+                    .and_then(|every| {
+                        Some((label.as_str(), artifact, every, started.checked_add(every)?))
+                    })
             })
             .collect();
         Self { schedule }
@@ -470,15 +653,40 @@ impl<'request> Checkpoints<'request> {
         for (label, artifact, every, next) in &mut self.schedule {
             if *next <= now {
                 due.push((*label, *artifact));
-                *next = now + *every;
+                // Bounded by CHECKPOINT_CAP: cannot overflow.
+                *next = now.checked_add(*every).unwrap_or(now);
             }
         }
         due
     }
 }
 
-/// The file in an experiment directory naming its process group.
-const GROUP_FILE: &str = ".runner-pgid";
+/// The file in an experiment directory naming its process group and the
+/// group leader's start time (`/proc/<pid>/stat` field 22), so a restarted
+/// runner ends exactly the processes of its predecessor's experiments,
+/// wherever they moved to, and nothing that reused the number.
+const GROUP_FILE: &str = ".runner-process";
+
+/// A process's start time in clock ticks after boot, from `/proc/<pid>/stat`.
+fn start_time(pid: u32) -> Option<u64> {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name (field 2) may hold spaces and parentheses: count
+    // from the last ')'. Field 22 is the 20th after it.
+    let after = &stat[stat.rfind(')')? + 1..];
+    after.split_whitespace().nth(19)?.parse().ok()
+}
+
+/// Write the experiment's process group record (replaced atomically).
+fn record_group(directory: &Path, pid: u32) {
+    let Some(started) = start_time(pid) else {
+        return;
+    };
+    let path = directory.join(GROUP_FILE);
+    let temporary = directory.join(format!("{GROUP_FILE}.partial"));
+    if fs::write(&temporary, format!("{pid} {started}\n")).is_ok() {
+        let _ = fs::rename(&temporary, &path);
+    }
+}
 
 /// Hold `work_dir` for this runner alone: a second runner on the same
 /// directory would run the same experiments' files. The lock lasts as long
@@ -506,12 +714,14 @@ pub fn lock_work_dir(work_dir: &Path) -> Result<fs::File, ExecuteError> {
 }
 
 /// End what a runner that died left behind in `work_dir`: the process
-/// groups of its experiments (when they still run there) and their
-/// directories. Call with the work directory locked. Returns how many
-/// process groups were killed.
+/// groups of its experiments and their directories. A group is killed when
+/// its leader still runs with the recorded start time, or has exited while
+/// members of its group live on (its number cannot have been reused then);
+/// never when the number now belongs to another process. Call with the work
+/// directory locked. Returns how many process groups were signalled.
 #[must_use]
 pub fn reap(work_dir: &Path) -> usize {
-    let Ok(entries) = fs::read_dir(work_dir) else {
+    let Ok(entries) = fs::read_dir(work_dir.join(EXPERIMENTS)) else {
         return 0;
     };
     let mut killed = 0;
@@ -520,15 +730,17 @@ pub fn reap(work_dir: &Path) -> usize {
         if !entry.file_type().is_ok_and(|kind| kind.is_dir()) {
             continue;
         }
-        if let Some(group) = fs::read_to_string(directory.join(GROUP_FILE))
-            .ok()
-            .and_then(|text| text.trim().parse::<i32>().ok())
-            .and_then(rustix::process::Pid::from_raw)
-        {
-            // Only a process still working in this directory is ours: the
-            // number may have been reused since.
-            let cwd = fs::read_link(format!("/proc/{}/cwd", group.as_raw_nonzero()));
-            if cwd.is_ok_and(|cwd| cwd.starts_with(&directory))
+        let record = fs::read_to_string(directory.join(GROUP_FILE)).unwrap_or_default();
+        let mut fields = record.split_whitespace();
+        let pid = fields.next().and_then(|text| text.parse::<u32>().ok());
+        let started = fields.next().and_then(|text| text.parse::<u64>().ok());
+        if let (Some(pid), Some(started)) = (pid, started) {
+            let ours = start_time(pid).is_none_or(|now| now == started);
+            let group = i32::try_from(pid)
+                .ok()
+                .and_then(rustix::process::Pid::from_raw);
+            if ours
+                && let Some(group) = group
                 && rustix::process::kill_process_group(group, rustix::process::Signal::KILL).is_ok()
             {
                 killed += 1;
@@ -540,25 +752,20 @@ pub fn reap(work_dir: &Path) -> usize {
 }
 
 /// SIGTERM the experiment's process group, SIGKILL it after the grace period.
-fn kill_tree(child: &mut std::process::Child, workspace: &Path) -> Result<(), ExecuteError> {
-    let Some(group) = rustix::process::Pid::from_raw(i32::try_from(child.id()).unwrap_or(i32::MAX))
-    else {
-        return Ok(());
-    };
-    let _ = rustix::process::kill_process_group(group, rustix::process::Signal::TERM);
+fn kill_tree(child: &mut Group, workspace: &Path) -> Result<(), ExecuteError> {
+    child.signal(rustix::process::Signal::TERM);
     let asked = Instant::now();
     while asked.elapsed() < GRACE {
         if child
-            .try_wait()
+            .exited()
             .map_err(io_error("wait for the experiment in", workspace))?
             .is_some()
         {
-            break;
+            return Ok(());
         }
         std::thread::sleep(POLL);
     }
-    let _ = rustix::process::kill_process_group(group, rustix::process::Signal::KILL);
-    let _ = child.wait();
+    child.kill();
     Ok(())
 }
 

@@ -39,3 +39,20 @@ pub trait Classify {
     /// The class of this failure.
     fn class(&self) -> Class;
 }
+
+// TEMPORARY until the unpacking branch lands with its own classification.
+impl Classify for crate::storage::StorageError {
+    fn class(&self) -> Class {
+        if self.is_transient() {
+            Class::Transient
+        } else {
+            Class::Rejected
+        }
+    }
+}
+
+impl Classify for crate::request::RequestError {
+    fn class(&self) -> Class {
+        Class::Rejected
+    }
+}

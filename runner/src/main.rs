@@ -7,29 +7,25 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::AtomicBool;
 use std::time::Duration;
-
-use std::collections::HashMap;
-use std::sync::mpsc;
-use std::time::Instant;
 
 use clap::Parser;
 use regex::Regex;
 use runner::cache::Cache;
 use runner::cluster::{self, Placement};
-use runner::execute::Outcome;
 use runner::execute::Settings;
+use runner::ledger::Ledger;
+use runner::queue::QueueFilter;
 use runner::queue::amqp::AmqpQueues;
 use runner::queue::dir::DirQueues;
 use runner::queue::sqs::SqsQueues;
-use runner::queue::{QueueFilter, Queues};
-use runner::request::{parse_duration, parse_size};
+use runner::request::{Policy, parse_duration, parse_size};
 use runner::resources::{self, Limits, Resources};
-use runner::state::{Control, State};
-use runner::telemetry::{self, ExperimentLabels, MessageLabels, Metrics};
-use runner::worker::Intake;
-use runner::worker::{self, Event};
+use runner::scheduler::{Options, Scheduler, Served, report};
+use runner::state::Control;
+use runner::telemetry::{self, Metrics};
+use runner::worker::Event;
 use runner::{gpu, log};
 
 /// Takes StudioML experiment requests from a local directory queue (a
@@ -41,6 +37,7 @@ use runner::{gpu, log};
 /// directory, the `<queue>.dead` RabbitMQ queue, the `<queue>-dead` SQS queue).
 #[derive(Debug, Parser)]
 #[command(name = "runner", version, about, long_about)]
+#[allow(clippy::struct_excessive_bools)] // on/off flags, as clap reads them
 struct Cli {
     /// Directory whose sub-directories are queues.
     #[arg(
@@ -157,6 +154,40 @@ struct Cli {
         default_value_t = 0
     )]
     retry_failed: u32,
+
+    /// Attempts a message gets when it fails for the environment's sake (S3
+    /// or the broker unreachable, a full disk, pip failing) before it is
+    /// dead-lettered with the reason of each attempt; attempts wait 5 s,
+    /// 10 s, 20 s, … (up to 5 min) apart.
+    #[arg(
+        long,
+        value_name = "N",
+        env = "RUNNER_MAX_ATTEMPTS",
+        default_value_t = runner::scheduler::MAX_ATTEMPTS,
+        value_parser = clap::value_parser!(u32).range(1..)
+    )]
+    max_attempts: u32,
+
+    /// Variables of the runner's environment that experiments get (e.g. a
+    /// proxy or a licence server); experiments get nothing else of it.
+    #[arg(
+        long,
+        value_name = "NAME",
+        env = "RUNNER_PASS_ENV",
+        value_delimiter = ','
+    )]
+    pass_env: Vec<String>,
+
+    /// Let `pythonenv`/`pip` entries of requests be URLs (`name @ https://…`,
+    /// `git+https://…`); refused by default (a request's packages are
+    /// requirement specifiers from the package index).
+    #[arg(long, env = "RUNNER_ALLOW_PIP_URLS")]
+    allow_pip_urls: bool,
+
+    /// How long the queues may fail without a break before /healthz answers
+    /// 503 (and `--once` gives up), as a Go duration.
+    #[arg(long, value_name = "DURATION", env = "RUNNER_UNHEALTHY_AFTER", default_value = "5m", value_parser = duration)]
+    unhealthy_after: Duration,
 
     /// CPU cores experiments may claim together (0: every core this process may use).
     #[arg(long, value_name = "N", env = "RUNNER_MAX_CORES", default_value_t = 0)]
@@ -322,6 +353,7 @@ fn start(cli: &Cli) -> Result<ExitCode, Fatal> {
         drain_timeout: Duration::from_secs(cli.drain_timeout),
         retry_failed: cli.retry_failed,
         failures: Arc::default(),
+        pass_env: cli.pass_env.clone(),
     };
     if let Some(address) = &cli.http_addr {
         let bound = telemetry::serve(address, &metrics, Arc::clone(&settings.stop))
@@ -332,18 +364,40 @@ fn start(cli: &Cli) -> Result<ExitCode, Fatal> {
         signal_hook::flag::register(signal, Arc::clone(&settings.stop))
             .map_err(|error| Fatal::new(format!("cannot handle signal {signal}: {error}")))?;
     }
-    let context = Context {
+    let ledger = Ledger::open(&cli.work_dir);
+    let policy = Policy {
+        allow_urls: cli.allow_pip_urls,
+    };
+    let on_intake = |_failure: Option<&str>| {};
+    let scheduler = Scheduler {
         settings: &settings,
         resources: &resources,
         metrics: &metrics,
         control: &control,
-        once: cli.once,
+        ledger: &ledger,
+        policy: &policy,
+        options: Options {
+            once: cli.once,
+            max_attempts: cli.max_attempts,
+            unhealthy_after: cli.unhealthy_after,
+        },
+        on_intake: &on_intake,
     };
+    serve_queues(cli, &scheduler, &metrics, &settings)
+}
+
+/// Serve the queues `cli` names with `scheduler`.
+fn serve_queues(
+    cli: &Cli,
+    scheduler: &Scheduler<'_>,
+    metrics: &Metrics,
+    settings: &Settings,
+) -> Result<ExitCode, Fatal> {
     if cli.sqs {
         let wait = if cli.once { 1 } else { 20 };
         let queues = SqsQueues::connect(QueueFilter::all(), wait, cli.sqs_visibility)
             .map_err(|error| Fatal::new(error.to_string()))?;
-        return Ok(served(serve(&queues, &context), &settings));
+        return Ok(served(scheduler.serve(&queues), settings));
     }
     if let Some(url) = &cli.amqp_url {
         let management = cli
@@ -355,7 +409,7 @@ fn start(cli: &Cli) -> Result<ExitCode, Fatal> {
                 Fatal::new(error.to_string())
                     .hint("check --amqp-url (AMQP_URL) and that RabbitMQ is running")
             })?;
-        let code = served(serve(&queues, &context), &settings);
+        let code = served(scheduler.serve(&queues), settings);
         queues.close();
         return Ok(code);
     }
@@ -372,10 +426,10 @@ fn start(cli: &Cli) -> Result<ExitCode, Fatal> {
     let queues = DirQueues::new(root, QueueFilter::all());
     match queues.recover() {
         Ok(0) => {}
-        Ok(count) => report(Event::Recovered(count), &metrics),
+        Ok(count) => report(Event::Recovered(count), metrics),
         Err(error) => return Err(Fatal::new(error.to_string())),
     }
-    Ok(served(serve(&queues, &context), &settings))
+    Ok(served(scheduler.serve(&queues), settings))
 }
 
 /// The state and queue filter, followed from `--state-file` or the
@@ -428,8 +482,8 @@ fn open_cache(cli: &Cli, metrics: &mut Metrics) -> Result<Option<Arc<Cache>>, Fa
     Ok(Some(Arc::new(cache)))
 }
 
-/// The run is over: say what the artifact cache did.
-fn served(code: ExitCode, settings: &Settings) -> ExitCode {
+/// The run is over: say what the artifact cache did, and how it ended.
+fn served(served: Served, settings: &Settings) -> ExitCode {
     if let Some(cache) = &settings.cache {
         log::info(&format!(
             "artifact cache: {} hit(s), {} miss(es), {} held",
@@ -438,7 +492,13 @@ fn served(code: ExitCode, settings: &Settings) -> ExitCode {
             resources::human(u64::try_from(cache.bytes.get()).unwrap_or(0))
         ));
     }
-    code
+    match served {
+        Served::Done => ExitCode::SUCCESS,
+        Served::Failed(reason) => {
+            log::error(&reason);
+            ExitCode::from(1)
+        }
+    }
 }
 
 /// The capacity experiments share: cores, memory and disk (measured, capped
@@ -537,274 +597,6 @@ fn default_management(url: &str) -> String {
         .rsplit_once(':')
         .map_or(host_port, |(host, _)| host);
     format!("http://{host}:15672")
-}
-
-fn report(event: Event, metrics: &Metrics) {
-    let count = |queue: &str, result: &str| {
-        metrics
-            .messages
-            .get_or_create(&MessageLabels {
-                queue: queue.to_owned(),
-                result: result.to_owned(),
-            })
-            .inc();
-    };
-    match &event {
-        Event::Started { .. } => {
-            metrics.running.inc();
-        }
-        Event::Finished { queue, outcome, .. } => {
-            metrics.running.dec();
-            count(queue, "acked");
-            let outcome = match outcome {
-                Outcome::Succeeded => "succeeded",
-                Outcome::Failed(_) => "failed",
-                Outcome::TimedOut => "timed_out",
-                Outcome::Interrupted => "interrupted",
-            };
-            metrics
-                .experiments
-                .get_or_create(&ExperimentLabels {
-                    outcome: outcome.to_owned(),
-                })
-                .inc();
-        }
-        Event::Requeued { queue, .. } => count(queue, "requeued"),
-        Event::Refused { queue, .. } => count(queue, "refused"),
-        Event::DeadLettered { queue, .. } => count(queue, "dead_lettered"),
-        Event::Recovered(_) => {}
-    }
-    match event {
-        Event::Started { queue, key } => log::emit(
-            log::Level::Info,
-            &format!("{queue}: experiment {key} started"),
-            &[
-                ("queue", &queue),
-                ("experiment", &key),
-                ("event", "started"),
-            ],
-        ),
-        Event::Recovered(count) => {
-            log::info(&format!(
-                "put back {count} message(s) a previous runner held"
-            ));
-        }
-        Event::Finished {
-            queue,
-            key,
-            outcome,
-        } => log::emit(
-            log::Level::Info,
-            &format!("{queue}: experiment {key}: {outcome:?}"),
-            &[
-                ("queue", &queue),
-                ("experiment", &key),
-                ("event", "finished"),
-                ("outcome", &format!("{outcome:?}")),
-            ],
-        ),
-        Event::Requeued { queue, reason } => log::warn(&format!("{queue}: requeued: {reason}")),
-        Event::Refused {
-            queue,
-            reason,
-            never: true,
-        } => log::warn(&format!(
-            "{queue}: refused, this runner can never run it (left for another runner): {reason}"
-        )),
-        Event::Refused { queue, reason, .. } => {
-            log::info(&format!("{queue}: waiting for resources: {reason}"));
-        }
-        Event::DeadLettered { queue, reason } => {
-            log::warn(&format!("{queue}: dead-lettered: {reason}"));
-        }
-    }
-}
-
-/// What the intake loop works with.
-struct Context<'run> {
-    settings: &'run Settings,
-    resources: &'run Resources,
-    metrics: &'run Metrics,
-    control: &'run Control,
-    once: bool,
-}
-
-/// How long a queue is left alone after its message was refused: doubled
-/// each time up to the cap; "not now" refusals are lifted as soon as an
-/// experiment ends and gives its resources back.
-struct Backoff {
-    until: Instant,
-    delay: Duration,
-    never: bool,
-}
-
-const BACKOFF_START: Duration = Duration::from_secs(5);
-const BACKOFF_CAP: Duration = Duration::from_mins(5);
-/// How long an idle runner waits before looking at the queues again.
-const IDLE: Duration = Duration::from_secs(1);
-
-/// Leave `queue` alone for a while after a refusal: twice as long as last
-/// time, up to the cap.
-fn back_off(backoffs: &mut HashMap<String, Backoff>, queue: &str, never: bool) {
-    let delay = backoffs.get(queue).map_or(BACKOFF_START, |backoff| {
-        (backoff.delay * 2).min(BACKOFF_CAP)
-    });
-    backoffs.insert(
-        queue.to_owned(),
-        Backoff {
-            until: Instant::now() + delay,
-            delay,
-            never,
-        },
-    );
-}
-
-/// The next message if the state lets the runner take one (`Empty` when
-/// it does not); `None` when it is to exit (`DrainAndTerminate`, idle).
-fn next<Q: Queues>(
-    queues: &Q,
-    resources: &Resources,
-    control: &Control,
-    backoffs: &HashMap<String, Backoff>,
-) -> Option<Result<Intake<Q::Claim>, Q::Error>> {
-    match control.state() {
-        State::Running => {
-            let now = Instant::now();
-            let skip = |queue: &str| {
-                !control.serves(queue)
-                    || backoffs
-                        .get(queue)
-                        .is_some_and(|backoff| backoff.until > now)
-            };
-            Some(worker::take(queues, resources, &skip))
-        }
-        State::DrainAndTerminate if resources.running() == 0 => None,
-        State::DrainAndSuspend | State::DrainAndTerminate => Some(Ok(Intake::Empty)),
-    }
-}
-
-/// Wait for an experiment to end or for the idle time, noticing a stop
-/// request within 100 ms.
-fn idle(
-    finished: &mpsc::Receiver<Result<(), String>>,
-    settings: &Settings,
-) -> Option<Result<(), String>> {
-    let waited = Instant::now();
-    while waited.elapsed() < IDLE && !settings.stop.load(Ordering::SeqCst) {
-        if let Ok(result) = finished.recv_timeout(Duration::from_millis(100)) {
-            return Some(result);
-        }
-    }
-    None
-}
-
-/// Take and run messages, each experiment on its own thread, as many at
-/// once as the resources allow, until the queues are empty (`once`), a
-/// stop is asked for, or a queue fails.
-fn serve<Q>(queues: &Q, context: &Context<'_>) -> ExitCode
-where
-    Q: Queues + Sync,
-    Q::Claim: Send,
-{
-    let Context {
-        settings,
-        resources,
-        metrics,
-        control,
-        once,
-    } = *context;
-    let lookup = |name: &str| std::env::var(name).ok();
-    let on_event = |event: Event| report(event, metrics);
-    let (done, finished) = mpsc::channel::<Result<(), String>>();
-    let mut backoffs: HashMap<String, Backoff> = HashMap::new();
-    let mut failure: Option<String> = None;
-    std::thread::scope(|scope| {
-        // An experiment ended: its resources are free, so "not now"
-        // refusals are worth another look at once.
-        let settle = |result: Result<(), String>,
-                      backoffs: &mut HashMap<String, Backoff>,
-                      failure: &mut Option<String>| {
-            backoffs.retain(|_, backoff| backoff.never);
-            if let Err(error) = result {
-                failure.get_or_insert(error);
-            }
-        };
-        loop {
-            while let Ok(result) = finished.try_recv() {
-                settle(result, &mut backoffs, &mut failure);
-            }
-            if failure.is_some() {
-                break;
-            }
-            if settings.stop.load(Ordering::SeqCst) {
-                log::info("stopping: no new work taken");
-                break;
-            }
-            let Some(intake) = next(queues, resources, control, &backoffs) else {
-                log::info("DrainAndTerminate and no experiment running: exiting");
-                break;
-            };
-            match intake {
-                Ok(Intake::Run(job)) => {
-                    backoffs.remove(&job.queue);
-                    if settings.stop.load(Ordering::SeqCst) {
-                        match worker::give_back(queues, *job) {
-                            Ok(event) => on_event(event),
-                            Err(error) => {
-                                settle(
-                                    Err(runner::error_text(&error)),
-                                    &mut backoffs,
-                                    &mut failure,
-                                );
-                            }
-                        }
-                        continue;
-                    }
-                    let done = done.clone();
-                    let lookup = &lookup;
-                    let on_event = &on_event;
-                    scope.spawn(move || {
-                        let key = job.request.experiment.key.clone();
-                        control.started(&key);
-                        let result = worker::finish(queues, *job, settings, lookup, on_event)
-                            .map_err(|error| runner::error_text(&error));
-                        control.finished(&key);
-                        let _ = done.send(result);
-                    });
-                }
-                Ok(Intake::Settled(event)) => {
-                    if let Event::Refused { queue, never, .. } = &event {
-                        back_off(&mut backoffs, queue, *never);
-                    }
-                    on_event(event);
-                }
-                Ok(Intake::Empty) => {
-                    if once && resources.running() == 0 {
-                        break;
-                    }
-                    if let Some(result) = idle(&finished, settings) {
-                        settle(result, &mut backoffs, &mut failure);
-                    }
-                }
-                Err(error) => {
-                    failure = Some(runner::error_text(&error));
-                    break;
-                }
-            }
-        }
-    });
-    while let Ok(result) = finished.try_recv() {
-        if let Err(error) = result {
-            failure.get_or_insert(error);
-        }
-    }
-    match failure {
-        Some(error) => {
-            log::error(&error);
-            ExitCode::from(1)
-        }
-        None => ExitCode::SUCCESS,
-    }
 }
 
 #[cfg(test)]

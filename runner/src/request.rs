@@ -431,3 +431,21 @@ mod tests {
         assert_eq!(parse_duration(""), None);
     }
 }
+
+// TEMPORARY until the request crate lands.
+/// Which request fields are allowed.
+#[derive(Clone, Debug, Default)]
+pub struct Policy {
+    /// pip requirements may be URLs.
+    pub allow_urls: bool,
+}
+
+impl Request {
+    /// Parse with a policy.
+    ///
+    /// # Errors
+    /// The dead-letter reason.
+    pub fn parse_with(bytes: &[u8], _policy: &Policy) -> Result<Self, RequestError> {
+        Self::parse(bytes)
+    }
+}

@@ -1,13 +1,32 @@
 //! The intake: claim a message, turn it into a request, and hold the
 //! resources it needs ([`take`]); then run it and settle the message
-//! ([`finish`]): ack once the results are stored, requeue what can succeed
-//! later, dead-letter what never can. The caller runs each [`Job`] on its
-//! own thread, so as many experiments run at once as the resources allow.
+//! ([`finish`]) by the class of what happened (see [`crate::failure`]):
+//! ack once the results are stored, give back what can succeed later (with
+//! bounded attempts), dead-letter what never can. The caller runs each
+//! [`Job`] on its own thread, so as many experiments run at once as the
+//! resources allow.
+
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::time::{Duration, SystemTime};
 
 use crate::execute::{self, Outcome, Settings};
+use crate::failure::{Class, Classify};
+use crate::ledger::{self, Ledger};
 use crate::queue::Queues;
 use crate::request::Request;
 use crate::resources::{Allocation, Demand, Fit, Resources};
+
+/// The most messages of one queue held aside in one pass (refused ones,
+/// or ones waiting for their back-off) while looking for one that can run.
+pub const MAX_HELD: usize = 16;
+/// A message's first back-off after a transient failure; doubled each
+/// attempt up to [`MESSAGE_BACKOFF_CAP`].
+pub const MESSAGE_BACKOFF: Duration = Duration::from_secs(5);
+/// The longest a message waits between attempts.
+pub const MESSAGE_BACKOFF_CAP: Duration = Duration::from_mins(5);
+/// How many times a runner bug (a caught panic) may hit one message before
+/// it is dead-lettered.
+pub const MAX_BUGS: u32 = 2;
 
 /// What happened to one message.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -30,12 +49,23 @@ pub enum Event {
         /// How it ended.
         outcome: Outcome,
     },
-    /// The message was requeued (try again later).
+    /// A redelivered message whose results were already stored was acked
+    /// without running it again.
+    AlreadyDone {
+        /// The queue.
+        queue: String,
+        /// The experiment key (or the message identity when it does not parse).
+        key: String,
+    },
+    /// The message was given back to be tried again later.
     Requeued {
         /// The queue.
         queue: String,
         /// Why.
         reason: String,
+        /// The failure's class, when it failed ([`Class::Transient`] or
+        /// [`Class::Bug`]); `None` when the runner is stopping.
+        class: Option<Class>,
     },
     /// The message was given back because its resources are not free now
     /// (`never`: this runner can never give them; another runner may).
@@ -61,6 +91,8 @@ pub enum Event {
 pub struct Job<Claim> {
     /// The queue it came from.
     pub queue: String,
+    /// The message's identity in the ledger.
+    pub id: String,
     /// The request.
     pub request: Request,
     /// What settles the message.
@@ -69,68 +101,141 @@ pub struct Job<Claim> {
     pub allocation: Allocation,
 }
 
+/// What one pass over the queues left behind without running it.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Left {
+    /// Messages this runner can never run (left for other runners), with why.
+    pub never: Vec<String>,
+    /// Messages waiting for their back-off after a transient failure.
+    pub waiting: usize,
+}
+
 /// What [`take`] did.
 #[derive(Debug)]
 pub enum Intake<Claim> {
-    /// No queue (of those not skipped) had a message.
-    Empty,
+    /// No queue (of those not skipped) had a message that can run now.
+    Empty(Left),
     /// A message to run.
     Run(Box<Job<Claim>>),
-    /// A message that was settled at once (refused, dead-lettered).
+    /// A message that was settled at once (dead-lettered, already done,
+    /// refused for now).
     Settled(Event),
 }
 
-/// Claim one message from the first queue (not `skip`ped) that has one and
-/// hold its resources. A message that does not fit is given back.
+/// What the intake needs besides the queues.
+pub struct Intaker<'run> {
+    /// The capacity experiments share.
+    pub resources: &'run Resources,
+    /// Attempts and completions.
+    pub ledger: &'run Ledger,
+    /// Which request fields are allowed.
+    pub policy: &'run crate::request::Policy,
+}
+
+/// Claim messages from the first queue (not `skip`ped) that has one and
+/// hold the resources of the first that can run now. Messages that can
+/// never run here, or wait for their back-off, are held aside while the
+/// queue is searched further (so they do not block the ones behind them)
+/// and given back at the end of the pass.
 ///
 /// # Errors
 /// The queue service or directory fails.
 pub fn take<Q: Queues>(
     queues: &Q,
-    resources: &Resources,
+    intaker: &Intaker<'_>,
     skip: &dyn Fn(&str) -> bool,
+    now: SystemTime,
 ) -> Result<Intake<Q::Claim>, Q::Error> {
+    let mut held = Vec::new();
+    let mut left = Left::default();
+    let result = search(queues, intaker, skip, now, &mut held, &mut left);
+    let mut give_back = Ok(());
+    for claim in held {
+        if let Err(error) = queues.nack(claim) {
+            give_back = Err(error);
+        }
+    }
+    let intake = result?;
+    give_back?;
+    Ok(intake.unwrap_or(Intake::Empty(left)))
+}
+
+fn search<Q: Queues>(
+    queues: &Q,
+    intaker: &Intaker<'_>,
+    skip: &dyn Fn(&str) -> bool,
+    now: SystemTime,
+    held: &mut Vec<Q::Claim>,
+    left: &mut Left,
+) -> Result<Option<Intake<Q::Claim>>, Q::Error> {
     for queue in queues.queues()? {
         if skip(&queue) {
             continue;
         }
-        let Some((body, claim)) = queues.claim(&queue)? else {
-            continue;
-        };
-        let request = match Request::parse(&body) {
-            Ok(request) => request,
-            Err(error) => {
-                let reason = error.to_string();
-                queues.dead_letter(claim, &reason)?;
-                return Ok(Intake::Settled(Event::DeadLettered { queue, reason }));
+        let held_before = held.len();
+        while held.len() - held_before < MAX_HELD {
+            let Some((body, claim)) = queues.claim(&queue)? else {
+                break;
+            };
+            let id = ledger::identity(&queue, &body);
+            let record = intaker.ledger.get(&id);
+            if record
+                .as_ref()
+                .is_some_and(|record| record.completed.is_some())
+            {
+                queues.ack(claim)?;
+                let key = Request::parse_with(&body, intaker.policy)
+                    .map_or_else(|_| id.clone(), |request| request.experiment.key);
+                return Ok(Some(Intake::Settled(Event::AlreadyDone { queue, key })));
             }
-        };
-        return match resources.allocate(Demand::of(&request)) {
-            Fit::Now(allocation) => Ok(Intake::Run(Box::new(Job {
-                queue,
-                request,
-                claim,
-                allocation,
-            }))),
-            Fit::Later(reason) => {
-                queues.nack(claim)?;
-                Ok(Intake::Settled(Event::Refused {
-                    queue,
-                    reason: format!("experiment {}: {reason}", request.experiment.key),
-                    never: false,
-                }))
+            if record.as_ref().is_some_and(|record| {
+                record.not_before
+                    > now
+                        .duration_since(SystemTime::UNIX_EPOCH)
+                        .map_or(0, |since| since.as_secs())
+            }) {
+                held.push(claim);
+                left.waiting += 1;
+                continue;
             }
-            Fit::Never(reason) => {
-                queues.nack(claim)?;
-                Ok(Intake::Settled(Event::Refused {
-                    queue,
-                    reason: format!("experiment {}: {reason}", request.experiment.key),
-                    never: true,
-                }))
+            let request = match Request::parse_with(&body, intaker.policy) {
+                Ok(request) => request,
+                Err(error) => {
+                    let reason = error.to_string();
+                    queues.dead_letter(claim, &reason)?;
+                    let _ = intaker.ledger.settled(&id);
+                    return Ok(Some(Intake::Settled(Event::DeadLettered { queue, reason })));
+                }
+            };
+            match intaker.resources.allocate(Demand::of(&request)) {
+                Fit::Now(allocation) => {
+                    return Ok(Some(Intake::Run(Box::new(Job {
+                        queue,
+                        id,
+                        request,
+                        claim,
+                        allocation,
+                    }))));
+                }
+                Fit::Later(reason) => {
+                    queues.nack(claim)?;
+                    return Ok(Some(Intake::Settled(Event::Refused {
+                        queue,
+                        reason: format!("experiment {}: {reason}", request.experiment.key),
+                        never: false,
+                    })));
+                }
+                Fit::Never(reason) => {
+                    held.push(claim);
+                    left.never.push(format!(
+                        "{queue}: experiment {}: {reason}",
+                        request.experiment.key
+                    ));
+                }
             }
-        };
+        }
     }
-    Ok(Intake::Empty)
+    Ok(None)
 }
 
 /// Give a job's message back without running it (the runner is stopping).
@@ -142,73 +247,257 @@ pub fn give_back<Q: Queues>(queues: &Q, job: Job<Q::Claim>) -> Result<Event, Q::
     Ok(Event::Requeued {
         queue: job.queue,
         reason: "the runner is stopping".to_owned(),
+        class: None,
     })
 }
 
-/// Run a job and settle its message; its resources are given back at the end.
+/// How a job's run ended, before its message is settled.
+enum Ran {
+    Outcome(Outcome),
+    Failed(Class, String),
+}
+
+/// What [`finish`] needs besides the job.
+pub struct Finisher<'run> {
+    /// Runner-wide experiment settings.
+    pub settings: &'run Settings,
+    /// Attempts and completions.
+    pub ledger: &'run Ledger,
+    /// Transient failures (and bugs) allowed before a dead letter.
+    pub max_attempts: u32,
+    /// The runner's environment (for `--pass-env`).
+    pub lookup: &'run (dyn Fn(&str) -> Option<String> + Sync),
+    /// Where events go.
+    pub on_event: &'run (dyn Fn(Event) + Sync),
+}
+
+/// The text of a caught panic.
+fn panic_text(payload: &(dyn std::any::Any + Send)) -> String {
+    payload
+        .downcast_ref::<&str>()
+        .map(|text| (*text).to_owned())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a panic without a message".to_owned())
+}
+
+/// The back-off before attempt `attempts + 1` of a message.
+#[must_use]
+pub fn message_backoff(attempts: u32) -> Duration {
+    let doublings = attempts.saturating_sub(1).min(16);
+    MESSAGE_BACKOFF
+        .saturating_mul(1 << doublings)
+        .min(MESSAGE_BACKOFF_CAP)
+}
+
+/// Run a job and settle its message by the class of what happened; its
+/// resources are given back at the end. A panic while running it is caught
+/// here (the runner's bug): the message is given back once, then
+/// dead-lettered, and the runner lives on.
 ///
 /// # Errors
-/// As [`take`].
+/// As [`take`]. When acking fails after the results were stored, the
+/// ledger already records the completion, so a redelivery is acked
+/// without running again.
 pub fn finish<Q: Queues>(
     queues: &Q,
     job: Job<Q::Claim>,
-    settings: &Settings,
-    lookup: &dyn Fn(&str) -> Option<String>,
-    on_event: &dyn Fn(Event),
-) -> Result<(), Q::Error> {
+    finisher: &Finisher<'_>,
+) -> Result<Event, Q::Error> {
     let Job {
         queue,
+        id,
         request,
         claim,
         allocation,
     } = job;
-    on_event(Event::Started {
+    let key = request.experiment.key.clone();
+    (finisher.on_event)(Event::Started {
         queue: queue.clone(),
-        key: request.experiment.key.clone(),
+        key: key.clone(),
     });
-    let result = execute::run(&request, settings, &allocation, lookup);
+    let settings = finisher.settings;
+    let ran = match catch_unwind(AssertUnwindSafe(|| {
+        execute::run(&request, settings, &allocation, finisher.lookup)
+    })) {
+        Ok(Ok(outcome)) => Ran::Outcome(outcome),
+        Ok(Err(error)) => Ran::Failed(error.class(), crate::error_text(&error)),
+        Err(payload) => Ran::Failed(
+            Class::Bug,
+            format!(
+                "the runner failed (a bug): {}",
+                panic_text(payload.as_ref())
+            ),
+        ),
+    };
     drop(allocation);
-    match result {
-        Ok(Outcome::Interrupted) => {
+    let now = SystemTime::now();
+    match ran {
+        Ran::Outcome(Outcome::Interrupted) => {
             queues.nack(claim)?;
-            on_event(Event::Requeued {
+            Ok(Event::Requeued {
                 queue,
                 reason: "the runner is stopping and the drain timeout passed".to_owned(),
-            });
+                class: None,
+            })
         }
-        Ok(Outcome::Failed(code))
-            if let Some(attempt) = settings.retry(&request.experiment.key) =>
-        {
+        Ran::Outcome(Outcome::Failed(code)) if let Some(attempt) = settings.retry(&key) => {
             queues.nack(claim)?;
-            on_event(Event::Requeued {
+            Ok(Event::Requeued {
                 queue,
                 reason: format!(
-                    "experiment {} exited with {code} (failure {attempt} of {} allowed by --retry-failed): it will run again",
-                    request.experiment.key, settings.retry_failed
+                    "experiment {key} exited with {code} (failure {attempt} of {} allowed by --retry-failed): it will run again",
+                    settings.retry_failed
                 ),
-            });
+                class: None,
+            })
         }
-        Ok(outcome) => {
-            settings.forget(&request.experiment.key);
+        Ran::Outcome(outcome) => {
+            settings.forget(&key);
+            if let Err(error) = finisher.ledger.completed(&id, now) {
+                crate::log::warn(&format!(
+                    "experiment {key}: cannot record its completion in the ledger: {error}"
+                ));
+            }
             queues.ack(claim)?;
-            on_event(Event::Finished {
+            Ok(Event::Finished {
                 queue,
-                key: request.experiment.key.clone(),
+                key,
                 outcome,
-            });
+            })
         }
-        Err(error) if error.is_transient() => {
-            queues.nack(claim)?;
-            on_event(Event::Requeued {
+        Ran::Failed(Class::ExperimentFailed, reason) => {
+            // The experiment's own fault, found before or while it ran (its
+            // disk quota); what it produced is stored, as for a failed run.
+            crate::log::warn(&format!("experiment {key}: {reason}"));
+            if let Err(error) = finisher.ledger.completed(&id, now) {
+                crate::log::warn(&format!(
+                    "experiment {key}: cannot record its completion in the ledger: {error}"
+                ));
+            }
+            queues.ack(claim)?;
+            Ok(Event::Finished {
                 queue,
-                reason: crate::error_text(&error),
-            });
+                key,
+                outcome: Outcome::Aborted,
+            })
         }
-        Err(error) => {
-            let reason = crate::error_text(&error);
+        Ran::Failed(Class::Rejected, reason) => {
             queues.dead_letter(claim, &reason)?;
-            on_event(Event::DeadLettered { queue, reason });
+            let _ = finisher.ledger.settled(&id);
+            Ok(Event::DeadLettered { queue, reason })
         }
+        Ran::Failed(class, reason) => retry_or_give_up(
+            queues,
+            claim,
+            finisher,
+            &Failure {
+                queue,
+                id,
+                key,
+                class,
+                reason,
+                now,
+            },
+        ),
     }
-    Ok(())
+}
+
+/// A transient failure or a runner bug of one message.
+struct Failure {
+    queue: String,
+    id: String,
+    key: String,
+    class: Class,
+    reason: String,
+    now: SystemTime,
+}
+
+/// Count the attempt; give the message back with its back-off, or
+/// dead-letter it with its history once it has had its attempts.
+fn retry_or_give_up<Q: Queues>(
+    queues: &Q,
+    claim: Q::Claim,
+    finisher: &Finisher<'_>,
+    failure: &Failure,
+) -> Result<Event, Q::Error> {
+    let Failure {
+        queue,
+        id,
+        key,
+        class,
+        reason,
+        now,
+    } = failure;
+    let (class, now) = (*class, *now);
+    let queue = queue.clone();
+    let bug = class == Class::Bug;
+    let attempts = finisher
+        .ledger
+        .get(id)
+        .map_or(0, |record| record.attempts)
+        .saturating_add(1);
+    let not_before = now + message_backoff(attempts);
+    let record = finisher
+        .ledger
+        .failed(id, reason, bug, not_before, now)
+        .unwrap_or_else(|error| {
+            crate::log::warn(&format!(
+                "experiment {key}: cannot record the attempt in the ledger: {error}"
+            ));
+            crate::ledger::Record {
+                attempts,
+                bugs: u32::from(bug),
+                reasons: vec![reason.clone()],
+                ..crate::ledger::Record::default()
+            }
+        });
+    if record.attempts >= finisher.max_attempts || record.bugs >= MAX_BUGS {
+        let reason = format!(
+            "gave up after {} attempt(s): {}",
+            record.attempts,
+            record.history()
+        );
+        queues.dead_letter(claim, &reason)?;
+        let _ = finisher.ledger.settled(id);
+        return Ok(Event::DeadLettered { queue, reason });
+    }
+    queues.nack(claim)?;
+    Ok(Event::Requeued {
+        queue,
+        reason: format!(
+            "experiment {key}: attempt {} of {} failed: {reason}; tried again in {}s at the earliest",
+            record.attempts,
+            finisher.max_attempts,
+            message_backoff(record.attempts).as_secs()
+        ),
+        class: Some(class),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn message_backoff_doubles_to_its_cap() {
+        assert_eq!(message_backoff(1), MESSAGE_BACKOFF);
+        assert_eq!(message_backoff(2), MESSAGE_BACKOFF * 2);
+        assert_eq!(message_backoff(3), MESSAGE_BACKOFF * 4);
+        assert_eq!(message_backoff(40), MESSAGE_BACKOFF_CAP);
+        assert_eq!(message_backoff(u32::MAX), MESSAGE_BACKOFF_CAP);
+    }
+
+    #[test]
+    fn panic_payloads_become_text() {
+        let caught = catch_unwind(|| panic!("cannot convert {}", "x")).err();
+        assert_eq!(
+            caught.as_deref().map(panic_text),
+            Some("cannot convert x".to_owned())
+        );
+        let caught = catch_unwind(|| std::panic::panic_any(7_u8)).err();
+        assert_eq!(
+            caught.as_deref().map(panic_text),
+            Some("a panic without a message".to_owned())
+        );
+    }
 }

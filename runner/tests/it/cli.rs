@@ -75,6 +75,8 @@ impl Setup {
             .arg("--venv-cache")
             .arg(self.root.join("venvs"))
             .env("USER_LABEL", "the runner")
+            // Experiments get only what --pass-env names of the runner's environment.
+            .env("RUNNER_PASS_ENV", "USER_LABEL")
             .env("RUNNER_LOG_FORMAT", "text")
             .env_remove("CUDA_VISIBLE_DEVICES")
             .env_remove("NVIDIA_VISIBLE_DEVICES");
