@@ -172,6 +172,20 @@ async fn assert_drained(
     Ok(())
 }
 
+/// Whether Python with venv is here; under `scripts/test.sh`
+/// (`SGR_TEST_SERVICES=1`) its absence fails the test instead of skipping it.
+pub fn require_python() -> bool {
+    if python_available() {
+        return true;
+    }
+    assert!(
+        !sgr_test_support::services_expected(),
+        "python3 with venv is missing although SGR_TEST_SERVICES=1"
+    );
+    eprintln!("skipped: needs python3 with venv");
+    false
+}
+
 pub fn python_available() -> bool {
     std::process::Command::new("python3")
         .args(["-m", "venv", "--help"])

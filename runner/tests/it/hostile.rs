@@ -1,0 +1,352 @@
+//! The runner against hostile requests and failing surroundings (issue 13),
+//! each with a good request queued behind the bad one that must still run:
+//! the runner's secrets stay out of experiments, duplicate keys never share
+//! files, a request that can never run here does not hide the ones behind
+//! it from `--once`, transient failures back off and end in a dead letter
+//! with their history, poison values are dead-lettered, never a panic.
+
+use std::fs;
+use std::path::Path;
+
+use predicates::prelude::*;
+use predicates::str::contains;
+
+use crate::cli::{Setup, TestResult, require_python};
+
+/// Prints its environment (sorted), its arguments, and writes a file into
+/// its output artifact named after `KEY`, checking it stays its own.
+const PRINTING: &str = r#"
+import os, sys, time
+for name in sorted(os.environ):
+    print("env", name + "=" + os.environ[name])
+print("args", sys.argv[1:])
+key = os.environ.get("KEY", "none")
+mine = os.path.join("..", "output", "owner")
+with open(mine, "w") as handle:
+    handle.write(key)
+time.sleep(float(os.environ.get("NAP", "0")))
+print("owner", open(mine).read())
+"#;
+
+/// A request in the directory queue's format with `artifacts` (JSON
+/// members) and `extra` experiment fields (JSON members, leading comma).
+fn request(setup: &Setup, key: &str, env: &str, extra: &str, artifacts: &str) -> String {
+    let store = setup.root.join("store").display().to_string();
+    format!(
+        r#"{{"config": {{"env": {{"KEY": "{key}"{env}}}}},
+           "experiment": {{"key": "{key}", "filename": "main.py", "pythonver": "3"{extra},
+             "resources_needed": {{"cpus": 1, "hdd": "50mb", "ram": "100mb"}},
+             "artifacts": {{
+               "workspace": {{"qualified": "file://{store}/workspace.tar", "mutable": false, "unpack": true}}{artifacts}}}}}}}"#
+    )
+}
+
+/// The usual output artifact, stored at `store/<name>.tar`.
+fn output_to(setup: &Setup, name: &str) -> String {
+    format!(
+        r#", "output": {{"qualified": "file://{}/{name}.tar", "mutable": true, "unpack": true}}"#,
+        setup.root.join("store").display()
+    )
+}
+
+fn good(setup: &Setup) -> String {
+    request(setup, "good", "", "", &output_to(setup, "good-output"))
+}
+
+fn output_text(setup: &Setup, name: &str) -> Result<String, Box<dyn std::error::Error>> {
+    let directory = setup.unpacked(&format!("{name}.tar"))?;
+    Ok(fs::read_to_string(directory.join("output"))?)
+}
+
+fn dead_reasons(setup: &Setup) -> Result<Vec<String>, Box<dyn std::error::Error>> {
+    let directory = setup.root.join("queues/local_experiments/.dead");
+    let mut reasons = Vec::new();
+    for entry in fs::read_dir(directory)? {
+        let path = entry?.path();
+        if path.extension().is_some_and(|extension| extension == "reason") {
+            reasons.push(fs::read_to_string(path)?);
+        }
+    }
+    Ok(reasons)
+}
+
+/// The runner's AWS, GitHub and Azure secrets never reach the experiment
+/// (not even through `%VAR%` in `config.env`); what `--pass-env` names
+/// does; HOME and TMPDIR are inside the experiment directory.
+#[test]
+fn the_runners_secrets_stay_out_of_the_experiment() -> TestResult {
+    if !require_python() {
+        return Ok(());
+    }
+    let setup = Setup::new()?;
+    setup.workspace(PRINTING)?;
+    setup.publish(
+        "a.json",
+        &request(
+            &setup,
+            "secrets",
+            r#", "FROM_RUNNER": "%GITHUB_TOKEN%|%AWS_SECRET_ACCESS_KEY%", "PATH": "%PATH%:/opt/extra""#,
+            "",
+            &output_to(&setup, "secrets-output"),
+        ),
+    )?;
+    setup
+        .runner()
+        .env("AWS_SECRET_ACCESS_KEY", "canary-aws-secret")
+        .env("GITHUB_TOKEN", "canary-github-token")
+        .env("AZURE_CLIENT_SECRET", "canary-azure-secret")
+        .env("LICENSE_SERVER", "licence.example:27000")
+        .env("RUNNER_PASS_ENV", "USER_LABEL,LICENSE_SERVER")
+        .assert()
+        .success()
+        .stderr(contains("experiment secrets: Succeeded"));
+    let output = output_text(&setup, "secrets-output")?;
+    for canary in ["canary-aws-secret", "canary-github-token", "canary-azure-secret"] {
+        assert!(!output.contains(canary), "{canary} leaked:\n{output}");
+    }
+    assert!(output.contains("env FROM_RUNNER=|\n"), "{output}");
+    assert!(output.contains("env LICENSE_SERVER=licence.example:27000\n"), "{output}");
+    let work = setup.root.join("work/experiments").display().to_string();
+    for name in ["HOME", "TMPDIR"] {
+        let line = output
+            .lines()
+            .find(|line| line.starts_with(&format!("env {name}=")))
+            .ok_or(format!("no {name}:\n{output}"))?;
+        assert!(line.contains(&work), "{line}");
+    }
+    let path = output
+        .lines()
+        .find(|line| line.starts_with("env PATH="))
+        .ok_or("no PATH")?;
+    assert!(path.ends_with(":/usr/bin:/sbin:/bin:/opt/extra"), "{path}");
+    assert!(
+        !output.lines().any(|line| line.starts_with("env SGR_TEST_")),
+        "the test's own environment leaked:\n{output}"
+    );
+    Ok(())
+}
+
+/// Two deliveries with the same experiment key run at once in directories
+/// of their own: each sees only its own files.
+#[test]
+fn duplicate_keys_never_share_files() -> TestResult {
+    if !require_python() {
+        return Ok(());
+    }
+    let setup = Setup::new()?;
+    setup.workspace(PRINTING)?;
+    for (file, owner) in [("a.json", "first"), ("b.json", "second")] {
+        setup.publish(
+            file,
+            &request(
+                &setup,
+                "twin",
+                &format!(r#", "KEY": "{owner}", "NAP": "2""#),
+                "",
+                &output_to(&setup, &format!("{owner}-output")),
+            ),
+        )?;
+    }
+    setup
+        .runner()
+        .args(["--max-cores", "2"])
+        .assert()
+        .success()
+        .stderr(contains("experiment twin: Succeeded").count(2));
+    for owner in ["first", "second"] {
+        let output = output_text(&setup, &format!("{owner}-output"))?;
+        assert!(output.contains(&format!("owner {owner}\n")), "{output}");
+        let stored = setup.unpacked(&format!("{owner}-output.tar"))?;
+        assert_eq!(fs::read_to_string(stored.join("owner"))?, owner);
+    }
+    Ok(())
+}
+
+/// A request that can never run here (more memory than the machine has)
+/// queued before a good one: `--once` runs the good one, leaves the other
+/// queued for another runner, says so, and exits 0.
+#[test]
+fn once_runs_what_it_can_and_says_what_it_left() -> TestResult {
+    if !require_python() {
+        return Ok(());
+    }
+    let setup = Setup::new()?;
+    setup.workspace(PRINTING)?;
+    let huge = request(&setup, "huge", "", "", "").replace(r#""ram": "100mb""#, r#""ram": "900tb""#);
+    setup.publish("a.json", &huge)?;
+    setup.publish("b.json", &good(&setup))?;
+    setup
+        .runner()
+        .assert()
+        .success()
+        .stderr(contains("experiment good: Succeeded"))
+        .stderr(contains("left queued for other runners"))
+        .stderr(contains("experiment huge"));
+    assert_eq!(setup.queue_files(""), vec!["a.json".to_owned()]);
+    assert!(output_text(&setup, "good-output")?.contains("owner good"));
+    Ok(())
+}
+
+/// A workspace on an S3 endpoint that refuses connections: each attempt
+/// fails for the environment's sake; the message waits between attempts
+/// (the good one behind it runs meanwhile) and is dead-lettered after
+/// `--max-attempts` with the reason of every attempt. Never a hot loop.
+#[test]
+fn transient_failures_back_off_then_dead_letter_with_their_history() -> TestResult {
+    if !require_python() {
+        return Ok(());
+    }
+    let setup = Setup::new()?;
+    setup.workspace(PRINTING)?;
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?;
+    let unreachable = request(&setup, "unreachable", "", "", "").replace(
+        &format!(
+            r#""qualified": "file://{}/workspace.tar""#,
+            setup.root.join("store").display()
+        ),
+        &format!(r#""qualified": "s3://{closed}/bucket/workspace.tar""#),
+    );
+    assert!(unreachable.contains("s3://"), "{unreachable}");
+    setup.publish("a.json", &unreachable)?;
+    setup.publish("b.json", &good(&setup))?;
+    let started = std::time::Instant::now();
+    let output = setup
+        .runner()
+        .args(["--max-attempts", "2"])
+        .env("AWS_ACCESS_KEY_ID", "test")
+        .env("AWS_SECRET_ACCESS_KEY", "test")
+        .assert()
+        .success()
+        .get_output()
+        .clone();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("experiment good: Succeeded"), "{stderr}");
+    assert_eq!(
+        stderr.matches("requeued:").count(),
+        1,
+        "one retry, then the dead letter:\n{stderr}"
+    );
+    assert!(
+        started.elapsed() >= worker_backoff(),
+        "the second attempt waited for its back-off"
+    );
+    let reasons = dead_reasons(&setup)?;
+    assert_eq!(reasons.len(), 1, "{reasons:?}");
+    assert!(
+        reasons[0].contains("gave up after 2 attempt(s): attempt 1: ")
+            && reasons[0].contains("; attempt 2: "),
+        "{}",
+        reasons[0]
+    );
+    assert!(setup.queue_files("").is_empty());
+    Ok(())
+}
+
+const fn worker_backoff() -> std::time::Duration {
+    runner::worker::MESSAGE_BACKOFF
+}
+
+/// Values that once panicked the runner or are refused by the request's
+/// limits: each is dead-lettered with a reason naming the field, and the
+/// good request behind them runs.
+#[test]
+fn poison_requests_are_dead_lettered_and_the_runner_lives_on() -> TestResult {
+    if !require_python() {
+        return Ok(());
+    }
+    let setup = Setup::new()?;
+    setup.workspace(PRINTING)?;
+    let store = setup.root.join("store").display().to_string();
+    let outside = setup.root.join("outside");
+    let cases: Vec<(&str, String)> = vec![
+        (
+            "max_duration",
+            request(&setup, "p1", "", r#", "max_duration": "99999999999999999999h""#, ""),
+        ),
+        (
+            "time_added",
+            request(&setup, "p2", "", r#", "time_added": 1e300"#, ""),
+        ),
+        (
+            "experimentLifetime",
+            request(&setup, "p3", "", "", "").replace(
+                r#""config": {"#,
+                r#""config": {"experimentLifetime": "99999999999999h", "#,
+            ),
+        ),
+        (
+            "saveFrequency",
+            request(
+                &setup,
+                "p4",
+                "",
+                "",
+                &format!(
+                    r#", "output": {{"qualified": "file://{store}/p4.tar", "mutable": true, "saveFrequency": 1e300}}"#
+                ),
+            ),
+        ),
+        (
+            "label",
+            request(
+                &setup,
+                "p5",
+                "",
+                "",
+                &format!(
+                    r#", "{}": {{"qualified": "file://{store}/p5.tar", "mutable": true}}"#,
+                    outside.display()
+                ),
+            ),
+        ),
+        (
+            "label",
+            request(
+                &setup,
+                "p6",
+                "",
+                "",
+                &format!(r#", "..": {{"qualified": "file://{store}/p6.tar", "mutable": true}}"#),
+            ),
+        ),
+        (
+            "pythonenv",
+            request(&setup, "p7", "", r#", "pythonenv": ["--requirement=/etc/shadow"]"#, ""),
+        ),
+        (
+            "env",
+            request(&setup, "p8", r#", "BAD\u0000NAME": "x""#, "", ""),
+        ),
+        (
+            "args",
+            request(
+                &setup,
+                "p9",
+                "",
+                &format!(r#", "args": ["{}"]"#, "a".repeat(200 * 1024)),
+                "",
+            ),
+        ),
+    ];
+    for (index, (_, body)) in cases.iter().enumerate() {
+        setup.publish(&format!("a{index}.json"), body)?;
+    }
+    setup.publish("z.json", &good(&setup))?;
+    setup
+        .runner()
+        .assert()
+        .success()
+        .stderr(contains("experiment good: Succeeded"))
+        .stderr(contains("panicked").not());
+    let reasons = dead_reasons(&setup)?;
+    assert_eq!(reasons.len(), cases.len(), "{reasons:#?}");
+    for (field, _) in &cases {
+        assert!(
+            reasons.iter().any(|reason| reason.contains(field)),
+            "no reason names {field}: {reasons:#?}"
+        );
+    }
+    assert!(!outside.exists(), "a label reached outside the experiment");
+    assert!(!Path::new(&store).join("p6.tar").exists());
+    Ok(())
+}
