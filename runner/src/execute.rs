@@ -278,6 +278,7 @@ pub fn run(
         .join(directory_name(&request.experiment.key));
     let _ = fs::remove_dir_all(&directory);
     fs::create_dir_all(&directory).map_err(io_error("create", &directory))?;
+    let budget = crate::unpack::Budget::new(request.hdd());
     for (label, artifact) in &request.experiment.artifacts {
         storage::fetch(
             label,
@@ -285,6 +286,7 @@ pub fn run(
             &request.config.env,
             &directory.join(label),
             settings.cache.as_deref(),
+            &budget,
         )?;
     }
     let output_directory = directory.join("output");

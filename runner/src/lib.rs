@@ -17,6 +17,7 @@ pub mod s3;
 pub mod state;
 pub mod storage;
 pub mod telemetry;
+pub mod unpack;
 pub mod worker;
 
 /// An error and its causes on one line (`outer: cause: root cause`), each
