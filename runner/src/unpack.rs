@@ -444,7 +444,7 @@ impl<'run> Extractor<'run> {
         if size > self.budget.remaining() {
             return Err(UnpackError::OverBudget {
                 unpacked: self.taken,
-                used: self.budget.used().saturating_add(size),
+                used: self.budget.used(),
                 limit: self.budget.limit(),
             });
         }
