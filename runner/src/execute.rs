@@ -389,6 +389,8 @@ fn run_in(
     lookup: &dyn Fn(&str) -> Option<String>,
     directory: &Path,
 ) -> Result<Outcome, ExecuteError> {
+    // Every artifact's unpacked bytes count against the request's disk.
+    let budget = crate::unpack::Budget::new(request.hdd());
     for (label, artifact) in &request.experiment.artifacts {
         let fetched = storage::fetch(
             label,
@@ -396,9 +398,14 @@ fn run_in(
             &request.config.env,
             &directory.join(label),
             settings.cache.as_deref(),
+            &budget,
         );
         match fetched {
-            Ok(()) => {}
+            Ok(unpacked) if unpacked.skipped > 0 => crate::log::warn(&format!(
+                "experiment {}: artifact {label}: {} special file(s) (devices, FIFOs) left out",
+                request.experiment.key, unpacked.skipped
+            )),
+            Ok(_) => {}
             // The experiment's own fault (more bytes than it asked for):
             // say so in its output, store what it has, and settle it.
             Err(error) if error.class() == Class::ExperimentFailed => {
@@ -451,9 +458,11 @@ fn run_in(
 /// without following links the artifacts may have planted).
 fn output_log(directory: &Path) -> Result<(fs::File, fs::File), ExecuteError> {
     let output_directory = directory.join("output");
-    fs::create_dir_all(&output_directory).map_err(io_error("create", &output_directory))?;
+    crate::unpack::ensure_directory(&output_directory)
+        .map_err(io_error("create", &output_directory))?;
     let log_path = output_directory.join("output");
-    let log = fs::File::create(&log_path).map_err(io_error("create", &log_path))?;
+    let log =
+        crate::unpack::create_file_no_follow(&log_path).map_err(io_error("create", &log_path))?;
     let log_err = log.try_clone().map_err(io_error("open", &log_path))?;
     Ok((log, log_err))
 }

@@ -40,17 +40,6 @@ pub trait Classify {
     fn class(&self) -> Class;
 }
 
-// TEMPORARY until the unpacking branch lands with its own classification.
-impl Classify for crate::storage::StorageError {
-    fn class(&self) -> Class {
-        if self.is_transient() {
-            Class::Transient
-        } else {
-            Class::Rejected
-        }
-    }
-}
-
 impl Classify for crate::request::RequestError {
     fn class(&self) -> Class {
         Class::Rejected

@@ -19,6 +19,7 @@ pub mod scheduler;
 pub mod state;
 pub mod storage;
 pub mod telemetry;
+pub mod unpack;
 pub mod worker;
 
 /// An error and its causes on one line (`outer: cause: root cause`), each

@@ -67,7 +67,14 @@ fn the_cache_keeps_the_most_recently_used_bytes() -> TestResult {
         let target = work.path().join(format!("run-{index}"));
         let _ = fs::remove_dir_all(&target);
         let (hits, misses) = (cache.hits.get(), cache.misses.get());
-        storage::fetch("data", &artifact(index), &env, &target, Some(&cache))?;
+        storage::fetch(
+            "data",
+            &artifact(index),
+            &env,
+            &target,
+            Some(&cache),
+            &runner::unpack::Budget::unlimited(),
+        )?;
         let bytes = fs::read(target.join(format!("data-{index:02}")))?;
         assert_eq!((bytes.len(), bytes[0]), (MIB, index));
         Ok((cache.hits.get() - hits, cache.misses.get() - misses))

@@ -63,7 +63,10 @@ fn dead_reasons(setup: &Setup) -> Result<Vec<String>, Box<dyn std::error::Error>
     let mut reasons = Vec::new();
     for entry in fs::read_dir(directory)? {
         let path = entry?.path();
-        if path.extension().is_some_and(|extension| extension == "reason") {
+        if path
+            .extension()
+            .is_some_and(|extension| extension == "reason")
+        {
             reasons.push(fs::read_to_string(path)?);
         }
     }
@@ -101,11 +104,18 @@ fn the_runners_secrets_stay_out_of_the_experiment() -> TestResult {
         .success()
         .stderr(contains("experiment secrets: Succeeded"));
     let output = output_text(&setup, "secrets-output")?;
-    for canary in ["canary-aws-secret", "canary-github-token", "canary-azure-secret"] {
+    for canary in [
+        "canary-aws-secret",
+        "canary-github-token",
+        "canary-azure-secret",
+    ] {
         assert!(!output.contains(canary), "{canary} leaked:\n{output}");
     }
     assert!(output.contains("env FROM_RUNNER=|\n"), "{output}");
-    assert!(output.contains("env LICENSE_SERVER=licence.example:27000\n"), "{output}");
+    assert!(
+        output.contains("env LICENSE_SERVER=licence.example:27000\n"),
+        "{output}"
+    );
     let work = setup.root.join("work/experiments").display().to_string();
     for name in ["HOME", "TMPDIR"] {
         let line = output
@@ -172,7 +182,8 @@ fn once_runs_what_it_can_and_says_what_it_left() -> TestResult {
     }
     let setup = Setup::new()?;
     setup.workspace(PRINTING)?;
-    let huge = request(&setup, "huge", "", "", "").replace(r#""ram": "100mb""#, r#""ram": "900tb""#);
+    let huge =
+        request(&setup, "huge", "", "", "").replace(r#""ram": "100mb""#, r#""ram": "900tb""#);
     setup.publish("a.json", &huge)?;
     setup.publish("b.json", &good(&setup))?;
     setup
@@ -258,76 +269,7 @@ fn poison_requests_are_dead_lettered_and_the_runner_lives_on() -> TestResult {
     setup.workspace(PRINTING)?;
     let store = setup.root.join("store").display().to_string();
     let outside = setup.root.join("outside");
-    let cases: Vec<(&str, String)> = vec![
-        (
-            "max_duration",
-            request(&setup, "p1", "", r#", "max_duration": "99999999999999999999h""#, ""),
-        ),
-        (
-            "time_added",
-            request(&setup, "p2", "", r#", "time_added": 1e300"#, ""),
-        ),
-        (
-            "experimentLifetime",
-            request(&setup, "p3", "", "", "").replace(
-                r#""config": {"#,
-                r#""config": {"experimentLifetime": "99999999999999h", "#,
-            ),
-        ),
-        (
-            "saveFrequency",
-            request(
-                &setup,
-                "p4",
-                "",
-                "",
-                &format!(
-                    r#", "output": {{"qualified": "file://{store}/p4.tar", "mutable": true, "saveFrequency": 1e300}}"#
-                ),
-            ),
-        ),
-        (
-            "label",
-            request(
-                &setup,
-                "p5",
-                "",
-                "",
-                &format!(
-                    r#", "{}": {{"qualified": "file://{store}/p5.tar", "mutable": true}}"#,
-                    outside.display()
-                ),
-            ),
-        ),
-        (
-            "label",
-            request(
-                &setup,
-                "p6",
-                "",
-                "",
-                &format!(r#", "..": {{"qualified": "file://{store}/p6.tar", "mutable": true}}"#),
-            ),
-        ),
-        (
-            "pythonenv",
-            request(&setup, "p7", "", r#", "pythonenv": ["--requirement=/etc/shadow"]"#, ""),
-        ),
-        (
-            "env",
-            request(&setup, "p8", r#", "BAD\u0000NAME": "x""#, "", ""),
-        ),
-        (
-            "args",
-            request(
-                &setup,
-                "p9",
-                "",
-                &format!(r#", "args": ["{}"]"#, "a".repeat(200 * 1024)),
-                "",
-            ),
-        ),
-    ];
+    let cases = poison_cases(&setup, &store, &outside);
     for (index, (_, body)) in cases.iter().enumerate() {
         setup.publish(&format!("a{index}.json"), body)?;
     }
@@ -349,4 +291,90 @@ fn poison_requests_are_dead_lettered_and_the_runner_lives_on() -> TestResult {
     assert!(!outside.exists(), "a label reached outside the experiment");
     assert!(!Path::new(&store).join("p6.tar").exists());
     Ok(())
+}
+
+/// Each poison request with the field its dead-letter reason must name.
+fn poison_cases(setup: &Setup, store: &str, outside: &Path) -> Vec<(&'static str, String)> {
+    vec![
+        (
+            "max_duration",
+            request(
+                setup,
+                "p1",
+                "",
+                r#", "max_duration": "99999999999999999999h""#,
+                "",
+            ),
+        ),
+        (
+            "time_added",
+            request(setup, "p2", "", r#", "time_added": 1e300"#, ""),
+        ),
+        (
+            "experimentLifetime",
+            request(setup, "p3", "", "", "").replace(
+                r#""config": {"#,
+                r#""config": {"experimentLifetime": "99999999999999h", "#,
+            ),
+        ),
+        (
+            "saveFrequency",
+            request(
+                setup,
+                "p4",
+                "",
+                "",
+                &format!(
+                    r#", "output": {{"qualified": "file://{store}/p4.tar", "mutable": true, "saveFrequency": 1e300}}"#
+                ),
+            ),
+        ),
+        (
+            "label",
+            request(
+                setup,
+                "p5",
+                "",
+                "",
+                &format!(
+                    r#", "{}": {{"qualified": "file://{store}/p5.tar", "mutable": true}}"#,
+                    outside.display()
+                ),
+            ),
+        ),
+        (
+            "label",
+            request(
+                setup,
+                "p6",
+                "",
+                "",
+                &format!(r#", "..": {{"qualified": "file://{store}/p6.tar", "mutable": true}}"#),
+            ),
+        ),
+        (
+            "pythonenv",
+            request(
+                setup,
+                "p7",
+                "",
+                r#", "pythonenv": ["--requirement=/etc/shadow"]"#,
+                "",
+            ),
+        ),
+        (
+            "env",
+            request(setup, "p8", r#", "BAD\u0000NAME": "x""#, "", ""),
+        ),
+        (
+            "args",
+            request(
+                setup,
+                "p9",
+                "",
+                &format!(r#", "args": ["{}"]"#, "a".repeat(200 * 1024)),
+                "",
+            ),
+        ),
+    ]
 }
