@@ -378,3 +378,154 @@ fn poison_cases(setup: &Setup, store: &str, outside: &Path) -> Vec<(&'static str
         ),
     ]
 }
+
+/// A tar at `path` built by `build`.
+fn archive(
+    path: &Path,
+    build: impl FnOnce(&mut tar::Builder<Vec<u8>>) -> std::io::Result<()>,
+) -> Result<(), Box<dyn std::error::Error>> {
+    let mut builder = tar::Builder::new(Vec::new());
+    build(&mut builder)?;
+    fs::write(path, builder.into_inner()?)?;
+    Ok(())
+}
+
+fn entry(kind: tar::EntryType, path: &str, size: u64, mode: u32) -> tar::Header {
+    let mut header = tar::Header::new_gnu();
+    header.set_entry_type(kind);
+    header.set_size(size);
+    header.set_mode(mode);
+    // set_path refuses some names a hostile archive may hold: write the bytes.
+    let name = &mut header.as_old_mut().name;
+    name[..path.len()].copy_from_slice(path.as_bytes());
+    header.set_cksum();
+    header
+}
+
+/// Hostile artifacts through the real binary, each before a good request:
+/// an `output` artifact whose tar holds `output` as a link to a file
+/// outside (refused; the file is unchanged), a corrupt workspace
+/// (dead-lettered), a compressed bomb larger than the request's `hdd`
+/// (aborted, the reason stored in its output, acked), and a setuid file
+/// (unpacked without the bit).
+#[test]
+fn hostile_artifacts_stay_inside_and_within_budget() -> TestResult {
+    if !require_python() {
+        return Ok(());
+    }
+    let setup = Setup::new()?;
+    let store = setup.root.join("store");
+    let victim = setup.root.join("victim.txt");
+    hostile_archives(&store, &victim)?;
+    let file = |name: &str| format!("file://{}", store.join(name).display());
+    setup.publish(
+        "a.json",
+        &request(
+            &setup,
+            "planted",
+            "",
+            "",
+            &format!(
+                r#", "output": {{"qualified": "{}", "mutable": true, "unpack": true}}"#,
+                file("planted.tar")
+            ),
+        ),
+    )?;
+    setup.publish(
+        "b.json",
+        &request(&setup, "corrupt", "", "", "")
+            .replace(&file("workspace.tar"), &file("corrupt.tar")),
+    )?;
+    setup.publish(
+        "c.json",
+        &request(
+            &setup,
+            "bomb",
+            "",
+            "",
+            &format!(
+                r#", "data": {{"qualified": "{}", "mutable": false, "unpack": true}}{}"#,
+                file("bomb.tar.gz"),
+                output_to(&setup, "bomb-output")
+            ),
+        )
+        .replace(r#""hdd": "50mb""#, r#""hdd": "20mb""#),
+    )?;
+    setup.publish(
+        "d.json",
+        &request(&setup, "good", "", "", &output_to(&setup, "good-output")),
+    )?;
+    setup
+        .runner()
+        .assert()
+        .success()
+        .stderr(contains("experiment good: Succeeded"))
+        .stderr(contains("experiment bomb: Aborted"));
+    assert_eq!(fs::read_to_string(&victim)?, "precious");
+    let reasons = dead_reasons(&setup)?;
+    assert_eq!(reasons.len(), 2, "{reasons:#?}");
+    assert!(
+        reasons
+            .iter()
+            .any(|reason| reason.contains("artifact output: the archive is hostile")),
+        "{reasons:#?}"
+    );
+    assert!(
+        reasons
+            .iter()
+            .any(|reason| reason.contains("artifact workspace: the archive is corrupt")),
+        "{reasons:#?}"
+    );
+    let bomb_output = output_text(&setup, "bomb-output")?;
+    assert!(
+        bomb_output
+            .contains("artifact data: unpacking needs more than the disk budget of 20000000 bytes"),
+        "{bomb_output}"
+    );
+    assert!(output_text(&setup, "good-output")?.contains("setuid False setgid False"));
+    assert!(setup.queue_files("").is_empty());
+    Ok(())
+}
+
+/// The archives of [`hostile_artifacts_stay_inside_and_within_budget`] in
+/// `store`, with `victim` as the planted link's target.
+fn hostile_archives(store: &Path, victim: &Path) -> TestResult {
+    let script = "import os, stat\nmode = os.stat('tool').st_mode\nprint('setuid', bool(mode & stat.S_ISUID), 'setgid', bool(mode & stat.S_ISGID))\n";
+    fs::create_dir_all(store)?;
+    archive(&store.join("workspace.tar"), |builder| {
+        let header = entry(
+            tar::EntryType::Regular,
+            "main.py",
+            script.len() as u64,
+            0o644,
+        );
+        builder.append(&header, script.as_bytes())?;
+        let header = entry(tar::EntryType::Regular, "tool", 2, 0o6755);
+        builder.append(&header, &b"#!"[..])
+    })?;
+    fs::write(victim, "precious")?;
+    archive(&store.join("planted.tar"), |builder| {
+        let mut header = entry(tar::EntryType::Symlink, "output", 0, 0o777);
+        header.set_link_name(victim)?;
+        header.set_cksum();
+        builder.append(&header, std::io::empty())
+    })?;
+    fs::write(store.join("corrupt.tar"), b"this is not a tar archive at all, only text that is long enough to fill a header block? no: it ends here")?;
+    let mut bomb = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    {
+        let mut builder = tar::Builder::new(&mut bomb);
+        let zeros = vec![0_u8; 1 << 20];
+        for index in 0..80 {
+            let header = entry(
+                tar::EntryType::Regular,
+                &format!("zero{index}"),
+                zeros.len() as u64,
+                0o644,
+            );
+            builder.append(&header, zeros.as_slice())?;
+        }
+        builder.finish()?;
+    }
+    fs::write(store.join("bomb.tar.gz"), bomb.finish()?)?;
+    Ok(())
+}
