@@ -268,6 +268,18 @@ struct Cli {
         default_value = "auto"
     )]
     log_format: log::Format,
+
+    /// Which log lines are written, in env-filter syntax (`debug`,
+    /// `runner=debug,kube=info`; default: `RUST_LOG`, else the runner's from
+    /// info and its libraries' from warn). `debug` shows kube, AWS SDK and
+    /// lapin diagnostics.
+    #[arg(long, value_name = "FILTER", env = "RUNNER_LOG")]
+    log_level: Option<String>,
+
+    /// Answer 503 on /healthz once taking work from the queues has failed
+    /// continuously for this long (Go duration, e.g. `5m`).
+    #[arg(long, value_name = "DURATION", env = "RUNNER_UNHEALTHY_AFTER", default_value = "5m", value_parser = duration)]
+    unhealthy_after: Duration,
 }
 
 fn size(text: &str) -> Result<u64, String> {
@@ -300,7 +312,10 @@ impl Fatal {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    log::init(cli.log_format);
+    if let Err(error) = log::init(cli.log_format, cli.log_level.as_deref()) {
+        log::error(&runner::error_text(&error));
+        return ExitCode::from(2);
+    }
     match start(&cli) {
         Ok(code) => code,
         Err(fatal) => {
@@ -355,8 +370,10 @@ fn start(cli: &Cli) -> Result<ExitCode, Fatal> {
         failures: Arc::default(),
         pass_env: cli.pass_env.clone(),
     };
+    // The scheduler reports each intake attempt here (`intake_ok`, `intake_failed`).
+    let health = telemetry::Health::new(cli.unhealthy_after);
     if let Some(address) = &cli.http_addr {
-        let bound = telemetry::serve(address, &metrics, Arc::clone(&settings.stop))
+        let bound = telemetry::serve(address, &metrics, &health, Arc::clone(&settings.stop))
             .map_err(|error| Fatal::new(format!("cannot listen on {address}: {error}")))?;
         log::info(&format!("serving /healthz and /metrics on {bound}"));
     }

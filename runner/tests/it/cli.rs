@@ -57,6 +57,15 @@ impl Setup {
         fs::write(self.root.join("queues/local_experiments").join(name), body)
     }
 
+    /// Date the queued message `name` a minute back, so that the directory
+    /// queue does not take it for a file still being written.
+    pub fn age(&self, name: &str) -> Result<(), std::io::Error> {
+        fs::File::options()
+            .write(true)
+            .open(self.root.join("queues/local_experiments").join(name))?
+            .set_modified(std::time::SystemTime::now() - std::time::Duration::from_mins(1))
+    }
+
     /// The runner on this setup's queues, work and venv directories, with
     /// text logs and no GPU variables from the test's environment.
     pub fn command(&self) -> std::process::Command {
@@ -245,6 +254,7 @@ fn an_experiment_runs_its_output_is_stored_and_its_message_acked() -> TestResult
 fn a_bad_message_is_dead_lettered_and_a_missing_workspace_too() -> TestResult {
     let setup = Setup::new()?;
     setup.publish("broken.json", "{not json")?;
+    setup.age("broken.json")?;
     setup.publish(
         "noram.json",
         &setup
@@ -691,6 +701,7 @@ fn healthz_and_metrics_are_served_while_it_runs() -> TestResult {
         "{status} {body}"
     );
     setup.publish("broken.json", "{not json")?;
+    setup.age("broken.json")?;
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
     let metrics = loop {
         let (_, body) = http_get(&address, "/metrics")?;
