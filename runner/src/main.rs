@@ -184,8 +184,9 @@ struct Cli {
     #[arg(long, env = "RUNNER_ALLOW_PIP_URLS")]
     allow_pip_urls: bool,
 
-    /// How long the queues may fail without a break before /healthz answers
-    /// 503 (and `--once` gives up), as a Go duration.
+    /// Answer 503 on /healthz once taking work from the queues has failed
+    /// continuously for this long (Go duration, e.g. `5m`); `--once` gives
+    /// up then, with exit code 1.
     #[arg(long, value_name = "DURATION", env = "RUNNER_UNHEALTHY_AFTER", default_value = "5m", value_parser = duration)]
     unhealthy_after: Duration,
 
@@ -276,10 +277,6 @@ struct Cli {
     #[arg(long, value_name = "FILTER", env = "RUNNER_LOG")]
     log_level: Option<String>,
 
-    /// Answer 503 on /healthz once taking work from the queues has failed
-    /// continuously for this long (Go duration, e.g. `5m`).
-    #[arg(long, value_name = "DURATION", env = "RUNNER_UNHEALTHY_AFTER", default_value = "5m", value_parser = duration)]
-    unhealthy_after: Duration,
 }
 
 fn size(text: &str) -> Result<u64, String> {
@@ -385,7 +382,10 @@ fn start(cli: &Cli) -> Result<ExitCode, Fatal> {
     let policy = Policy {
         allow_urls: cli.allow_pip_urls,
     };
-    let on_intake = |_failure: Option<&str>| {};
+    let on_intake = |failure: Option<&str>| match failure {
+        None => health.intake_ok(),
+        Some(reason) => health.intake_failed(reason),
+    };
     let scheduler = Scheduler {
         settings: &settings,
         resources: &resources,
