@@ -276,7 +276,6 @@ struct Cli {
     /// lapin diagnostics.
     #[arg(long, value_name = "FILTER", env = "RUNNER_LOG")]
     log_level: Option<String>,
-
 }
 
 fn size(text: &str) -> Result<u64, String> {

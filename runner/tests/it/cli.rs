@@ -76,7 +76,7 @@ impl Setup {
 
     /// The runner with this setup's work and venv directories but no queue
     /// (the test adds `--amqp-url` or `--sqs`).
-    fn without_queues(&self) -> std::process::Command {
+    pub fn without_queues(&self) -> std::process::Command {
         let mut command = std::process::Command::new(assert_cmd::cargo::cargo_bin!("runner"));
         command
             .arg("--work-dir")

@@ -6,3 +6,4 @@ mod hostile;
 mod kubernetes;
 mod scheduling;
 mod services;
+mod weather;
