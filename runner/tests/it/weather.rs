@@ -158,3 +158,49 @@ fn once_gives_up_on_queues_that_keep_failing() -> TestResult {
     assert!(started.elapsed() >= Duration::from_secs(2));
     Ok(())
 }
+
+/// The queue directory of a running experiment is deleted: the result is
+/// stored, the runner warns and goes on, and takes the next request from a
+/// queue made afterwards.
+#[test]
+fn a_queue_deleted_under_a_running_experiment_is_weather() -> TestResult {
+    if !crate::cli::require_python() {
+        return Ok(());
+    }
+    let setup = Setup::new()?;
+    setup.workspace(
+        "import time, sys\nprint('ran', sys.argv[1:])\ntime.sleep(float(sys.argv[1]))\n",
+    )?;
+    let store = setup.root.join("store").display().to_string();
+    let body = |key: &str, nap: &str| {
+        format!(
+            r#"{{"experiment": {{"key": "{key}", "filename": "main.py", "args": ["{nap}"],
+                 "resources_needed": {{"cpus": 1, "hdd": "10mb", "ram": "50mb"}},
+                 "artifacts": {{"workspace": {{"qualified": "file://{store}/workspace.tar", "unpack": true}},
+                   "output": {{"qualified": "file://{store}/{key}.tar", "mutable": true, "unpack": true}}}}}}}}"#
+        )
+    };
+    setup.publish("first.json", &body("first", "3"))?;
+    let mut command = setup.command();
+    command.stderr(Stdio::piped());
+    let mut runner = Killed(command.spawn()?);
+    let lines = lines_of(&mut runner.0)?;
+    let mut seen = Vec::new();
+    wait_for_line(&lines, "experiment first started", &mut seen)?;
+    let queue = setup.root.join("queues/local_experiments");
+    std::fs::remove_dir_all(&queue)?;
+    wait_for_line(&lines, "experiment first: Succeeded", &mut seen)?;
+    assert!(
+        setup.root.join("store/first.tar").exists(),
+        "the result was not stored"
+    );
+    std::fs::create_dir_all(&queue)?;
+    setup.publish("second.json", &body("second", "0"))?;
+    wait_for_line(&lines, "experiment second: Succeeded", &mut seen)?;
+    assert!(
+        runner.0.try_wait()?.is_none(),
+        "the runner exited:\n{}",
+        seen.join("\n")
+    );
+    Ok(())
+}
