@@ -157,6 +157,7 @@ pub fn take<Q: Queues>(
     }
     let intake = result?;
     give_back?;
+    left.waiting += queues.not_yet();
     Ok(intake.unwrap_or(Intake::Empty(left)))
 }
 

@@ -105,6 +105,9 @@ pub struct Claimed {
 pub struct DirQueues {
     root: PathBuf,
     filter: QueueFilter,
+    /// Files left alone since the last listing because they are still
+    /// being written (so `--once` waits for them).
+    settling: std::sync::atomic::AtomicUsize,
 }
 
 impl DirQueues {
@@ -114,7 +117,15 @@ impl DirQueues {
         Self {
             root: root.to_path_buf(),
             filter,
+            settling: std::sync::atomic::AtomicUsize::new(0),
         }
+    }
+
+    /// How many files the claims since the last [`DirQueues::queues`] left
+    /// alone because they were still being written.
+    #[must_use]
+    pub fn settling(&self) -> usize {
+        self.settling.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// The queue names, sorted.
@@ -122,6 +133,7 @@ impl DirQueues {
     /// # Errors
     /// The root cannot be read.
     pub fn queues(&self) -> Result<Vec<String>, DirQueueError> {
+        self.settling.store(0, std::sync::atomic::Ordering::Relaxed);
         let names = fs::read_dir(&self.root)
             .map_err(io_error("reading the queue root", &self.root))?
             .filter_map(Result::ok)
@@ -220,6 +232,8 @@ impl DirQueues {
                 .map_or(true, |age| age < SETTLING)
                 && fs::read(&waiting).is_ok_and(|body| settling(&body, modified, now))
             {
+                self.settling
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 continue;
             }
             let inflight = inflight_directory.join(&name);
@@ -232,6 +246,8 @@ impl DirQueues {
                         .map_err(io_error("reading", &inflight))?;
                     if settling(&body, modified, now) {
                         fs::rename(&inflight, &waiting).map_err(io_error("returning", &waiting))?;
+                        self.settling
+                            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                         continue;
                     }
                     return Ok(Some(Claimed {

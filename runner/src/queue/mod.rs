@@ -101,6 +101,12 @@ pub trait Queues {
     /// # Errors
     /// As [`Queues::queues`].
     fn dead_letter(&self, claim: Self::Claim, reason: &str) -> Result<(), Self::Error>;
+
+    /// Messages seen since the last [`Queues::queues`] that could not be
+    /// claimed yet but will be soon (a file still being written).
+    fn not_yet(&self) -> usize {
+        0
+    }
 }
 
 impl Queues for dir::DirQueues {
@@ -125,5 +131,9 @@ impl Queues for dir::DirQueues {
 
     fn dead_letter(&self, claim: Self::Claim, reason: &str) -> Result<(), Self::Error> {
         dir::DirQueues::dead_letter(self, claim, reason).map(drop)
+    }
+
+    fn not_yet(&self) -> usize {
+        self.settling()
     }
 }

@@ -529,3 +529,59 @@ fn hostile_archives(store: &Path, victim: &Path) -> TestResult {
     fs::write(store.join("bomb.tar.gz"), bomb.finish()?)?;
     Ok(())
 }
+
+/// A request file still being written is neither claimed nor
+/// dead-lettered, and `--once` waits for it: finished while the runner
+/// runs the good one, it runs too.
+#[test]
+fn a_file_being_written_is_left_to_its_writer_and_once_waits_for_it() -> TestResult {
+    use std::io::BufRead as _;
+    if !require_python() {
+        return Ok(());
+    }
+    let setup = Setup::new()?;
+    setup.workspace(PRINTING)?;
+    setup.publish("a.json", &good(&setup))?;
+    let late = request(&setup, "late", "", "", &output_to(&setup, "late-output"));
+    let (start, _) = late.split_at(late.len() / 2);
+    setup.publish("b.json", start)?;
+    // A slow writer: the half-written file keeps changing until the good
+    // request is done, whatever time the machine takes for it.
+    let writing = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let writer = {
+        let writing = std::sync::Arc::clone(&writing);
+        let path = setup.root.join("queues/local_experiments/b.json");
+        let start = start.to_owned();
+        std::thread::spawn(move || {
+            while writing.load(std::sync::atomic::Ordering::SeqCst) {
+                let _ = fs::write(&path, &start);
+                std::thread::sleep(std::time::Duration::from_secs(1));
+            }
+        })
+    };
+    let mut child = setup
+        .command()
+        .arg("--once")
+        .stderr(std::process::Stdio::piped())
+        .spawn()?;
+    let stderr = child.stderr.take().ok_or("no stderr")?;
+    let mut lines = std::io::BufReader::new(stderr).lines();
+    let mut seen = Vec::new();
+    for line in lines.by_ref() {
+        let line = line?;
+        seen.push(line.clone());
+        if line.contains("experiment good: Succeeded") {
+            break;
+        }
+    }
+    writing.store(false, std::sync::atomic::Ordering::SeqCst);
+    writer.join().map_err(|_| "the writer thread panicked")?;
+    setup.publish("b.json", &late)?;
+    seen.extend(lines.map_while(Result::ok));
+    let status = child.wait()?;
+    let log = seen.join("\n");
+    assert!(status.success(), "{log}");
+    assert!(log.contains("experiment late: Succeeded"), "{log}");
+    assert!(!log.contains("dead-lettered"), "{log}");
+    Ok(())
+}
