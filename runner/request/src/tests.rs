@@ -1,20 +1,8 @@
 use super::*;
 
-/// runner.md §3.1, with an unknown field added and the client's nulls.
-pub(crate) const EXAMPLE: &str = r#"{
-  "config": {"cloud": {"queue": {"rmq": "amqp://x"}}, "database": {"projectId": "moonshot", "type": "s3"},
-    "saveWorkspaceFrequency": "3m", "experimentLifetime": "30m", "verbose": "debug",
-    "env": {"AWS_DEFAULT_REGION": "us-west-2", "PATH": "%PATH%:./bin"}, "pip": null, "runner": {"slack_destination": ""}},
-  "experiment": {"key": "1538073289_3c9acb9b", "project": "moonshot", "filename": "train_mnist_keras.py", "args": [],
-    "pythonver": 2, "pythonenv": ["Keras==2.0.9"],
-    "resources_needed": {"cpus": 1, "gpus": 2, "hdd": "3gb", "ram": "2gb", "gpuMem": "2gb"},
-    "max_duration": "20m", "time_added": 1538073290.258281, "status": "waiting", "git": null, "info": {},
-    "a_field_from_the_future": [1, 2, 3],
-    "artifacts": {
-      "workspace": {"bucket": "bkt1", "key": "workspace.tar", "mutable": false, "unpack": true, "qualified": "s3://127.0.0.1:9000/bkt1/workspace.tar",
-                    "credentials": {"aws": {"access_key": "AKIA-canary", "secret_access_key": "s3cr3t-canary", "region": "us-west-2"}}},
-      "output": {"bucket": "bkt1", "key": "output.tar", "mutable": true, "unpack": true, "qualified": "s3://127.0.0.1:9000/bkt1/output.tar"}}}
-}"#;
+/// runner.md §3.1, with an unknown field added and some of the client's
+/// nulls.
+const EXAMPLE: &str = include_str!("../tests/fixtures/example.json");
 
 fn example() -> serde_json::Value {
     serde_json::from_str(EXAMPLE).unwrap_or_default()
