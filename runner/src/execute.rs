@@ -15,7 +15,7 @@ use thiserror::Error;
 
 use crate::cache::Cache;
 use crate::failure::{Class, Classify};
-use crate::request::{Artifact, Request, parse_duration};
+use crate::request::{Artifact, Request};
 use crate::resources::Allocation;
 use crate::storage::{self, StorageError};
 
@@ -188,16 +188,13 @@ fn expand(value: &str, lookup: &dyn Fn(&str) -> Option<String>) -> String {
 #[must_use]
 pub fn time_limit(request: &Request, cap: Duration, now: SystemTime) -> Duration {
     let mut limit = cap;
-    if let Some(duration) = parse_duration(&request.experiment.max_duration) {
+    if let Some(duration) = request.experiment.max_duration() {
         limit = limit.min(duration);
     }
-    let added = Duration::try_from_secs_f64(request.experiment.time_added)
-        .ok()
-        .filter(|since| since.as_secs() > 10)
-        .and_then(|since| SystemTime::UNIX_EPOCH.checked_add(since));
-    if let (Some(lifetime), Some(added)) =
-        (parse_duration(&request.config.experiment_lifetime), added)
-    {
+    if let (Some(lifetime), Some(added)) = (
+        request.config.experiment_lifetime(),
+        request.experiment.time_added(),
+    ) {
         let left = added.checked_add(lifetime).map_or(limit, |end| {
             end.duration_since(now).unwrap_or(Duration::ZERO)
         });
@@ -619,9 +616,6 @@ fn supervise(
     })
 }
 
-/// The longest checkpoint interval honoured (a longer one means none).
-const CHECKPOINT_CAP: Duration = Duration::from_hours(24 * 366);
-
 /// The checkpoint schedule: each mutable artifact every `saveFrequency`
 /// seconds (its own), else every `config.saveWorkspaceFrequency` when that
 /// is between 1 s and 12 h (as the original runner), else never.
@@ -631,7 +625,9 @@ struct Checkpoints<'request> {
 
 impl<'request> Checkpoints<'request> {
     fn new(request: &'request Request, started: Instant) -> Self {
-        let workspace = parse_duration(&request.config.save_workspace_frequency)
+        let workspace = request
+            .config
+            .save_workspace_frequency()
             .filter(|every| *every > Duration::from_secs(1) && *every < Duration::from_hours(12));
         let schedule = request
             .experiment
@@ -639,18 +635,9 @@ impl<'request> Checkpoints<'request> {
             .iter()
             .filter(|(_, artifact)| artifact.mutable)
             .filter_map(|(label, artifact)| {
-                let own = artifact
-                    .save_frequency
-                    .trim()
-                    .parse::<f64>()
-                    .ok()
-                    .filter(|seconds| *seconds > 0.0 && seconds.is_finite())
-                    .and_then(|seconds| Duration::try_from_secs_f64(seconds).ok());
-                own.or(workspace)
-                    .filter(|every| *every <= CHECKPOINT_CAP)
-                    .and_then(|every| {
-                        Some((label.as_str(), artifact, every, started.checked_add(every)?))
-                    })
+                artifact.save_frequency().or(workspace).and_then(|every| {
+                    Some((label.as_str(), artifact, every, started.checked_add(every)?))
+                })
             })
             .collect();
         Self { schedule }
@@ -662,7 +649,7 @@ impl<'request> Checkpoints<'request> {
         for (label, artifact, every, next) in &mut self.schedule {
             if *next <= now {
                 due.push((*label, *artifact));
-                // Bounded by CHECKPOINT_CAP: cannot overflow.
+                // Intervals are at most a year (the request's bound).
                 *next = now.checked_add(*every).unwrap_or(now);
             }
         }
