@@ -623,7 +623,7 @@ fn sigterm_drains_and_requeues_what_did_not_finish() -> TestResult {
     // Wait until the experiment runs (its log exists and says so).
     let deadline = std::time::Instant::now() + std::time::Duration::from_mins(1);
     let started = loop {
-        let logs: Vec<PathBuf> = fs::read_dir(setup.root.join("work"))
+        let logs: Vec<PathBuf> = fs::read_dir(setup.root.join("work/experiments"))
             .map(|entries| {
                 entries
                     .filter_map(Result::ok)
