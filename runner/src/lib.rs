@@ -13,6 +13,7 @@ pub mod log;
 pub mod queue;
 pub mod request;
 pub mod resources;
+pub mod runtime;
 pub mod s3;
 pub mod state;
 pub mod storage;
