@@ -39,7 +39,7 @@ impl Setup {
         Ok(archive)
     }
 
-    fn request(&self, key: &str, max_duration: &str) -> String {
+    pub fn request(&self, key: &str, max_duration: &str) -> String {
         let store = self.root.join("store");
         format!(
             r#"{{"config": {{"env": {{"GREETING": "hello from %USER_LABEL%"}}, "pip": null}},
@@ -67,7 +67,7 @@ impl Setup {
 
     /// The runner with this setup's work and venv directories but no queue
     /// (the test adds `--amqp-url` or `--sqs`).
-    fn without_queues(&self) -> std::process::Command {
+    pub fn without_queues(&self) -> std::process::Command {
         let mut command = std::process::Command::new(assert_cmd::cargo::cargo_bin!("runner"));
         command
             .arg("--work-dir")

@@ -2,6 +2,7 @@
 
 mod cache;
 mod cli;
+mod faults;
 mod kubernetes;
 mod scheduling;
 mod services;
