@@ -304,6 +304,16 @@ fn serve(
     Ok(command.spawn()?)
 }
 
+/// `error` with the runner's log, for a failure of the binary-level tests.
+fn with_log(log: &Path) -> impl FnOnce(String) -> String + '_ {
+    move |error| {
+        format!(
+            "{error}; the runner's log:\n{}",
+            fs::read_to_string(log).unwrap_or_default()
+        )
+    }
+}
+
 /// Stops the runner (SIGTERM, then waits) however the test ends.
 struct Running(std::process::Child);
 
@@ -345,7 +355,8 @@ fn the_runner_lives_through_a_broker_restart_during_an_experiment() -> TestResul
     let started = setup.root.join("started");
     eventually(Duration::from_mins(3), "the experiment started", || {
         started.exists().then_some(())
-    })?;
+    })
+    .map_err(with_log(&log))?;
 
     broker.stop()?;
     broker.start()?;
@@ -353,7 +364,8 @@ fn the_runner_lives_through_a_broker_restart_during_an_experiment() -> TestResul
     let first = setup.root.join("store/exp-a-output.tar");
     eventually(Duration::from_mins(2), "exp-a's output stored", || {
         first.exists().then_some(())
-    })?;
+    })
+    .map_err(with_log(&log))?;
     assert!(
         runner.alive(),
         "the runner ended: {}",
@@ -364,7 +376,8 @@ fn the_runner_lives_through_a_broker_restart_during_an_experiment() -> TestResul
     let second = setup.root.join("store/exp-b-output.tar");
     eventually(Duration::from_mins(2), "exp-b's output stored", || {
         second.exists().then_some(())
-    })?;
+    })
+    .map_err(with_log(&log))?;
     assert!(
         runner.alive(),
         "the runner ended: {}",
@@ -398,7 +411,8 @@ fn the_runner_lives_through_a_broker_restart_while_idle() -> TestResult {
     let first = setup.root.join("store/exp-a-output.tar");
     eventually(Duration::from_mins(3), "exp-a's output stored", || {
         first.exists().then_some(())
-    })?;
+    })
+    .map_err(with_log(&log))?;
 
     broker.stop()?;
     broker.start()?;
@@ -411,7 +425,8 @@ fn the_runner_lives_through_a_broker_restart_while_idle() -> TestResult {
     let second = setup.root.join("store/exp-b-output.tar");
     eventually(Duration::from_mins(2), "exp-b's output stored", || {
         second.exists().then_some(())
-    })?;
+    })
+    .map_err(with_log(&log))?;
     assert!(
         runner.alive(),
         "the runner ended: {}",
