@@ -41,21 +41,16 @@ pub struct Placement {
     pub reporter: String,
 }
 
-/// Start following the cluster on a thread of its own. Failures are
-/// logged and retried; they never stop the runner.
+/// Start following the cluster on a thread of its own (on the process's
+/// runtime). Failures are logged and retried; they never stop the runner.
 pub fn follow(placement: Placement, control: Arc<Control>) {
     std::thread::spawn(move || {
-        let runtime = match tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-        {
-            Ok(runtime) => runtime,
-            Err(error) => {
-                log::error(&format!("cannot start the Kubernetes follower: {error}"));
-                return;
-            }
-        };
-        runtime.block_on(run(placement, control));
+        if let Err(error) = crate::runtime::block_on(run(placement, control)) {
+            log::error(&format!(
+                "cannot start the Kubernetes follower: {}",
+                crate::error_text(&error)
+            ));
+        }
     });
 }
 

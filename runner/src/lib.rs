@@ -14,6 +14,7 @@ pub mod log;
 pub mod queue;
 pub mod request;
 pub mod resources;
+pub mod runtime;
 pub mod s3;
 pub mod scheduler;
 pub mod state;

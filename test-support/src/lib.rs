@@ -11,9 +11,13 @@ use std::fmt;
 mod fake_github;
 mod fake_kube;
 mod fault_proxy;
+mod rabbitmq;
+mod tcp_proxy;
 pub use fake_github::{FakeAsset, FakeGitHub, FakeRelease, Fault};
 pub use fake_kube::{FakeKube, LogFaults, PodScript};
 pub use fault_proxy::{FaultProxy, Seen};
+pub use rabbitmq::PrivateRabbitMq;
+pub use tcp_proxy::{Mode as ProxyMode, TcpFaultProxy};
 
 /// The local services `scripts/test.sh` can start, with the variable that carries each address.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

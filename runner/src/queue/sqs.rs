@@ -4,14 +4,30 @@
 //! runs (the visibility is extended every third of it by a background task);
 //! ack deletes it, nack makes it visible again, and an unusable one is sent
 //! to `<queue>-dead` with the reason as a message attribute, then deleted.
+//!
+//! Every call has timeouts ([`CONNECT_TIMEOUT`], [`READ_TIMEOUT`] beyond the
+//! longest long poll, [`ATTEMPT_TIMEOUT`]), so an unreachable or silent SQS
+//! fails the call (a [`Class::Transient`] error) instead of hanging a thread.
 
 use std::time::Duration;
 
+use aws_sdk_sqs::config::timeout::TimeoutConfig;
 use aws_sdk_sqs::types::MessageAttributeValue;
 use thiserror::Error;
 use tokio::sync::oneshot;
 
 use super::QueueFilter;
+use crate::failure::{Class, Classify};
+use crate::runtime;
+
+/// How long connecting to SQS may take.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// The longest long poll SQS allows, in seconds.
+pub const LONGEST_POLL: i32 = 20;
+/// How long SQS may take to start answering: beyond the longest long poll.
+pub const READ_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long one attempt of a call may take, answer included.
+pub const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(35);
 
 /// Visibility given to a message while it is held, by default; renewed
 /// every third of it.
@@ -23,6 +39,15 @@ pub const VISIBILITY: i32 = 300;
 pub struct SqsError {
     action: String,
     message: String,
+}
+
+impl Classify for SqsError {
+    /// Always [`Class::Transient`]: the queues are the operator's, never
+    /// the request's, so no SQS failure says the request is bad (a deleted
+    /// queue, refused credentials or a throttle are fixed outside, later).
+    fn class(&self) -> Class {
+        Class::Transient
+    }
 }
 
 fn sqs_error<E: std::error::Error + 'static>(
@@ -46,7 +71,7 @@ pub struct SqsClaim {
 
 /// The queues of one account and region.
 pub struct SqsQueues {
-    runtime: tokio::runtime::Runtime,
+    runtime: tokio::runtime::Handle,
     client: aws_sdk_sqs::Client,
     filter: QueueFilter,
     wait: i32,
@@ -60,33 +85,46 @@ impl std::fmt::Debug for SqsQueues {
 }
 
 impl SqsQueues {
-    /// The account's queues; `wait` is the long-poll time and `visibility`
-    /// how long a held message stays hidden before it is renewed, in seconds.
+    /// The account's queues; `wait` is the long-poll time (at most
+    /// [`LONGEST_POLL`]) and `visibility` how long a held message stays
+    /// hidden before it is renewed, in seconds.
     ///
     /// # Errors
     /// The runtime cannot start.
     pub fn connect(filter: QueueFilter, wait: i32, visibility: i32) -> Result<Self, SqsError> {
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
-            .enable_all()
-            .build()
-            .map_err(sqs_error("starting a runtime"))?;
-        let config =
-            runtime.block_on(aws_config::defaults(aws_config::BehaviorVersion::latest()).load());
+        let runtime = runtime::handle().map_err(sqs_error("starting a runtime"))?;
+        let timeouts = TimeoutConfig::builder()
+            .connect_timeout(CONNECT_TIMEOUT)
+            .read_timeout(READ_TIMEOUT)
+            .operation_attempt_timeout(ATTEMPT_TIMEOUT)
+            .build();
+        let config = Self::block_on(
+            "loading the AWS configuration",
+            aws_config::defaults(aws_config::BehaviorVersion::latest())
+                .timeout_config(timeouts)
+                .load(),
+        )?;
         Ok(Self {
             client: aws_sdk_sqs::Client::new(&config),
             runtime,
             filter,
-            wait,
+            wait: wait.clamp(0, LONGEST_POLL),
             visibility: visibility.max(3),
         })
     }
 
+    /// Run `future` on the process's runtime.
+    fn block_on<F: Future>(action: &str, future: F) -> Result<F::Output, SqsError> {
+        runtime::block_on(future).map_err(sqs_error(action))
+    }
+
     fn url_of(&self, queue: &str) -> Result<String, SqsError> {
-        let answer = self
-            .runtime
-            .block_on(self.client.get_queue_url().queue_name(queue).send())
-            .map_err(sqs_error(format!("finding queue {queue}")))?;
+        let action = format!("finding queue {queue}");
+        let answer = Self::block_on(
+            &action,
+            self.client.get_queue_url().queue_name(queue).send(),
+        )?
+        .map_err(sqs_error(action))?;
         Ok(answer.queue_url().unwrap_or_default().to_owned())
     }
 
@@ -102,9 +140,7 @@ impl super::Queues for SqsQueues {
     type Error = SqsError;
 
     fn queues(&self) -> Result<Vec<String>, SqsError> {
-        let answer = self
-            .runtime
-            .block_on(self.client.list_queues().send())
+        let answer = Self::block_on("listing queues", self.client.list_queues().send())?
             .map_err(sqs_error("listing queues"))?;
         let names = answer
             .queue_urls()
@@ -119,18 +155,18 @@ impl super::Queues for SqsQueues {
         let url = self.url_of(queue)?;
         let visibility = self.visibility;
         let renew = Duration::from_secs(u64::try_from(visibility / 3).unwrap_or(1));
-        let answer = self
-            .runtime
-            .block_on(
-                self.client
-                    .receive_message()
-                    .queue_url(&url)
-                    .max_number_of_messages(1)
-                    .visibility_timeout(visibility)
-                    .wait_time_seconds(self.wait)
-                    .send(),
-            )
-            .map_err(sqs_error(format!("receiving from {queue}")))?;
+        let action = format!("receiving from {queue}");
+        let answer = Self::block_on(
+            &action,
+            self.client
+                .receive_message()
+                .queue_url(&url)
+                .max_number_of_messages(1)
+                .visibility_timeout(visibility)
+                .wait_time_seconds(self.wait)
+                .send(),
+        )?
+        .map_err(sqs_error(action))?;
         let Some(message) = answer.messages().first() else {
             return Ok(None);
         };
@@ -170,37 +206,39 @@ impl super::Queues for SqsQueues {
 
     fn ack(&self, mut claim: SqsClaim) -> Result<(), SqsError> {
         Self::stop(&mut claim);
-        self.runtime
-            .block_on(
-                self.client
-                    .delete_message()
-                    .queue_url(&claim.url)
-                    .receipt_handle(&claim.receipt)
-                    .send(),
-            )
-            .map(drop)
-            .map_err(sqs_error(format!("deleting a message of {}", claim.queue)))
+        let action = format!("deleting a message of {}", claim.queue);
+        Self::block_on(
+            &action,
+            self.client
+                .delete_message()
+                .queue_url(&claim.url)
+                .receipt_handle(&claim.receipt)
+                .send(),
+        )?
+        .map(drop)
+        .map_err(sqs_error(action))
     }
 
     fn nack(&self, mut claim: SqsClaim) -> Result<(), SqsError> {
         Self::stop(&mut claim);
-        self.runtime
-            .block_on(
-                self.client
-                    .change_message_visibility()
-                    .queue_url(&claim.url)
-                    .receipt_handle(&claim.receipt)
-                    .visibility_timeout(0)
-                    .send(),
-            )
-            .map(drop)
-            .map_err(sqs_error(format!("returning a message of {}", claim.queue)))
+        let action = format!("returning a message of {}", claim.queue);
+        Self::block_on(
+            &action,
+            self.client
+                .change_message_visibility()
+                .queue_url(&claim.url)
+                .receipt_handle(&claim.receipt)
+                .visibility_timeout(0)
+                .send(),
+        )?
+        .map(drop)
+        .map_err(sqs_error(action))
     }
 
     fn dead_letter(&self, mut claim: SqsClaim, reason: &str) -> Result<(), SqsError> {
         Self::stop(&mut claim);
         let dead = format!("{}-dead", claim.queue);
-        self.runtime.block_on(async {
+        Self::block_on(&format!("sending to {dead}"), async {
             let created = self
                 .client
                 .create_queue()
@@ -229,6 +267,6 @@ impl super::Queues for SqsQueues {
                 .await
                 .map(drop)
                 .map_err(sqs_error(format!("deleting a message of {}", claim.queue)))
-        })
+        })?
     }
 }

@@ -39,7 +39,7 @@ impl Setup {
         Ok(archive)
     }
 
-    fn request(&self, key: &str, max_duration: &str) -> String {
+    pub fn request(&self, key: &str, max_duration: &str) -> String {
         let store = self.root.join("store");
         format!(
             r#"{{"config": {{"env": {{"GREETING": "hello from %USER_LABEL%"}}, "pip": null}},

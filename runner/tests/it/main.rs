@@ -2,6 +2,7 @@
 
 mod cache;
 mod cli;
+mod faults;
 mod hostile;
 mod kubernetes;
 mod scheduling;
