@@ -89,6 +89,9 @@ struct Book {
 pub struct Ledger {
     path: Option<PathBuf>,
     book: Mutex<Book>,
+    /// Messages whose experiment runs now in this runner (a redelivery of
+    /// one, after the broker connection dropped, must wait for it).
+    running: Mutex<std::collections::BTreeSet<String>>,
 }
 
 fn seconds(time: SystemTime) -> u64 {
@@ -120,6 +123,7 @@ impl Ledger {
         Self {
             path: Some(path),
             book: Mutex::new(book),
+            running: Mutex::default(),
         }
     }
 
@@ -130,6 +134,7 @@ impl Ledger {
         Self {
             path: None,
             book: Mutex::new(Book::default()),
+            running: Mutex::default(),
         }
     }
 
@@ -144,6 +149,31 @@ impl Ledger {
             save(path, &book)?;
         }
         Ok(result)
+    }
+
+    /// `id`'s experiment starts here; `false` when it already runs here.
+    pub fn begin(&self, id: &str) -> bool {
+        self.running
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert(id.to_owned())
+    }
+
+    /// `id`'s experiment no longer runs here.
+    pub fn end(&self, id: &str) {
+        self.running
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .remove(id);
+    }
+
+    /// Whether `id`'s experiment runs here now.
+    #[must_use]
+    pub fn is_running(&self, id: &str) -> bool {
+        self.running
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .contains(id)
     }
 
     /// What is known of `id`.

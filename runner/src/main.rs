@@ -190,6 +190,11 @@ struct Cli {
     #[arg(long, value_name = "DURATION", env = "RUNNER_UNHEALTHY_AFTER", default_value = "5m", value_parser = duration)]
     unhealthy_after: Duration,
 
+    /// An S3 transfer that receives nothing for this long fails (and its
+    /// message is given back), as a Go duration.
+    #[arg(long, value_name = "DURATION", env = "RUNNER_S3_IDLE_TIMEOUT", default_value = "60s", value_parser = duration)]
+    s3_idle_timeout: Duration,
+
     /// CPU cores experiments may claim together (0: every core this process may use).
     #[arg(long, value_name = "N", env = "RUNNER_MAX_CORES", default_value_t = 0)]
     max_cores: u32,
@@ -349,6 +354,7 @@ fn start(cli: &Cli) -> Result<ExitCode, Fatal> {
             "killed {reaped} experiment process group(s) a previous runner left running"
         ));
     }
+    runner::s3::configure(runner::s3::Timeouts::with_idle(cli.s3_idle_timeout));
     let control = control(cli, flags);
     let mut metrics = Metrics::default();
     metrics.register_state(&control);
@@ -420,11 +426,10 @@ fn serve_queues(
             .amqp_mgt_url
             .clone()
             .unwrap_or_else(|| default_management(url));
-        let queues =
-            AmqpQueues::connect(url, &management, QueueFilter::all()).map_err(|error| {
-                Fatal::new(error.to_string())
-                    .hint("check --amqp-url (AMQP_URL) and that RabbitMQ is running")
-            })?;
+        // Connected on first use, and again after the broker went away:
+        // a runner started before its broker waits for it.
+        let queues = AmqpQueues::new(url, &management, QueueFilter::all())
+            .map_err(|error| Fatal::new(error.to_string()).hint("check --amqp-url (AMQP_URL)"))?;
         let code = served(scheduler.serve(&queues), settings);
         queues.close();
         return Ok(code);

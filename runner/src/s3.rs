@@ -237,6 +237,7 @@ fn file_failure(
 /// An [`S3Error`] as the storage layer's error for artifact `label`.
 #[must_use]
 pub fn into_storage(label: &str, error: S3Error) -> StorageError {
+    let class = error.class();
     match error.reason {
         S3Failure::File {
             action,
@@ -253,6 +254,7 @@ pub fn into_storage(label: &str, error: S3Error) -> StorageError {
             action: error.action,
             target: error.target,
             message: crate::error_text(&reason),
+            class,
         },
     }
 }

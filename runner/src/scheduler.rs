@@ -199,6 +199,7 @@ impl Scheduler<'_> {
                     Intake::Run(job) => {
                         book.backoffs.remove(&job.queue);
                         if self.settings.stop.load(Ordering::SeqCst) {
+                            self.ledger.end(&job.id);
                             match worker::give_back(queues, *job) {
                                 Ok(event) => on_event(event),
                                 Err(error) => crate::log::warn(&crate::error_text(&error)),
@@ -277,6 +278,7 @@ impl Scheduler<'_> {
         report_to: &mpsc::Sender<Done>,
     ) {
         let key = job.request.experiment.key.clone();
+        let id = job.id.clone();
         self.control.started(&key);
         let result = catch_unwind(AssertUnwindSafe(|| {
             worker::finish(queues, job, finisher).map_err(|error| crate::error_text(&error))
@@ -286,6 +288,7 @@ impl Scheduler<'_> {
                 "experiment {key}: the runner failed (a bug) while settling its message"
             ))
         });
+        self.ledger.end(&id);
         self.control.finished(&key);
         self.metrics.running.dec();
         let _ = report_to.send(result);

@@ -50,6 +50,9 @@ pub enum StorageError {
         target: String,
         /// The service's answer.
         message: String,
+        /// Its class: a refusal of the request's bucket or credentials is
+        /// the request's fault, the rest is weather (see [`crate::s3`]).
+        class: Class,
     },
     /// Reading or writing failed.
     #[error("artifact {label}: cannot {action} {}", .path.display())]
@@ -107,7 +110,8 @@ impl Classify for StorageError {
             | Self::Hostile { .. }
             | Self::Corrupt { .. } => Class::Rejected,
             Self::OverBudget { .. } => Class::ExperimentFailed,
-            Self::S3 { .. } | Self::Io { .. } => Class::Transient,
+            Self::S3 { class, .. } => *class,
+            Self::Io { .. } => Class::Transient,
         }
     }
 }
@@ -772,8 +776,17 @@ mod tests {
             action: "GET",
             target: "s3://b/k".to_owned(),
             message: "timeout".to_owned(),
+            class: Class::Transient,
         };
         assert_eq!(s3.class(), Class::Transient);
+        let refused = StorageError::S3 {
+            label: "data".to_owned(),
+            action: "GET",
+            target: "s3://b/k".to_owned(),
+            message: "403 AccessDenied".to_owned(),
+            class: Class::Rejected,
+        };
+        assert_eq!(refused.class(), Class::Rejected);
         Ok(())
     }
 

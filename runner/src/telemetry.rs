@@ -248,13 +248,9 @@ pub fn serve(
     std::thread::Builder::new()
         .name("runner-http".to_owned())
         .spawn(move || {
-            let Ok(runtime) = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-            else {
-                return;
-            };
-            runtime.block_on(async move {
+            // The accept loop runs on the process's runtime; this thread
+            // only waits for it.
+            let _ = crate::runtime::block_on(async move {
                 let Ok(listener) = tokio::net::TcpListener::from_std(listener) else {
                     return;
                 };

@@ -189,6 +189,13 @@ fn search<Q: Queues>(
                     .map_or_else(|_| id.clone(), |request| request.experiment.key);
                 return Ok(Some(Intake::Settled(Event::AlreadyDone { queue, key })));
             }
+            // A redelivery of a message whose experiment runs here now (the
+            // broker connection dropped under it) waits for its end.
+            if intaker.ledger.is_running(&id) {
+                held.push(claim);
+                left.waiting += 1;
+                continue;
+            }
             if record.as_ref().is_some_and(|record| {
                 record.not_before
                     > now
@@ -210,6 +217,7 @@ fn search<Q: Queues>(
             };
             match intaker.resources.allocate(Demand::of(&request)) {
                 Fit::Now(allocation) => {
+                    intaker.ledger.begin(&id);
                     return Ok(Some(Intake::Run(Box::new(Job {
                         queue,
                         id,

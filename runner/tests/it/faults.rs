@@ -338,7 +338,6 @@ impl Drop for Running {
 /// the result once (the redelivered message is recognised as done, not run
 /// again) and takes the next request.
 #[test]
-#[ignore = "needs the scheduler (lead)"]
 fn the_runner_lives_through_a_broker_restart_during_an_experiment() -> TestResult {
     if !python_available() {
         return Ok(());
@@ -393,7 +392,6 @@ fn the_runner_lives_through_a_broker_restart_during_an_experiment() -> TestResul
 /// RabbitMQ restarted while the runner is idle: it stays up, reconnects and
 /// takes the next request.
 #[test]
-#[ignore = "needs the scheduler (lead)"]
 fn the_runner_lives_through_a_broker_restart_while_idle() -> TestResult {
     if !python_available() {
         return Ok(());
