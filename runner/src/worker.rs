@@ -261,8 +261,11 @@ pub fn give_back<Q: Queues>(queues: &Q, job: Job<Q::Claim>) -> Result<Event, Q::
 }
 
 /// How a job's run ended, before its message is settled.
-enum Ran {
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Ran {
+    /// The experiment ran (or was interrupted by a stop).
     Outcome(Outcome),
+    /// It could not run or finish: the failure's class and reason.
     Failed(Class, String),
 }
 
@@ -339,6 +342,34 @@ pub fn finish<Q: Queues>(
         ),
     };
     drop(allocation);
+    settle(queues, claim, ran, Message { queue, id, key }, finisher)
+}
+
+/// A claimed message, as settling it needs it.
+#[derive(Clone, Debug)]
+pub struct Message {
+    /// The queue.
+    pub queue: String,
+    /// Its identity in the ledger.
+    pub id: String,
+    /// The experiment key.
+    pub key: String,
+}
+
+/// Settle a message by how its run ended: the one place where a failure's
+/// class decides what happens to the message (see [`crate::failure`]).
+///
+/// # Errors
+/// As [`take`].
+pub fn settle<Q: Queues>(
+    queues: &Q,
+    claim: Q::Claim,
+    ran: Ran,
+    message: Message,
+    finisher: &Finisher<'_>,
+) -> Result<Event, Q::Error> {
+    let Message { queue, id, key } = message;
+    let settings = finisher.settings;
     let now = SystemTime::now();
     match ran {
         Ran::Outcome(Outcome::Interrupted) => {
@@ -486,6 +517,235 @@ fn retry_or_give_up<Q: Queues>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::cell::RefCell;
+
+    /// What settling did to the one claimed message.
+    #[derive(Clone, Debug, PartialEq, Eq)]
+    enum Did {
+        Acked,
+        Nacked,
+        DeadLettered(String),
+    }
+
+    /// A queue that records how its messages were settled.
+    #[derive(Default)]
+    struct Recorder {
+        did: RefCell<Vec<Did>>,
+    }
+
+    impl Queues for Recorder {
+        type Claim = ();
+        type Error = std::io::Error;
+
+        fn queues(&self) -> Result<Vec<String>, Self::Error> {
+            Ok(vec!["local_q".to_owned()])
+        }
+
+        fn claim(&self, _queue: &str) -> Result<Option<crate::queue::Taken<()>>, Self::Error> {
+            Ok(None)
+        }
+
+        fn ack(&self, (): ()) -> Result<(), Self::Error> {
+            self.did.borrow_mut().push(Did::Acked);
+            Ok(())
+        }
+
+        fn nack(&self, (): ()) -> Result<(), Self::Error> {
+            self.did.borrow_mut().push(Did::Nacked);
+            Ok(())
+        }
+
+        fn dead_letter(&self, (): (), reason: &str) -> Result<(), Self::Error> {
+            self.did
+                .borrow_mut()
+                .push(Did::DeadLettered(reason.to_owned()));
+            Ok(())
+        }
+    }
+
+    fn settings(retry_failed: u32) -> Settings {
+        Settings {
+            work_dir: std::path::PathBuf::from("/nonexistent"),
+            venv_cache: std::path::PathBuf::from("/nonexistent"),
+            python: "python3".to_owned(),
+            max_runtime: Duration::from_mins(1),
+            cache: None,
+            stop: std::sync::Arc::default(),
+            drain_timeout: Duration::from_secs(1),
+            retry_failed,
+            failures: std::sync::Arc::default(),
+            pass_env: Vec::new(),
+        }
+    }
+
+    /// Settle the same message once per entry of `runs`, as its
+    /// redeliveries would be: what happened each time.
+    fn settle_each(runs: &[Ran], retry_failed: u32) -> Vec<(Did, Event)> {
+        let settings = settings(retry_failed);
+        let ledger = Ledger::in_memory();
+        let lookup = |_: &str| None;
+        let on_event = |_: Event| {};
+        let finisher = Finisher {
+            settings: &settings,
+            ledger: &ledger,
+            max_attempts: 3,
+            lookup: &lookup,
+            on_event: &on_event,
+        };
+        let queues = Recorder::default();
+        let message = Message {
+            queue: "local_q".to_owned(),
+            id: "m1".to_owned(),
+            key: "exp".to_owned(),
+        };
+        runs.iter()
+            .map(|ran| {
+                let event = settle(&queues, (), ran.clone(), message.clone(), &finisher)
+                    .unwrap_or_else(|error| panic!("{error}"));
+                let did = queues
+                    .did
+                    .borrow()
+                    .last()
+                    .cloned()
+                    .unwrap_or_else(|| panic!("nothing done"));
+                (did, event)
+            })
+            .collect()
+    }
+
+    fn failed(class: Class) -> Ran {
+        Ran::Failed(class, format!("{} failure", class.name()))
+    }
+
+    /// The classification table: each class (and each outcome of a run)
+    /// against what happens to the message on this and later deliveries.
+    #[test]
+    fn each_class_settles_the_message_its_own_way() {
+        type Check = Box<dyn Fn(&Did) -> bool>;
+        fn dead(text: &'static str) -> impl Fn(&Did) -> bool {
+            move |did| matches!(did, Did::DeadLettered(reason) if reason.contains(text))
+        }
+        let table: Vec<(&str, Vec<Ran>, u32, Vec<Check>)> = vec![
+            (
+                "succeeded",
+                vec![Ran::Outcome(Outcome::Succeeded)],
+                0,
+                vec![Box::new(|did| *did == Did::Acked)],
+            ),
+            (
+                "failed run, results stored",
+                vec![Ran::Outcome(Outcome::Failed(3))],
+                0,
+                vec![Box::new(|did| *did == Did::Acked)],
+            ),
+            (
+                "deadline",
+                vec![Ran::Outcome(Outcome::TimedOut)],
+                0,
+                vec![Box::new(|did| *did == Did::Acked)],
+            ),
+            (
+                "disk quota",
+                vec![failed(Class::ExperimentFailed)],
+                0,
+                vec![Box::new(|did| *did == Did::Acked)],
+            ),
+            (
+                "failed run with --retry-failed 1",
+                vec![
+                    Ran::Outcome(Outcome::Failed(3)),
+                    Ran::Outcome(Outcome::Failed(3)),
+                ],
+                1,
+                vec![
+                    Box::new(|did| *did == Did::Nacked),
+                    Box::new(|did| *did == Did::Acked),
+                ],
+            ),
+            (
+                "stopping",
+                vec![Ran::Outcome(Outcome::Interrupted)],
+                0,
+                vec![Box::new(|did| *did == Did::Nacked)],
+            ),
+            (
+                "bad request",
+                vec![failed(Class::Rejected)],
+                0,
+                vec![Box::new(dead("rejected failure"))],
+            ),
+            (
+                "transient, --max-attempts 3",
+                vec![
+                    failed(Class::Transient),
+                    failed(Class::Transient),
+                    failed(Class::Transient),
+                ],
+                0,
+                vec![
+                    Box::new(|did| *did == Did::Nacked),
+                    Box::new(|did| *did == Did::Nacked),
+                    Box::new(dead(
+                        "gave up after 3 attempt(s): attempt 1: transient failure; attempt 2: transient failure; attempt 3: transient failure",
+                    )),
+                ],
+            ),
+            (
+                "runner bug: given back once, then dead-lettered",
+                vec![failed(Class::Bug), failed(Class::Bug)],
+                0,
+                vec![
+                    Box::new(|did| *did == Did::Nacked),
+                    Box::new(dead("gave up after 2 attempt(s): attempt 1: bug failure")),
+                ],
+            ),
+        ];
+        for (name, runs, retry_failed, checks) in table {
+            let results = settle_each(&runs, retry_failed);
+            assert_eq!(results.len(), checks.len(), "{name}");
+            for (index, ((did, event), check)) in results.iter().zip(&checks).enumerate() {
+                assert!(
+                    check(did),
+                    "{name}, delivery {}: {did:?} ({event:?})",
+                    index + 1
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn a_completed_message_is_recorded_before_its_ack() {
+        let settings = settings(0);
+        let ledger = Ledger::in_memory();
+        let lookup = |_: &str| None;
+        let on_event = |_: Event| {};
+        let finisher = Finisher {
+            settings: &settings,
+            ledger: &ledger,
+            max_attempts: 3,
+            lookup: &lookup,
+            on_event: &on_event,
+        };
+        let message = Message {
+            queue: "q".to_owned(),
+            id: "done".to_owned(),
+            key: "k".to_owned(),
+        };
+        let event = settle(
+            &Recorder::default(),
+            (),
+            Ran::Outcome(Outcome::Succeeded),
+            message,
+            &finisher,
+        );
+        assert!(matches!(event, Ok(Event::Finished { .. })));
+        assert!(
+            ledger
+                .get("done")
+                .and_then(|record| record.completed)
+                .is_some()
+        );
+    }
 
     #[test]
     fn message_backoff_doubles_to_its_cap() {
