@@ -434,3 +434,224 @@ fn the_runner_lives_through_a_broker_restart_while_idle() -> TestResult {
     assert_eq!(runs.lines().count(), 2, "each experiment ran once:\n{runs}");
     Ok(())
 }
+
+/// Count (and take) the messages of `queue` on the broker at `url`.
+fn drain(url: &str, queue: &str) -> Result<Vec<String>, Box<dyn std::error::Error>> {
+    let runtime = sgr_test_support::runtime()?;
+    runtime.block_on(async {
+        let connection =
+            lapin::Connection::connect(url, lapin::ConnectionProperties::default()).await?;
+        let channel = connection.create_channel().await?;
+        let mut bodies = Vec::new();
+        while let Some(message) = channel
+            .basic_get(
+                queue.into(),
+                lapin::options::BasicGetOptions { no_ack: true },
+            )
+            .await?
+        {
+            bodies.push(String::from_utf8_lossy(&message.delivery.data).into_owned());
+        }
+        connection.close(200, "drained".into()).await?;
+        Ok(bodies)
+    })
+}
+
+/// Poison messages (values that once panicked the runner) under RabbitMQ,
+/// taken by two runners at once: neither dies, both poison messages end in
+/// `<queue>.dead`, the good request runs once.
+#[test]
+fn poison_messages_under_rabbitmq_kill_no_runner() -> TestResult {
+    let Some(url) = service(Service::Amqp) else {
+        return Ok(());
+    };
+    let Some(management) = service(Service::AmqpManagement) else {
+        return Ok(());
+    };
+    if !crate::cli::require_python() {
+        return Ok(());
+    }
+    let setup = Setup::new()?;
+    setup.workspace("print('ran')\n")?;
+    let queue = format!("rmq_poison_{}", std::process::id());
+    let poison_duration = setup.request("poison-a", "10m").replace(
+        r#""max_duration": "10m""#,
+        r#""max_duration": "99999999999999999999h""#,
+    );
+    let poison_time = setup.request("poison-b", "10m").replace(
+        r#""max_duration": "10m""#,
+        r#""max_duration": "10m", "time_added": 1e300"#,
+    );
+    assert_ne!(poison_duration, setup.request("poison-a", "10m"));
+    assert_ne!(poison_time, setup.request("poison-b", "10m"));
+    let good = setup.request("good", "10m");
+    publish(&url, &queue, &[&poison_duration, &poison_time, &good])?;
+    // The second runner has a work directory of its own.
+    let other = Setup::new()?;
+    let runner = |on: &Setup| {
+        let mut command = on.without_queues();
+        command
+            .args(["--once", "--amqp-url", &url, "--amqp-mgt-url", &management])
+            .args(["--queue-match", &format!("^{queue}$")])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped());
+        command.spawn()
+    };
+    let first = runner(&setup)?;
+    let second = runner(&other)?;
+    let mut logs = String::new();
+    for child in [first, second] {
+        let output = child.wait_with_output()?;
+        let log = String::from_utf8_lossy(&output.stderr).into_owned();
+        assert_eq!(output.status.code(), Some(0), "{log}");
+        assert!(!log.contains("panicked"), "{log}");
+        logs.push_str(&log);
+    }
+    assert_eq!(
+        logs.matches("experiment good: Succeeded").count(),
+        1,
+        "{logs}"
+    );
+    let dead = drain(&url, &format!("{queue}.dead"))?;
+    assert_eq!(dead.len(), 2, "{logs}");
+    assert!(drain(&url, &queue)?.is_empty());
+    Ok(())
+}
+
+/// The management API away for 30 s (connections refused and reset): the
+/// runner stays up through it and takes the next request once it is back.
+#[test]
+fn the_runner_waits_out_a_management_api_outage() -> TestResult {
+    let Some(url) = service(Service::Amqp) else {
+        return Ok(());
+    };
+    let Some(management) = service(Service::AmqpManagement) else {
+        return Ok(());
+    };
+    if !crate::cli::require_python() {
+        return Ok(());
+    }
+    let setup = Setup::new()?;
+    setup.workspace("print('ran')\n")?;
+    let queue = format!("rmq_outage_{}", std::process::id());
+    publish(&url, &queue, &[])?;
+    let proxy = TcpFaultProxy::start(management.trim_start_matches("http://"))?;
+    proxy.refuse();
+    proxy.reset_all();
+    let log = setup.root.join("runner.log");
+    let mut command = setup.without_queues();
+    command
+        .args(["--amqp-url", &url, "--amqp-mgt-url", &proxy.http_url()])
+        .args(["--queue-match", &format!("^{queue}$")])
+        .stdout(std::process::Stdio::null())
+        .stderr(fs::File::create(&log)?);
+    let mut runner = Running(command.spawn()?);
+    eventually(Duration::from_secs(30), "the outage noticed", || {
+        fs::read_to_string(&log)
+            .ok()
+            .filter(|text| text.contains("the queues fail"))
+    })
+    .map_err(with_log(&log))?;
+    let outage = Instant::now();
+    while outage.elapsed() < Duration::from_secs(30) {
+        assert!(
+            runner.alive(),
+            "the runner ended: {}",
+            fs::read_to_string(&log)?
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    proxy.forward();
+    publish(&url, &queue, &[&setup.request("after", "10m")])?;
+    let stored = setup.root.join("store/after-output.tar");
+    eventually(
+        Duration::from_mins(2),
+        "the request after the outage ran",
+        || stored.exists().then_some(()),
+    )
+    .map_err(with_log(&log))?;
+    assert!(runner.alive());
+    let text = fs::read_to_string(&log)?;
+    assert!(text.contains("the queues answer again"), "{text}");
+    Ok(())
+}
+
+/// A workspace behind an S3 link that stalls mid-body: the runner gives
+/// the message back within the idle timeout (no hung thread), tries again
+/// after its back-off, then dead-letters it with both reasons; the good
+/// request behind it runs.
+#[test]
+fn a_stalled_s3_workspace_is_given_back_within_the_idle_timeout() -> TestResult {
+    let Some(endpoint) = service(Service::S3) else {
+        return Ok(());
+    };
+    if !crate::cli::require_python() {
+        return Ok(());
+    }
+    let access_key = std::env::var("SGR_TEST_S3_ACCESS_KEY")?;
+    let secret_key = std::env::var("SGR_TEST_S3_SECRET_KEY")?;
+    let setup = Setup::new()?;
+    let archive = setup.workspace("print('ran')\n")?;
+    let mut workspace = fs::read(&archive)?;
+    // Past the proxy's first 64 KiB, so the body stalls rather than the headers.
+    workspace.extend(std::iter::repeat_n(0_u8, 1 << 20));
+    let client = crate::cli::s3_client(&endpoint, &access_key, &secret_key);
+    let bucket = format!("runner-stall-bin-{}", std::process::id());
+    sgr_test_support::runtime()?.block_on(async {
+        client.create_bucket().bucket(&bucket).send().await?;
+        client
+            .put_object()
+            .bucket(&bucket)
+            .key("workspace.tar")
+            .body(aws_sdk_s3::primitives::ByteStream::from(workspace))
+            .send()
+            .await?;
+        Ok::<_, Box<dyn std::error::Error>>(())
+    })?;
+    let proxy = TcpFaultProxy::start(endpoint.trim_start_matches("http://"))?;
+    proxy.stall_after(64 << 10);
+    let stalled = setup.request("stalled", "10m").replacen(
+        &format!(
+            r#""qualified": "file://{}/workspace.tar""#,
+            setup.root.join("store").display()
+        ),
+        &format!(
+            r#""qualified": "s3://{}/{bucket}/workspace.tar", "credentials": {{"aws": {{"access_key": "{access_key}", "secret_access_key": "{secret_key}", "region": "us-east-1"}}}}"#,
+            proxy.address()
+        ),
+        1,
+    );
+    assert!(stalled.contains("s3://"), "{stalled}");
+    setup.publish("a.json", &stalled)?;
+    setup.publish("b.json", &setup.request("good", "10m"))?;
+    let started = Instant::now();
+    let output = setup
+        .runner()
+        .args(["--s3-idle-timeout", "2s", "--max-attempts", "2"])
+        .output()?;
+    let log = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{log}");
+    assert!(log.contains("experiment good: Succeeded"), "{log}");
+    assert_eq!(log.matches("requeued:").count(), 1, "{log}");
+    assert!(
+        started.elapsed() < Duration::from_secs(90),
+        "took {:?}:\n{log}",
+        started.elapsed()
+    );
+    let dead = setup.root.join("queues/local_experiments/.dead");
+    let reason = fs::read_dir(&dead)?
+        .filter_map(Result::ok)
+        .map(|entry| entry.path())
+        .find(|path| {
+            path.extension()
+                .is_some_and(|extension| extension == "reason")
+        })
+        .ok_or("no dead letter")?;
+    let reason = fs::read_to_string(reason)?;
+    assert!(reason.contains("gave up after 2 attempt(s)"), "{reason}");
+    assert!(
+        !reason.contains(&secret_key),
+        "the secret key leaked: {reason}"
+    );
+    Ok(())
+}

@@ -198,8 +198,8 @@ fn once_runs_what_it_can_and_says_what_it_left() -> TestResult {
     Ok(())
 }
 
-/// A workspace on an S3 endpoint that refuses connections: each attempt
-/// fails for the environment's sake; the message waits between attempts
+/// A workspace on an S3 endpoint that refuses connections, and a package
+/// pip cannot install: each attempt fails for the environment's sake; the message waits between attempts
 /// (the good one behind it runs meanwhile) and is dead-lettered after
 /// `--max-attempts` with the reason of every attempt. Never a hot loop.
 #[test]
@@ -219,6 +219,17 @@ fn transient_failures_back_off_then_dead_letter_with_their_history() -> TestResu
     );
     assert!(unreachable.contains("s3://"), "{unreachable}");
     setup.publish("a.json", &unreachable)?;
+    // A package no index has: pip fails each time, for whatever reason.
+    setup.publish(
+        "a2.json",
+        &request(
+            &setup,
+            "uninstallable",
+            "",
+            r#", "pythonenv": ["sgr-test-no-such-package-xq7==0.0.1"]"#,
+            "",
+        ),
+    )?;
     setup.publish("b.json", &good(&setup))?;
     let started = std::time::Instant::now();
     let output = setup
@@ -234,20 +245,27 @@ fn transient_failures_back_off_then_dead_letter_with_their_history() -> TestResu
     assert!(stderr.contains("experiment good: Succeeded"), "{stderr}");
     assert_eq!(
         stderr.matches("requeued:").count(),
-        1,
-        "one retry, then the dead letter:\n{stderr}"
+        2,
+        "one retry each, then the dead letters:\n{stderr}"
     );
     assert!(
         started.elapsed() >= worker_backoff(),
         "the second attempt waited for its back-off"
     );
     let reasons = dead_reasons(&setup)?;
-    assert_eq!(reasons.len(), 1, "{reasons:?}");
+    assert_eq!(reasons.len(), 2, "{reasons:?}");
+    for reason in &reasons {
+        assert!(
+            reason.contains("gave up after 2 attempt(s): attempt 1: ")
+                && reason.contains("; attempt 2: "),
+            "{reason}"
+        );
+    }
     assert!(
-        reasons[0].contains("gave up after 2 attempt(s): attempt 1: ")
-            && reasons[0].contains("; attempt 2: "),
-        "{}",
-        reasons[0]
+        reasons
+            .iter()
+            .any(|reason| reason.contains("sgr-test-no-such-package-xq7")),
+        "{reasons:?}"
     );
     assert!(setup.queue_files("").is_empty());
     Ok(())
@@ -315,6 +333,13 @@ fn poison_cases(setup: &Setup, store: &str, outside: &Path) -> Vec<(&'static str
             request(setup, "p3", "", "", "").replace(
                 r#""config": {"#,
                 r#""config": {"experimentLifetime": "99999999999999h", "#,
+            ),
+        ),
+        (
+            "saveWorkspaceFrequency",
+            request(setup, "p3b", "", "", "").replace(
+                r#""config": {"#,
+                r#""config": {"saveWorkspaceFrequency": "99999999999999h", "#,
             ),
         ),
         (
