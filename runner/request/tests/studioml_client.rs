@@ -73,7 +73,14 @@ fn the_client_request_parses_whole() -> Result<(), RequestError> {
     let workspace = &experiment.artifacts["workspace"];
     assert!(!workspace.mutable && workspace.unpack);
     assert_eq!(workspace.bucket, "studioml-artifacts-cap");
-    assert!(workspace.key.starts_with("blobstore/") && workspace.key.ends_with(".tar"));
+    assert!(
+        workspace.key.starts_with("blobstore/")
+            && workspace
+                .key
+                .rsplit_once('.')
+                .map(|(_, extension)| extension)
+                == Some("tar")
+    );
     assert!(
         workspace
             .qualified
