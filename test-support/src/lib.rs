@@ -40,6 +40,8 @@ pub enum Service {
     S3,
     /// The Python venv's `bin` directory (kubernetes-validate).
     PythonVenv,
+    /// The `StudioML` Python client 0.0.49's venv `bin` directory (`studio-run`, `python`).
+    StudioMl,
     /// The Go text/template + sprig reference program (tests/reference/stencil).
     StencilReference,
     /// A managed-identity endpoint (App Service protocol) of the token service;
@@ -61,6 +63,7 @@ impl Service {
             Self::AmqpManagement => "SGR_TEST_AMQP_MANAGEMENT",
             Self::S3 => "SGR_TEST_S3_ENDPOINT",
             Self::PythonVenv => "SGR_TEST_VENV_BIN",
+            Self::StudioMl => "SGR_TEST_STUDIOML_BIN",
             Self::StencilReference => "SGR_TEST_STENCIL_REFERENCE",
             Self::IdentityEndpoint => "SGR_TEST_IDENTITY_ENDPOINT",
         }
@@ -79,6 +82,7 @@ impl fmt::Display for Service {
             Self::AmqpManagement => "RabbitMQ management API",
             Self::S3 => "SeaweedFS (S3)",
             Self::PythonVenv => "Python venv with kubernetes-validate",
+            Self::StudioMl => "StudioML Python client (studioml 0.0.49)",
             Self::StencilReference => "Go text/template reference program",
             Self::IdentityEndpoint => "managed-identity endpoint of the token service",
         };
