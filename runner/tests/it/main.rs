@@ -7,4 +7,5 @@ mod hostile;
 mod kubernetes;
 mod scheduling;
 mod services;
+mod studioml;
 mod weather;
