@@ -35,13 +35,20 @@ ensure_engine sgr-demo
 
 log "runner: one experiment from a local directory queue, file:// storage"
 RUN=$(mktemp -d /tmp/sgr-demo-runner.XXXXXX)
-mkdir -p "$RUN/store" "$RUN/queues/local_demo"
-tar -C examples/runner/workspace -cf "$RUN/store/workspace.tar" .
-sed "s|@STORE@|$RUN/store|g" examples/runner/request.json >"$RUN/queues/local_demo/request.json"
+# The request is in the StudioML client's own format (json.dumps of its payload, one line; see
+# runner/request/tests/fixtures/studioml-0.0.49.json), with file:// locations instead of S3 and
+# an empty pythonenv so that the demo needs no package index. pythonver is this machine's
+# python3, as the client writes the version of the Python that submitted it.
+KEY=1796017734_0d3c6a4e-demo-4c1b-9d5e-7a1f2b3c4d5e
+PYTHONVER=$(python3 -c 'import sys; print("%d.%d" % sys.version_info[:2])')
+mkdir -p "$RUN/store/blobstore" "$RUN/queues/local_demo"
+tar -C examples/runner/workspace -cf "$RUN/store/blobstore/workspace.tar" .
+sed -e "s|@STORE@|$RUN/store|g" -e "s|@PYTHONVER@|$PYTHONVER|g" examples/runner/request.json \
+    >"$RUN/queues/local_demo/$(python3 -c 'import uuid; print(uuid.uuid4())')"
 "$ROOT/target/release/runner" --queue-root "$RUN/queues" --work-dir "$RUN/work" --venv-cache "$RUN/venvs" --once --log-format text
 mkdir -p "$RUN/results/output" "$RUN/results/modeldir"
-tar -C "$RUN/results/output" -xf "$RUN/store/output.tar"
-tar -C "$RUN/results/modeldir" -xzf "$RUN/store/modeldir.tar.gz"
+tar -C "$RUN/results/output" -xf "$RUN/store/experiments/$KEY/output.tar"
+tar -C "$RUN/results/modeldir" -xf "$RUN/store/experiments/$KEY/modeldir.tar"
 log "the experiment's output (output/output):"
 cat "$RUN/results/output/output"
 log "its model (modeldir/model.json): $(cat "$RUN/results/modeldir/model.json")"

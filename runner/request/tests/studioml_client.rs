@@ -265,3 +265,28 @@ fn a_config_without_resources_is_refused_with_the_field() {
         Some(RequestError::Missing("experiment.resources_needed.ram"))
     );
 }
+
+#[test]
+fn the_demo_request_has_the_client_shape() -> Result<(), RequestError> {
+    // examples/demo.sh fills in the store and the Python version.
+    let demo = include_str!("../../../examples/runner/request.json")
+        .replace("@STORE@", "/tmp/store")
+        .replace("@PYTHONVER@", "3.11");
+    let demo: Value = serde_json::from_str(&demo).unwrap_or_default();
+    let client = client_request();
+    let fields = |value: &Value| -> Vec<String> {
+        value
+            .as_object()
+            .map(|object| object.keys().cloned().collect())
+            .unwrap_or_default()
+    };
+    assert_eq!(fields(&demo), fields(&client));
+    assert_eq!(fields(&demo["experiment"]), fields(&client["experiment"]));
+    assert_eq!(
+        fields(&demo["experiment"]["artifacts"]),
+        fields(&client["experiment"]["artifacts"])
+    );
+    let request = Request::parse(&serde_json::to_vec(&demo).unwrap_or_default())?;
+    assert_eq!(request.experiment.pythonver, "3.11");
+    Ok(())
+}
