@@ -125,9 +125,11 @@ impl Client {
         let credentials = format!(
             "  credentials:\n    aws:\n      access_key: {access_key}\n      secret_access_key: {secret_key}\n      region: us-east-1\n"
         );
+        // Two buckets for every test (keys are unique): SeaweedFS makes a
+        // collection per bucket, and fails writes once it runs out of volumes.
         let config = format!(
-            "database:\n  type: s3\n  endpoint: {endpoint}\n  bucket: meta-{unique}\n  authentication: none\n{credentials}\
-             storage:\n  type: s3\n  endpoint: {endpoint}\n  bucket: artifacts-{unique}\n{credentials}\
+            "database:\n  type: s3\n  endpoint: {endpoint}\n  bucket: studioml-it-meta\n  authentication: none\n{credentials}\
+             storage:\n  type: s3\n  endpoint: {endpoint}\n  bucket: studioml-it-artifacts\n{credentials}\
              {cloud}env:\n  GREETING: hello from the config\n\
              resources_needed:\n  cpus: 1\n  ram: 1g\n  hdd: 2g\n  gpus: 0\n\
              saveWorkspaceFrequency: 3m\nexperimentLifetime: 30m\nverbose: info\n"
