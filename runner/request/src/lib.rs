@@ -191,6 +191,18 @@ pub struct Config {
     /// Only `projectId` is used (metrics label).
     #[serde(default, deserialize_with = "tolerant::null_as_default")]
     pub database: Database,
+    /// The client's storage section; its credentials are those of every
+    /// artifact that carries none (see [`Request::parse_with`]).
+    #[serde(default, deserialize_with = "tolerant::null_as_default")]
+    pub storage: Storage,
+}
+
+/// `config.storage`, as the `StudioML` client sends its `config.yaml`'s.
+#[derive(Clone, Debug, Default, Deserialize)]
+pub struct Storage {
+    /// Its credentials (secrets, never printed).
+    #[serde(default)]
+    pub credentials: Option<Credentials>,
 }
 
 /// `config.database`.
@@ -428,10 +440,37 @@ impl Request {
                 limit: MAX_BODY,
             });
         }
-        let request: Self =
+        let mut request: Self =
             serde_json::from_slice(bytes).map_err(|error| RequestError::Json(error.to_string()))?;
+        request.inherit_storage_credentials();
         request.check(policy, SystemTime::now())?;
         Ok(request)
+    }
+
+    /// Give `config.storage.credentials` to every artifact that has no AWS
+    /// credentials of its own. The `StudioML` client copies them into each
+    /// artifact itself, except for the per-experiment workspace of a
+    /// `--hyperparam` search (0.0.49), which would otherwise be fetched with
+    /// the runner's own keys.
+    fn inherit_storage_credentials(&mut self) {
+        let Some(inherited) = self
+            .config
+            .storage
+            .credentials
+            .as_ref()
+            .filter(|credentials| credentials.aws.is_some())
+        else {
+            return;
+        };
+        for artifact in self.experiment.artifacts.values_mut() {
+            let has_own = artifact
+                .credentials
+                .as_ref()
+                .is_some_and(|credentials| credentials.aws.is_some());
+            if !has_own {
+                artifact.credentials = Some(inherited.clone());
+            }
+        }
     }
 
     /// Check every rule and limit (see the crate documentation), with `now`

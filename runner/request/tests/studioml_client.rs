@@ -249,8 +249,28 @@ fn a_hyperparameter_experiment_is_read() -> Result<(), RequestError> {
             "experiments/f00d__opt__0123456789abcdefghijklmnopqrstuv__1796017734/workspace.tar"
         );
     }
+    // ... and the client forgets its credentials: they come from
+    // `config.storage`.
+    if let Some(workspace) = document.pointer_mut("/experiment/artifacts/workspace") {
+        workspace
+            .as_object_mut()
+            .map(|workspace| workspace.remove("credentials"));
+    }
     let request = Request::parse(&serde_json::to_vec(&document).unwrap_or_default())?;
-    assert!(request.experiment.artifacts["workspace"].mutable);
+    let workspace = &request.experiment.artifacts["workspace"];
+    assert!(workspace.mutable);
+    let aws = workspace
+        .credentials
+        .as_ref()
+        .and_then(|credentials| credentials.aws.as_ref());
+    assert_eq!(
+        aws.map(|aws| aws.access_key.as_str()),
+        Some("FAKE-access-key")
+    );
+    assert_eq!(
+        aws.map(|aws| aws.secret_access_key.as_str()),
+        Some("FAKE-secret-access-key")
+    );
     Ok(())
 }
 
