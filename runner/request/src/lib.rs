@@ -280,8 +280,9 @@ pub struct Artifact {
     /// Uploaded back during and after the run.
     #[serde(default, deserialize_with = "tolerant::flag")]
     pub mutable: bool,
-    /// Unpacked (tar, tar.gz, tar.bz2) after download.
-    #[serde(default, deserialize_with = "tolerant::flag")]
+    /// Unpacked (tar, tar.gz, tar.bz2) after download; `null` (the
+    /// `StudioML` client's "not said") is true, absent is false.
+    #[serde(default, deserialize_with = "tolerant::unpack_flag")]
     pub unpack: bool,
     /// Per-artifact credentials.
     #[serde(default)]

@@ -132,6 +132,18 @@ where
     Ok(Option::<bool>::deserialize(deserializer)?.unwrap_or_default())
 }
 
+/// `unpack`: a boolean; `null` as true. The `StudioML` client writes
+/// `unpack: null` for an artifact it made without saying (the workspace of a
+/// `--hyperparam` experiment), and it always stores and unpacks artifacts
+/// as tar archives itself; an absent field stays false (the field's
+/// default).
+pub(crate) fn unpack_flag<'de, D>(deserializer: D) -> Result<bool, D::Error>
+where
+    D: Deserializer<'de>,
+{
+    Ok(Option::<bool>::deserialize(deserializer)?.unwrap_or(true))
+}
+
 /// A count: a non-negative whole number, or its text; `null` as 0. Counts
 /// beyond `u32` read as `u32::MAX`, which validation then refuses with the
 /// field's name.

@@ -138,7 +138,6 @@ const CLIENT_NULLABLE: &[&str] = &[
     "/experiment/resources_needed/cpus",
     "/experiment/artifacts/output/local",
     "/experiment/artifacts/output/credentials",
-    "/experiment/artifacts/output/unpack",
     "/experiment/artifacts/modeldir/key",
     "/experiment/artifacts/modeldir/bucket",
     "/experiment/artifacts/_metadata",
@@ -238,13 +237,14 @@ fn pythonver_as_the_client_writes_it() -> Result<(), RequestError> {
 #[test]
 fn a_hyperparameter_experiment_is_read() -> Result<(), RequestError> {
     // `--hyperparam`: the workspace is a per-experiment copy, mutable, with
-    // no `unpack` written by the client's Artifact (it defaults to false),
-    // and the key carries `__opt__`.
+    // `unpack: null` (the client's Artifact was made without it), and the
+    // key carries `__opt__`.
     let mut document = client_request();
     if let Some(experiment) = document.pointer_mut("/experiment") {
         experiment["key"] = json!("f00d__opt__0123456789abcdefghijklmnopqrstuv__1796017734");
         experiment["project"] = json!("hyperparam_f00d");
         experiment["artifacts"]["workspace"]["mutable"] = json!(true);
+        experiment["artifacts"]["workspace"]["unpack"] = Value::Null;
         experiment["artifacts"]["workspace"]["key"] = json!(
             "experiments/f00d__opt__0123456789abcdefghijklmnopqrstuv__1796017734/workspace.tar"
         );
@@ -259,6 +259,7 @@ fn a_hyperparameter_experiment_is_read() -> Result<(), RequestError> {
     let request = Request::parse(&serde_json::to_vec(&document).unwrap_or_default())?;
     let workspace = &request.experiment.artifacts["workspace"];
     assert!(workspace.mutable);
+    assert!(workspace.unpack, "unpack: null is the client's tar archive");
     let aws = workspace
         .credentials
         .as_ref()
