@@ -130,6 +130,8 @@ pub struct Intaker<'run> {
     pub ledger: &'run Ledger,
     /// Which request fields are allowed.
     pub policy: &'run crate::request::Policy,
+    /// The Pythons experiments may use.
+    pub python: &'run crate::python::Interpreters,
 }
 
 /// Claim messages from the first queue (not `skip`ped) that has one and
@@ -215,6 +217,15 @@ fn search<Q: Queues>(
                     return Ok(Some(Intake::Settled(Event::DeadLettered { queue, reason })));
                 }
             };
+            // No Python here for it: another runner may have one.
+            if let Err(reason) = intaker.python.choose(&request.experiment.pythonver) {
+                held.push(claim);
+                left.never.push(format!(
+                    "{queue}: experiment {}: {reason}",
+                    request.experiment.key
+                ));
+                continue;
+            }
             match intaker.resources.allocate(Demand::of(&request)) {
                 Fit::Now(allocation) => {
                     intaker.ledger.begin(&id);
@@ -567,7 +578,7 @@ mod tests {
         Settings {
             work_dir: std::path::PathBuf::from("/nonexistent"),
             venv_cache: std::path::PathBuf::from("/nonexistent"),
-            python: "python3".to_owned(),
+            python: std::sync::Arc::default(),
             max_runtime: Duration::from_mins(1),
             cache: None,
             stop: std::sync::Arc::default(),

@@ -116,8 +116,8 @@ fn the_runners_secrets_stay_out_of_the_experiment() -> TestResult {
         output.contains("env LICENSE_SERVER=licence.example:27000\n"),
         "{output}"
     );
-    let work = setup.root.join("work/experiments").display().to_string();
-    for name in ["HOME", "TMPDIR"] {
+    let work = setup.root.join("work/runs").display().to_string();
+    for name in ["HOME", "TMPDIR", "STUDIOML_HOME"] {
         let line = output
             .lines()
             .find(|line| line.starts_with(&format!("env {name}=")))
@@ -172,8 +172,8 @@ fn duplicate_keys_never_share_files() -> TestResult {
     Ok(())
 }
 
-/// A request that can never run here (more memory than the machine has)
-/// queued before a good one: `--once` runs the good one, leaves the other
+/// Requests that can never run here (more memory than the machine has, a
+/// Python it does not have) queued before a good one: `--once` runs the good one, leaves the other
 /// queued for another runner, says so, and exits 0.
 #[test]
 fn once_runs_what_it_can_and_says_what_it_left() -> TestResult {
@@ -185,6 +185,9 @@ fn once_runs_what_it_can_and_says_what_it_left() -> TestResult {
     let huge =
         request(&setup, "huge", "", "", "").replace(r#""ram": "100mb""#, r#""ram": "900tb""#);
     setup.publish("a.json", &huge)?;
+    let ancient = request(&setup, "ancient", "", "", "")
+        .replace(r#""pythonver": "3""#, r#""pythonver": "2.5""#);
+    setup.publish("a2.json", &ancient)?;
     setup.publish("b.json", &good(&setup))?;
     setup
         .runner()
@@ -192,8 +195,11 @@ fn once_runs_what_it_can_and_says_what_it_left() -> TestResult {
         .success()
         .stderr(contains("experiment good: Succeeded"))
         .stderr(contains("left queued for other runners"))
-        .stderr(contains("experiment huge"));
-    assert_eq!(setup.queue_files(""), vec!["a.json".to_owned()]);
+        .stderr(contains("experiment huge"))
+        .stderr(contains("experiment ancient: no Python 2.5 here"));
+    let mut left = setup.queue_files("");
+    left.sort();
+    assert_eq!(left, vec!["a.json".to_owned(), "a2.json".to_owned()]);
     assert!(output_text(&setup, "good-output")?.contains("owner good"));
     Ok(())
 }
