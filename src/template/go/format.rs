@@ -565,11 +565,7 @@ impl Printer {
         if self.flags.sharp {
             match base {
                 2 => buffer.extend_from_slice(b"b0"),
-                8 => {
-                    if buffer.last() != Some(&b'0') {
-                        buffer.push(b'0');
-                    }
-                }
+                8 if buffer.last() != Some(&b'0') => buffer.push(b'0'),
                 16 => {
                     buffer.push(digits[16]);
                     buffer.push(b'0');
@@ -925,12 +921,11 @@ impl Printer {
         }
         self.reordered = true;
         let (number, width, parsed) = parse_argument_number(&format[index..]);
-        if parsed {
-            if let Ok(number) = usize::try_from(number) {
-                if number < count {
-                    return (number, index + width, true);
-                }
-            }
+        if let Some(number) = usize::try_from(number)
+            .ok()
+            .filter(|number| parsed && *number < count)
+        {
+            return (number, index + width, true);
         }
         self.good_argument_number = false;
         (argument, index + width, parsed)
@@ -1083,6 +1078,7 @@ impl Printer {
 }
 
 #[cfg(test)]
+#[allow(clippy::approx_constant, clippy::unreadable_literal)]
 mod tests {
     use super::*;
 
@@ -1285,17 +1281,17 @@ mod tests {
         );
         check(
             "%#v",
-            &[list.clone()],
+            std::slice::from_ref(&list),
             "[]interface {}{1, \"a\", interface {}(nil)}",
         );
         check(
             "%#v",
-            &[map.clone()],
+            std::slice::from_ref(&map),
             "map[string]interface {}{\"a\":\"x\", \"b\":2}",
         );
         check(
             "%d",
-            &[list.clone()],
+            std::slice::from_ref(&list),
             "[%!d(float64=1) %!d(string=a) <nil>]",
         );
         check("%4v", &[list], "[   1    a <nil>]");

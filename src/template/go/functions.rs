@@ -3,7 +3,6 @@
 //! other types, `default`/`empty` treat nil, "" and 0 as empty, `quote`
 //! skips nil, `b64dec` returns the decoder's error text.
 
-
 use super::format;
 use super::value::Value;
 use super::yaml;
