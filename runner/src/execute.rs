@@ -955,4 +955,55 @@ mod tests {
         assert_eq!(expand("%NOPE%x", &lookup), "x");
         assert_eq!(expand("100%", &lookup), "100%");
     }
+
+    fn request(pythonenv: &str, pip: &str) -> Request {
+        let text = format!(
+            r#"{{"config": {{"pip": {pip}}}, "experiment": {{"key": "k", "filename": "main.py",
+                 "pythonenv": {pythonenv}, "resources_needed": {{"hdd": "1gb", "ram": "1gb"}},
+                 "artifacts": {{"workspace": {{"qualified": "file:///w.tar"}}}}}}}}"#
+        );
+        Request::parse(text.as_bytes()).unwrap_or_else(|error| panic!("{error}"))
+    }
+
+    #[test]
+    fn packages_are_groomed_as_the_original_did() -> Result<(), Box<dyn std::error::Error>> {
+        let workspace = tempfile::tempdir()?;
+        let freeze = r#"["numpy==1.26.4", "pkg-resources==0.0.0", "pkg_resources==0.0.0", "studioml==0.0.49", "numpy==1.26.4", " "]"#;
+        let (packages, key) = groom(
+            &request(freeze, r#"["requests==2.31.0"]"#),
+            workspace.path(),
+        )?;
+        assert_eq!(
+            packages,
+            ["numpy==1.26.4", "requests==2.31.0", "studioml==0.0.49"]
+        );
+        assert_eq!(key, packages);
+        // The workspace carries the client's own build: it replaces the pinned one.
+        fs::create_dir_all(workspace.path().join("dist"))?;
+        fs::write(
+            workspace.path().join("dist/studioml-0.0.48.tar.gz"),
+            b"older",
+        )?;
+        fs::write(
+            workspace.path().join("dist/studioml-0.0.50.tar.gz"),
+            b"newer",
+        )?;
+        let (packages, key) = groom(&request(freeze, "null"), workspace.path())?;
+        let tarball = workspace.path().join("dist/studioml-0.0.50.tar.gz");
+        assert_eq!(
+            packages,
+            ["numpy==1.26.4".to_owned(), tarball.display().to_string()]
+        );
+        assert_eq!(key[0], "numpy==1.26.4");
+        assert!(
+            key[1].starts_with("studioml-sdist:"),
+            "keyed by content: {key:?}"
+        );
+        let (_, same) = groom(&request(freeze, "null"), workspace.path())?;
+        assert_eq!(same, key);
+        fs::write(&tarball, b"rebuilt")?;
+        let (_, changed) = groom(&request(freeze, "null"), workspace.path())?;
+        assert_ne!(changed, key, "a rebuilt tarball is another environment");
+        Ok(())
+    }
 }

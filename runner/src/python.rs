@@ -5,7 +5,9 @@
 //! serve is left for another runner, with the reason.
 //!
 //! The interpreters are found once, at start-up, on `PATH`: files named
-//! `pythonX.Y`, and `python3`/`python2` by asking them for their version.
+//! `pythonX.Y` and `python3`/`python2`, each asked for its version (and
+//! its `venv` module), so a name that lies — a pyenv shim for a version
+//! that is not activated — is not used.
 
 use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
@@ -32,7 +34,8 @@ fn version_of_name(name: &str) -> Option<(u32, u32)> {
     Some((major.parse().ok()?, minor.parse().ok()?))
 }
 
-/// `X.Y` asked of the program at `path`.
+/// `X.Y` asked of the program at `path` (`None` when it does not answer,
+/// or has no `venv` module).
 fn version_of_program(path: &Path) -> Option<(u32, u32)> {
     let output = std::process::Command::new(path)
         .args(["-c", "import sys; print('%d.%d' % sys.version_info[:2])"])
@@ -57,17 +60,11 @@ impl Interpreters {
                 forced: Some(PathBuf::from(forced)),
             };
         }
-        let mut found: Vec<Interpreter> = Vec::new();
-        let mut add = |interpreter: Interpreter| {
-            if !found
-                .iter()
-                .any(|known| known.version == interpreter.version)
-            {
-                found.push(interpreter);
-            }
-        };
         let directories: Vec<PathBuf> =
             path.map_or_else(Vec::new, |path| std::env::split_paths(path).collect());
+        // Candidates by name first; each is then asked, since a name can
+        // lie (a pyenv shim for a version that is not activated fails).
+        let mut candidates: Vec<((u32, u32), PathBuf)> = Vec::new();
         for directory in &directories {
             let Ok(entries) = std::fs::read_dir(directory) else {
                 continue;
@@ -83,24 +80,36 @@ impl Interpreters {
                 if is_executable(&candidate)
                     && let Some(version) = version_of_name(&name)
                 {
-                    add(Interpreter {
+                    candidates.push((version, candidate));
+                }
+            }
+        }
+        let mut found: Vec<Interpreter> = Vec::new();
+        for (version, candidate) in candidates {
+            if found.iter().any(|known| known.version == version) {
+                continue;
+            }
+            if version_of_program(&candidate) == Some(version) {
+                found.push(Interpreter {
+                    version,
+                    path: candidate,
+                });
+            }
+        }
+        for generic in ["python3", "python2"] {
+            for candidate in directories.iter().map(|directory| directory.join(generic)) {
+                if !is_executable(&candidate) {
+                    continue;
+                }
+                if let Some(version) = version_of_program(&candidate)
+                    && !found.iter().any(|known| known.version == version)
+                {
+                    found.push(Interpreter {
                         version,
                         path: candidate,
                     });
                 }
-            }
-        }
-        for generic in ["python3", "python2"] {
-            if let Some(candidate) = directories
-                .iter()
-                .map(|directory| directory.join(generic))
-                .find(|candidate| is_executable(candidate))
-                && let Some(version) = version_of_program(&candidate)
-            {
-                add(Interpreter {
-                    version,
-                    path: candidate,
-                });
+                break;
             }
         }
         found.sort_by_key(|interpreter| std::cmp::Reverse(interpreter.version));
@@ -226,9 +235,20 @@ mod tests {
     fn interpreters_are_found_on_the_path() -> std::io::Result<()> {
         use std::os::unix::fs::PermissionsExt as _;
         let directory = tempfile::tempdir()?;
-        for name in ["python3.10", "python3.12", "python3.12-config", "pythonfoo"] {
+        // Each answers the version its name promises, but for 3.11, which
+        // fails like a pyenv shim of a version that is not activated.
+        for (name, answer) in [
+            ("python3.10", "echo 3.10"),
+            (
+                "python3.11",
+                "echo 'pyenv: python3.11: command not found' >&2; exit 127",
+            ),
+            ("python3.12", "echo 3.12"),
+            ("python3.12-config", "echo 3.12"),
+            ("pythonfoo", "echo 9.9"),
+        ] {
             let path = directory.path().join(name);
-            std::fs::write(&path, "#!/bin/sh\n")?;
+            std::fs::write(&path, format!("#!/bin/sh\n{answer}\n"))?;
             std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755))?;
         }
         std::fs::write(directory.path().join("python3.13"), "not executable")?;

@@ -104,6 +104,14 @@ fn the_runners_secrets_stay_out_of_the_experiment() -> TestResult {
         .success()
         .stderr(contains("experiment secrets: Succeeded"));
     let output = output_text(&setup, "secrets-output")?;
+    for line in [
+        r#"{"studioml":{"experiment":{"key":"secrets","project":""}}}"#,
+        r#"{"studioml":{"start_time":"#,
+        r#"{"studioml":{"host":"#,
+        r#"{"studioml":{"stop_time":"#,
+    ] {
+        assert!(output.contains(line), "no {line} in:\n{output}");
+    }
     for canary in [
         "canary-aws-secret",
         "canary-github-token",
@@ -614,5 +622,43 @@ fn a_file_being_written_is_left_to_its_writer_and_once_waits_for_it() -> TestRes
     assert!(status.success(), "{log}");
     assert!(log.contains("experiment late: Succeeded"), "{log}");
     assert!(!log.contains("dead-lettered"), "{log}");
+    Ok(())
+}
+
+/// pip failing for good: its own output and the runner's reason are in the
+/// stored output, and the message is dead-lettered after its attempts.
+#[test]
+fn pip_errors_reach_the_stored_output() -> TestResult {
+    if !require_python() {
+        return Ok(());
+    }
+    let setup = Setup::new()?;
+    setup.workspace(PRINTING)?;
+    setup.publish(
+        "a.json",
+        &request(
+            &setup,
+            "pip",
+            "",
+            r#", "pythonenv": ["sgr-test-no-such-package-xq7==0.0.1"]"#,
+            &output_to(&setup, "pip-output"),
+        ),
+    )?;
+    setup
+        .runner()
+        .args(["--max-attempts", "1"])
+        .assert()
+        .success();
+    let output = output_text(&setup, "pip-output")?;
+    assert!(
+        output.contains("runner: pip install (1 package(s)), try 3 of 3"),
+        "{output}"
+    );
+    assert!(output.contains("sgr-test-no-such-package-xq7"), "{output}");
+    assert!(
+        output.contains("runner: cannot make the Python environment: pip install failed 3 times"),
+        "{output}"
+    );
+    assert_eq!(dead_reasons(&setup)?.len(), 1);
     Ok(())
 }
