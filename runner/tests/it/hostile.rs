@@ -443,8 +443,8 @@ fn entry(kind: tar::EntryType, path: &str, size: u64, mode: u32) -> tar::Header 
 
 /// Hostile artifacts through the real binary, each before a good request:
 /// an `output` artifact whose tar holds `output` as a link to a file
-/// outside (refused; the file is unchanged), a corrupt workspace
-/// (dead-lettered), a compressed bomb larger than the request's `hdd`
+/// outside (refused; the file is unchanged), a corrupt and a truncated
+/// workspace (dead-lettered, never retried), a compressed bomb larger than the request's `hdd`
 /// (aborted, the reason stored in its output, acked), and a setuid file
 /// (unpacked without the bit).
 #[test]
@@ -490,6 +490,14 @@ fn hostile_artifacts_stay_inside_and_within_budget() -> TestResult {
         )
         .replace(r#""hdd": "50mb""#, r#""hdd": "20mb""#),
     )?;
+    // The good workspace cut short in the middle of its second entry.
+    let whole = fs::read(store.join("workspace.tar"))?;
+    fs::write(store.join("truncated.tar"), &whole[..700])?;
+    setup.publish(
+        "c2.json",
+        &request(&setup, "truncated", "", "", "")
+            .replace(&file("workspace.tar"), &file("truncated.tar")),
+    )?;
     setup.publish(
         "d.json",
         &request(&setup, "good", "", "", &output_to(&setup, "good-output")),
@@ -502,18 +510,20 @@ fn hostile_artifacts_stay_inside_and_within_budget() -> TestResult {
         .stderr(contains("experiment bomb: Aborted"));
     assert_eq!(fs::read_to_string(&victim)?, "precious");
     let reasons = dead_reasons(&setup)?;
-    assert_eq!(reasons.len(), 2, "{reasons:#?}");
+    assert_eq!(reasons.len(), 3, "{reasons:#?}");
     assert!(
         reasons
             .iter()
             .any(|reason| reason.contains("artifact output: the archive is hostile")),
         "{reasons:#?}"
     );
-    assert!(
+    assert_eq!(
         reasons
             .iter()
-            .any(|reason| reason.contains("artifact workspace: the archive is corrupt")),
-        "{reasons:#?}"
+            .filter(|reason| reason.contains("artifact workspace: the archive is corrupt"))
+            .count(),
+        2,
+        "the corrupt and the truncated workspace: {reasons:#?}"
     );
     let bomb_output = output_text(&setup, "bomb-output")?;
     assert!(
