@@ -184,7 +184,8 @@ fn search<Q: Queues>(
             let record = intaker.ledger.get(&id);
             if record
                 .as_ref()
-                .is_some_and(|record| record.completed.is_some())
+                .is_some_and(|record| record.completed_recently(now))
+                && queues.redelivered(&claim)
             {
                 queues.ack(claim)?;
                 let key = Request::parse_with(&body, intaker.policy)
