@@ -31,8 +31,8 @@ pub struct Settings {
     pub work_dir: PathBuf,
     /// Where virtual environments are kept for reuse.
     pub venv_cache: PathBuf,
-    /// The Python used to make environments.
-    pub python: String,
+    /// The Pythons experiments may use (chosen by `pythonver`).
+    pub python: std::sync::Arc<crate::python::Interpreters>,
     /// The longest any experiment may run.
     pub max_runtime: Duration,
     /// The artifact download cache, when there is one.
@@ -203,27 +203,52 @@ pub fn time_limit(request: &Request, cap: Duration, now: SystemTime) -> Duration
     limit
 }
 
-/// The directory of one delivery of an experiment: `<work>/experiments/`,
-/// named after the key (readable, and unique by its hash) plus an instance
+/// One delivery of an experiment on disk, laid out as StudioML code
+/// expects it: `root` is the experiment's `STUDIOML_HOME`
+/// (`<work>/runs/<id>/`, also holding its HOME, TMPDIR and process record),
+/// and its artifacts are `<root>/experiments/<id>/<label>/`, where
+/// `fs_tracker.get_artifact_cache(label)` resolves with `STUDIOML_EXPERIMENT=<id>`.
+/// `<id>` is the key (readable, and unique by its hash) plus an instance
 /// number, so two deliveries with the same key never share files.
-fn experiment_directory(work_dir: &Path, key: &str) -> Result<PathBuf, ExecuteError> {
-    let root = work_dir.join(EXPERIMENTS);
-    fs::create_dir_all(&root).map_err(io_error("create", &root))?;
+#[derive(Debug)]
+pub struct Delivery {
+    /// `STUDIOML_HOME`: everything the experiment writes is under it.
+    pub root: PathBuf,
+    /// `STUDIOML_EXPERIMENT`.
+    pub id: String,
+    /// The artifacts' parent directory.
+    pub directory: PathBuf,
+}
+
+fn experiment_directory(work_dir: &Path, key: &str) -> Result<Delivery, ExecuteError> {
+    let runs = work_dir.join(RUNS);
+    fs::create_dir_all(&runs).map_err(io_error("create", &runs))?;
     let name = directory_name(key);
     for instance in 0_u32.. {
-        let directory = root.join(format!("{name}.{instance}"));
-        match fs::create_dir(&directory) {
-            Ok(()) => return Ok(directory),
+        let id = format!("{name}.{instance}");
+        let root = runs.join(&id);
+        match fs::create_dir(&root) {
+            Ok(()) => {
+                let directory = root.join(EXPERIMENTS).join(&id);
+                fs::create_dir_all(&directory).map_err(io_error("create", &directory))?;
+                return Ok(Delivery {
+                    root,
+                    id,
+                    directory,
+                });
+            }
             Err(error) if error.kind() == io::ErrorKind::AlreadyExists => {}
-            Err(error) => return Err(io_error("create", &directory)(error)),
+            Err(error) => return Err(io_error("create", &root)(error)),
         }
     }
-    Err(io_error("create a directory in", &root)(io::Error::other(
+    Err(io_error("create a directory in", &runs)(io::Error::other(
         "no free instance number",
     )))
 }
 
-/// Where experiments live under the work directory.
+/// Where deliveries live under the work directory.
+pub const RUNS: &str = "runs";
+/// Where a delivery's experiment directory is under its root.
 pub const EXPERIMENTS: &str = "experiments";
 /// `PATH` after the environment's own `bin`.
 const SYSTEM_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
@@ -239,7 +264,7 @@ fn experiment_environment(
     settings: &Settings,
     allocation: &Allocation,
     venv: &Path,
-    directory: &Path,
+    delivery: &Delivery,
     lookup: &dyn Fn(&str) -> Option<String>,
 ) -> BTreeMap<String, String> {
     let mut environment = BTreeMap::new();
@@ -267,8 +292,10 @@ fn experiment_environment(
         gpus.join(",")
     };
     let fixed = [
-        ("HOME", directory.join(HOME).display().to_string()),
-        ("TMPDIR", directory.join(TMP).display().to_string()),
+        ("HOME", delivery.root.join(HOME).display().to_string()),
+        ("TMPDIR", delivery.root.join(TMP).display().to_string()),
+        ("STUDIOML_HOME", delivery.root.display().to_string()),
+        ("STUDIOML_EXPERIMENT", delivery.id.clone()),
         ("VIRTUAL_ENV", venv.display().to_string()),
         ("CUDA_VISIBLE_DEVICES", visible.clone()),
         ("NVIDIA_VISIBLE_DEVICES", visible),
@@ -282,12 +309,18 @@ fn experiment_environment(
     environment
 }
 
-/// The experiment's home and temporary directories.
-const HOME: &str = ".home";
-const TMP: &str = ".tmp";
+/// The experiment's home and temporary directories, under its root.
+const HOME: &str = "home";
+const TMP: &str = "tmp";
 
-/// The environment for `packages`, made once and reused.
-fn environment(settings: &Settings, request: &Request) -> Result<PathBuf, ExecuteError> {
+/// The package list as the original runner groomed it: `pkg-resources`
+/// (an artefact of `pip freeze` on Debian) dropped; `studioml` taken from
+/// the workspace's `dist/studioml-*.tar.gz` when it carries one (the
+/// client's own build); `config.pip` added; blanks and duplicates gone.
+/// Returns the list and its cache key (a carried tarball counts by its
+/// content, not its path).
+fn groom(request: &Request, workspace: &Path) -> Result<(Vec<String>, Vec<String>), ExecuteError> {
+    let carried = studioml_tarball(workspace);
     let mut packages: Vec<String> = request
         .experiment
         .pythonenv
@@ -295,21 +328,72 @@ fn environment(settings: &Settings, request: &Request) -> Result<PathBuf, Execut
         .chain(&request.config.pip)
         .map(|package| package.trim().to_owned())
         .filter(|package| !package.is_empty())
+        .filter(|package| {
+            let name = package.to_ascii_lowercase().replace('_', "-");
+            let carried_instead = carried.is_some() && requirement_name(&name) == "studioml";
+            !(name.starts_with("pkg-resources") || carried_instead)
+        })
         .collect();
     packages.sort();
     packages.dedup();
-    let mut hasher = Sha256::new();
-    hasher.update(settings.python.as_bytes());
-    for package in &packages {
-        hasher.update(b"\n");
-        hasher.update(package.as_bytes());
+    let mut key = packages.clone();
+    if let Some(tarball) = carried {
+        let bytes = fs::read(&tarball).map_err(io_error("read", &tarball))?;
+        key.push(format!("studioml-sdist:{:x}", Sha256::digest(&bytes)));
+        packages.push(tarball.display().to_string());
     }
-    let hash = hasher.finalize();
-    let name = hash.iter().take(8).fold(String::new(), |mut text, byte| {
-        use std::fmt::Write as _;
-        let _ = write!(text, "{byte:02x}");
-        text
-    });
+    Ok((packages, key))
+}
+
+/// The distribution name of a requirement (`Name[extra]>=1; marker` → `name`).
+fn requirement_name(requirement: &str) -> &str {
+    let end = requirement
+        .find(|character: char| {
+            !(character.is_ascii_alphanumeric() || matches!(character, '-' | '_' | '.'))
+        })
+        .unwrap_or(requirement.len());
+    &requirement[..end]
+}
+
+/// The newest `dist/studioml-*.tar.gz` of the workspace (a regular file, not a link).
+fn studioml_tarball(workspace: &Path) -> Option<PathBuf> {
+    let mut found: Vec<PathBuf> = fs::read_dir(workspace.join("dist"))
+        .ok()?
+        .filter_map(Result::ok)
+        .filter(|entry| entry.file_type().is_ok_and(|kind| kind.is_file()))
+        .map(|entry| entry.path())
+        .filter(|path| {
+            path.file_name()
+                .and_then(std::ffi::OsStr::to_str)
+                .is_some_and(|name| name.starts_with("studioml-") && name.ends_with(".tar.gz"))
+        })
+        .collect();
+    found.sort();
+    found.pop()
+}
+
+/// pip tries this often (a package index may fail for a moment).
+const PIP_TRIES: u32 = 3;
+/// The wait before pip's second try; doubled for the third.
+const PIP_RETRY: Duration = Duration::from_secs(2);
+
+/// The environment for the request's (groomed) packages on `interpreter`,
+/// made once and reused; pip's output goes to the experiment's log.
+fn environment(
+    settings: &Settings,
+    request: &Request,
+    interpreter: &Path,
+    workspace: &Path,
+    log: &fs::File,
+) -> Result<PathBuf, ExecuteError> {
+    let (packages, key) = groom(request, workspace)?;
+    let mut hasher = Sha256::new();
+    hasher.update(interpreter.as_os_str().as_encoded_bytes());
+    for entry in &key {
+        hasher.update(b"\n");
+        hasher.update(entry.as_bytes());
+    }
+    let name = format!("{:x}", hasher.finalize())[..16].to_owned();
     let target = settings.venv_cache.join(name);
     if target.join("bin/python").exists() {
         return Ok(target);
@@ -320,37 +404,26 @@ fn environment(settings: &Settings, request: &Request) -> Result<PathBuf, Execut
     let staging = tempfile::Builder::new()
         .prefix(".staging-")
         .tempdir_in(&settings.venv_cache)
-        .map_err(io_error("create a directory in", &settings.venv_cache))?
-        .keep();
-    let made = Command::new(&settings.python)
+        .map_err(io_error("create a directory in", &settings.venv_cache))?;
+    let made = Command::new(interpreter)
         .args(["-m", "venv"])
-        .arg(&staging)
+        .arg(staging.path())
+        .stdin(Stdio::null())
         .output()
         .map_err(|error| {
-            let _ = fs::remove_dir_all(&staging);
-            ExecuteError::Environment(format!("{}: {error}", settings.python))
+            ExecuteError::Environment(format!("{}: {error}", interpreter.display()))
         })?;
     if !made.status.success() {
-        let _ = fs::remove_dir_all(&staging);
-        return Err(ExecuteError::Environment(
-            String::from_utf8_lossy(&made.stderr).trim().to_owned(),
-        ));
+        return Err(ExecuteError::Environment(format!(
+            "{} -m venv: {}",
+            interpreter.display(),
+            String::from_utf8_lossy(&made.stderr).trim()
+        )));
     }
     if !packages.is_empty() {
-        let installed = Command::new(staging.join("bin/pip"))
-            .args(["install", "--disable-pip-version-check", "-q"])
-            .args(&packages)
-            .output()
-            .map_err(|error| ExecuteError::Environment(error.to_string()))?;
-        if !installed.status.success() {
-            let _ = fs::remove_dir_all(&staging);
-            return Err(ExecuteError::Environment(format!(
-                "pip install {}: {}",
-                packages.join(" "),
-                String::from_utf8_lossy(&installed.stderr).trim()
-            )));
-        }
+        install(staging.path(), &packages, log)?;
     }
+    let staging = staging.keep();
     match fs::rename(&staging, &target) {
         Ok(()) => Ok(target),
         // Made meanwhile by another experiment: use that one.
@@ -358,8 +431,59 @@ fn environment(settings: &Settings, request: &Request) -> Result<PathBuf, Execut
             let _ = fs::remove_dir_all(&staging);
             Ok(target)
         }
-        Err(error) => Err(io_error("keep", &target)(error)),
+        Err(error) => {
+            let _ = fs::remove_dir_all(&staging);
+            Err(io_error("keep", &target)(error))
+        }
     }
+}
+
+/// `pip install` every package in one call, with retries; pip's output
+/// (its errors above all) goes to the experiment's log.
+fn install(venv: &Path, packages: &[String], log: &fs::File) -> Result<(), ExecuteError> {
+    let pip = venv.join("bin/pip");
+    let mut wait = PIP_RETRY;
+    for attempt in 1..=PIP_TRIES {
+        let mut out = log
+            .try_clone()
+            .map_err(io_error("write to the log of", venv))?;
+        let _ = writeln!(
+            out,
+            "runner: pip install ({} package(s)), try {attempt} of {PIP_TRIES}",
+            packages.len()
+        );
+        let status = Command::new(&pip)
+            .args([
+                "install",
+                "--disable-pip-version-check",
+                "--no-input",
+                "--progress-bar",
+                "off",
+            ])
+            // Requirement specifiers only (checked when the request was
+            // read): `--` keeps any from being read as an option.
+            .arg("--")
+            .args(packages)
+            .stdin(Stdio::null())
+            .stdout(
+                out.try_clone()
+                    .map_err(io_error("write to the log of", venv))?,
+            )
+            .stderr(out)
+            .status()
+            .map_err(|error| ExecuteError::Environment(format!("{}: {error}", pip.display())))?;
+        if status.success() {
+            return Ok(());
+        }
+        if attempt < PIP_TRIES {
+            std::thread::sleep(wait);
+            wait *= 2;
+        }
+    }
+    Err(ExecuteError::Environment(format!(
+        "pip install failed {PIP_TRIES} times (its output is in output/output): {}",
+        packages.join(" ")
+    )))
 }
 
 /// Run one experiment to its end (or deadline) and store its mutable artifacts.
@@ -373,9 +497,9 @@ pub fn run(
     allocation: &Allocation,
     lookup: &dyn Fn(&str) -> Option<String>,
 ) -> Result<Outcome, ExecuteError> {
-    let directory = experiment_directory(&settings.work_dir, &request.experiment.key)?;
-    let result = run_in(request, settings, allocation, lookup, &directory);
-    let _ = fs::remove_dir_all(&directory);
+    let delivery = experiment_directory(&settings.work_dir, &request.experiment.key)?;
+    let result = run_in(request, settings, allocation, lookup, &delivery);
+    let _ = fs::remove_dir_all(&delivery.root);
     result
 }
 
@@ -384,8 +508,13 @@ fn run_in(
     settings: &Settings,
     allocation: &Allocation,
     lookup: &dyn Fn(&str) -> Option<String>,
-    directory: &Path,
+    delivery: &Delivery,
 ) -> Result<Outcome, ExecuteError> {
+    let directory = delivery.directory.as_path();
+    let interpreter = settings
+        .python
+        .choose(&request.experiment.pythonver)
+        .map_err(ExecuteError::Environment)?;
     // Every artifact's unpacked bytes count against the request's disk.
     let budget = crate::unpack::Budget::new(request.hdd());
     for (label, artifact) in &request.experiment.artifacts {
@@ -415,15 +544,25 @@ fn run_in(
             Err(error) => return Err(error.into()),
         }
     }
-    let (log, log_err) = output_log(directory)?;
+    let (mut log, log_err) = output_log(directory)?;
     for private in [HOME, TMP] {
-        let path = directory.join(private);
+        let path = delivery.root.join(private);
         fs::create_dir_all(&path).map_err(io_error("create", &path))?;
     }
-    let venv = environment(settings, request)?;
-    let environment =
-        experiment_environment(request, settings, allocation, &venv, directory, lookup);
     let workspace = directory.join("workspace");
+    let venv = match environment(settings, request, &interpreter, &workspace, &log) {
+        Ok(venv) => venv,
+        Err(error) => {
+            // pip's own output is already in the log; say what it meant,
+            // and store the log so the submitter can read why.
+            let _ = writeln!(log, "runner: {}", crate::error_text(&error));
+            let _ = store_mutable(request, directory);
+            return Err(error);
+        }
+    };
+    let environment =
+        experiment_environment(request, settings, allocation, &venv, delivery, lookup);
+    metadata_lines(&mut log, request, &[("start_time", now_text())]);
     let mut command = Command::new(venv.join("bin/python"));
     command
         .arg(&request.experiment.filename)
@@ -432,7 +571,10 @@ fn run_in(
         .env_clear()
         .envs(&environment)
         .stdin(Stdio::null())
-        .stdout(log)
+        .stdout(
+            log.try_clone()
+                .map_err(io_error("open", &directory.join("output/output")))?,
+        )
         .stderr(log_err);
     std::os::unix::process::CommandExt::process_group(&mut command, 0);
     let child = command
@@ -441,14 +583,49 @@ fn run_in(
     let mut child = Group::new(child);
     // Where a runner that dies leaves its experiment's process group, for
     // the next runner to end (see `reap`).
-    record_group(directory, child.id());
+    record_group(&delivery.root, child.id());
     let outcome = supervise(request, settings, &mut child, directory)?;
     drop(child);
     if outcome == Outcome::Interrupted {
         return Ok(Outcome::Interrupted);
     }
+    let _ = writeln!(
+        log,
+        "{}",
+        serde_json::json!({"studioml": {"stop_time": now_text()}})
+    );
+    drop(log);
     store_mutable(request, directory)?;
     Ok(outcome)
+}
+
+/// The time now, RFC 3339 in UTC.
+fn now_text() -> String {
+    jiff::Timestamp::now().to_string()
+}
+
+/// The JSON lines the original runner's script wrote before the
+/// experiment (`_metadata` scrapers and people read them): the experiment,
+/// one line per artifact (its location, never its credentials), `extra`,
+/// and the host.
+fn metadata_lines(log: &mut fs::File, request: &Request, extra: &[(&str, String)]) {
+    let experiment = serde_json::json!({"studioml": {"experiment": {
+        "key": request.experiment.key,
+        "project": request.config.database.project_id,
+    }}});
+    let _ = writeln!(log, "{experiment}");
+    for (label, artifact) in &request.experiment.artifacts {
+        let line = serde_json::json!({"studioml": {"artifacts": {label: artifact.qualified}}});
+        let _ = writeln!(log, "{line}");
+    }
+    for (name, value) in extra {
+        let _ = writeln!(log, "{}", serde_json::json!({"studioml": {*name: value}}));
+    }
+    let host = rustix::system::uname()
+        .nodename()
+        .to_string_lossy()
+        .into_owned();
+    let _ = writeln!(log, "{}", serde_json::json!({"studioml": {"host": host}}));
 }
 
 /// `output/output`, where the experiment's stdout and stderr go (created
@@ -717,7 +894,7 @@ pub fn lock_work_dir(work_dir: &Path) -> Result<fs::File, ExecuteError> {
 /// directory locked. Returns how many process groups were signalled.
 #[must_use]
 pub fn reap(work_dir: &Path) -> usize {
-    let Ok(entries) = fs::read_dir(work_dir.join(EXPERIMENTS)) else {
+    let Ok(entries) = fs::read_dir(work_dir.join(RUNS)) else {
         return 0;
     };
     let mut killed = 0;
@@ -777,5 +954,56 @@ mod tests {
         assert_eq!(expand("%PATH%:./bin", &lookup), "/usr/bin:./bin");
         assert_eq!(expand("%NOPE%x", &lookup), "x");
         assert_eq!(expand("100%", &lookup), "100%");
+    }
+
+    fn request(pythonenv: &str, pip: &str) -> Request {
+        let text = format!(
+            r#"{{"config": {{"pip": {pip}}}, "experiment": {{"key": "k", "filename": "main.py",
+                 "pythonenv": {pythonenv}, "resources_needed": {{"hdd": "1gb", "ram": "1gb"}},
+                 "artifacts": {{"workspace": {{"qualified": "file:///w.tar"}}}}}}}}"#
+        );
+        Request::parse(text.as_bytes()).unwrap_or_else(|error| panic!("{error}"))
+    }
+
+    #[test]
+    fn packages_are_groomed_as_the_original_did() -> Result<(), Box<dyn std::error::Error>> {
+        let workspace = tempfile::tempdir()?;
+        let freeze = r#"["numpy==1.26.4", "pkg-resources==0.0.0", "pkg_resources==0.0.0", "studioml==0.0.49", "numpy==1.26.4", " "]"#;
+        let (packages, key) = groom(
+            &request(freeze, r#"["requests==2.31.0"]"#),
+            workspace.path(),
+        )?;
+        assert_eq!(
+            packages,
+            ["numpy==1.26.4", "requests==2.31.0", "studioml==0.0.49"]
+        );
+        assert_eq!(key, packages);
+        // The workspace carries the client's own build: it replaces the pinned one.
+        fs::create_dir_all(workspace.path().join("dist"))?;
+        fs::write(
+            workspace.path().join("dist/studioml-0.0.48.tar.gz"),
+            b"older",
+        )?;
+        fs::write(
+            workspace.path().join("dist/studioml-0.0.50.tar.gz"),
+            b"newer",
+        )?;
+        let (packages, key) = groom(&request(freeze, "null"), workspace.path())?;
+        let tarball = workspace.path().join("dist/studioml-0.0.50.tar.gz");
+        assert_eq!(
+            packages,
+            ["numpy==1.26.4".to_owned(), tarball.display().to_string()]
+        );
+        assert_eq!(key[0], "numpy==1.26.4");
+        assert!(
+            key[1].starts_with("studioml-sdist:"),
+            "keyed by content: {key:?}"
+        );
+        let (_, same) = groom(&request(freeze, "null"), workspace.path())?;
+        assert_eq!(same, key);
+        fs::write(&tarball, b"rebuilt")?;
+        let (_, changed) = groom(&request(freeze, "null"), workspace.path())?;
+        assert_ne!(changed, key, "a rebuilt tarball is another environment");
+        Ok(())
     }
 }

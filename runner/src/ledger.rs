@@ -25,6 +25,10 @@ use sha2::{Digest as _, Sha256};
 pub const FILE: &str = ".runner-ledger.json";
 /// How long a record is kept after its last change.
 pub const KEEP: Duration = Duration::from_hours(24 * 7);
+/// How long after its completion a redelivered message is acked without
+/// running (a broker redelivers within minutes of a dropped connection; a
+/// byte-identical message sent later on purpose runs again).
+pub const COMPLETED_WINDOW: Duration = Duration::from_hours(1);
 /// The most records kept (the oldest go first).
 pub const MAX_RECORDS: usize = 10_000;
 /// The most failure reasons kept per message (the latest).
@@ -64,6 +68,13 @@ pub struct Record {
 }
 
 impl Record {
+    /// Whether its results were stored less than [`COMPLETED_WINDOW`] before `now`.
+    #[must_use]
+    pub fn completed_recently(&self, now: SystemTime) -> bool {
+        self.completed
+            .is_some_and(|at| seconds(now).saturating_sub(at) < COMPLETED_WINDOW.as_secs())
+    }
+
     /// The failure history, one reason per attempt, for a dead letter.
     #[must_use]
     pub fn history(&self) -> String {
@@ -306,6 +317,18 @@ mod tests {
         ledger.settled("other")?;
         assert_eq!(ledger.get(&id), None);
         assert!(ledger.get("other").is_some(), "completions are kept");
+        Ok(())
+    }
+
+    #[test]
+    fn a_completion_counts_for_redeliveries_within_its_window() -> io::Result<()> {
+        let ledger = Ledger::in_memory();
+        let done = SystemTime::now();
+        ledger.completed("m", done)?;
+        let record = ledger.get("m").unwrap_or_default();
+        assert!(record.completed_recently(done + Duration::from_mins(5)));
+        assert!(!record.completed_recently(done + COMPLETED_WINDOW + Duration::from_secs(1)));
+        assert!(!Record::default().completed_recently(done));
         Ok(())
     }
 

@@ -11,6 +11,7 @@ pub mod failure;
 pub mod gpu;
 pub mod ledger;
 pub mod log;
+pub mod python;
 pub mod queue;
 pub mod request;
 pub mod resources;

@@ -108,14 +108,10 @@ struct Cli {
     )]
     venv_cache: PathBuf,
 
-    /// The Python that makes the environments.
-    #[arg(
-        long,
-        value_name = "PROGRAM",
-        env = "RUNNER_PYTHON",
-        default_value = "python3"
-    )]
-    python: String,
+    /// The Python every experiment uses, whatever its `pythonver` (default:
+    /// the newest `python3.X` on PATH that matches the request's `pythonver`).
+    #[arg(long, value_name = "PROGRAM", env = "RUNNER_PYTHON")]
+    python: Option<String>,
 
     /// The longest any experiment may run, in seconds.
     #[arg(
@@ -363,7 +359,7 @@ fn start(cli: &Cli) -> Result<ExitCode, Fatal> {
     let settings = Settings {
         work_dir: cli.work_dir.clone(),
         venv_cache: cli.venv_cache.clone(),
-        python: cli.python.clone(),
+        python: Arc::new(interpreters(cli)),
         max_runtime: Duration::from_secs(cli.max_runtime),
         cache,
         stop: Arc::new(AtomicBool::new(false)),
@@ -398,6 +394,7 @@ fn start(cli: &Cli) -> Result<ExitCode, Fatal> {
         control: &control,
         ledger: &ledger,
         policy: &policy,
+        python: &settings.python,
         options: Options {
             once: cli.once,
             max_attempts: cli.max_attempts,
@@ -451,6 +448,33 @@ fn serve_queues(
         Err(error) => return Err(Fatal::new(error.to_string())),
     }
     Ok(served(scheduler.serve(&queues), settings))
+}
+
+/// The Pythons experiments may use, said in the log.
+fn interpreters(cli: &Cli) -> runner::python::Interpreters {
+    let path = std::env::var_os("PATH");
+    let found = runner::python::Interpreters::discover(cli.python.as_deref(), path.as_deref());
+    match &cli.python {
+        Some(python) => log::info(&format!("every experiment runs with {python} (--python)")),
+        None if found.found().is_empty() => log::warn(
+            "no python3.X on PATH: every request will be left for another runner (give --python)",
+        ),
+        None => log::info(&format!(
+            "Pythons for experiments: {}",
+            found
+                .found()
+                .iter()
+                .map(|interpreter| format!(
+                    "{}.{} ({})",
+                    interpreter.version.0,
+                    interpreter.version.1,
+                    interpreter.path.display()
+                ))
+                .collect::<Vec<_>>()
+                .join(", ")
+        )),
+    }
+    found
 }
 
 /// The state and queue filter, followed from `--state-file` or the

@@ -97,6 +97,8 @@ pub struct Scheduler<'run> {
     pub ledger: &'run Ledger,
     /// Which request fields are allowed.
     pub policy: &'run Policy,
+    /// The Pythons experiments may use.
+    pub python: &'run crate::python::Interpreters,
     /// How the loop behaves.
     pub options: Options,
     /// Told after every look at the queues: `None` when it worked, else why not.
@@ -164,6 +166,7 @@ impl Scheduler<'_> {
             resources: self.resources,
             ledger: self.ledger,
             policy: self.policy,
+            python: self.python,
         };
         let (report_to, results) = mpsc::channel::<Done>();
         let mut book = Book::default();

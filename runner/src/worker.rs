@@ -130,6 +130,8 @@ pub struct Intaker<'run> {
     pub ledger: &'run Ledger,
     /// Which request fields are allowed.
     pub policy: &'run crate::request::Policy,
+    /// The Pythons experiments may use.
+    pub python: &'run crate::python::Interpreters,
 }
 
 /// Claim messages from the first queue (not `skip`ped) that has one and
@@ -182,7 +184,8 @@ fn search<Q: Queues>(
             let record = intaker.ledger.get(&id);
             if record
                 .as_ref()
-                .is_some_and(|record| record.completed.is_some())
+                .is_some_and(|record| record.completed_recently(now))
+                && queues.redelivered(&claim)
             {
                 queues.ack(claim)?;
                 let key = Request::parse_with(&body, intaker.policy)
@@ -215,6 +218,15 @@ fn search<Q: Queues>(
                     return Ok(Some(Intake::Settled(Event::DeadLettered { queue, reason })));
                 }
             };
+            // No Python here for it: another runner may have one.
+            if let Err(reason) = intaker.python.choose(&request.experiment.pythonver) {
+                held.push(claim);
+                left.never.push(format!(
+                    "{queue}: experiment {}: {reason}",
+                    request.experiment.key
+                ));
+                continue;
+            }
             match intaker.resources.allocate(Demand::of(&request)) {
                 Fit::Now(allocation) => {
                     intaker.ledger.begin(&id);
@@ -567,7 +579,7 @@ mod tests {
         Settings {
             work_dir: std::path::PathBuf::from("/nonexistent"),
             venv_cache: std::path::PathBuf::from("/nonexistent"),
-            python: "python3".to_owned(),
+            python: std::sync::Arc::default(),
             max_runtime: Duration::from_mins(1),
             cache: None,
             stop: std::sync::Arc::default(),

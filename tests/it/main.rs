@@ -13,4 +13,5 @@ mod runner;
 mod semver;
 mod services;
 mod stencil;
+mod stencil_printf;
 mod templates;

@@ -414,3 +414,15 @@ fn labels_and_variable_names() {
     assert!(is_variable_name("_X1") && is_variable_name("PATH"));
     assert!(!is_variable_name("") && !is_variable_name("1A") && !is_variable_name("A-B"));
 }
+
+/// The demo's request (examples/runner) stays valid.
+#[test]
+fn the_demo_request_is_valid() -> Result<(), RequestError> {
+    let request = Request::parse(include_bytes!("../../../examples/runner/request.json"))?;
+    assert_eq!(request.experiment.key, "demo-experiment-1");
+    assert_eq!(
+        request.experiment.max_duration(),
+        Some(Duration::from_mins(5))
+    );
+    Ok(())
+}

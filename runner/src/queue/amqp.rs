@@ -491,6 +491,10 @@ impl super::Queues for AmqpQueues {
     type Claim = AmqpClaim;
     type Error = AmqpError;
 
+    fn redelivered(&self, claim: &AmqpClaim) -> bool {
+        claim.redelivered()
+    }
+
     fn queues(&self) -> Result<Vec<String>, AmqpError> {
         let vhost = self.vhost.replace('/', "%2F");
         let url = format!("{}/api/queues/{vhost}", self.management);

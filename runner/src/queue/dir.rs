@@ -88,6 +88,18 @@ fn io_error(action: &'static str, path: &Path) -> impl FnOnce(io::Error) -> DirQ
     }
 }
 
+/// A message file's bytes, at most one more than a request may have (so an
+/// oversized file is refused as such without being read whole).
+fn read_bounded(path: &Path) -> io::Result<Vec<u8>> {
+    use std::io::Read as _;
+    let limit = u64::try_from(crate::request::MAX_BODY)
+        .unwrap_or(u64::MAX)
+        .saturating_add(1);
+    let mut body = Vec::new();
+    fs::File::open(path)?.take(limit).read_to_end(&mut body)?;
+    Ok(body)
+}
+
 /// A message taken from a queue, held until ack, nack or dead-letter.
 #[derive(Debug)]
 pub struct Claimed {
@@ -230,7 +242,7 @@ impl DirQueues {
             if now
                 .duration_since(modified)
                 .map_or(true, |age| age < SETTLING)
-                && fs::read(&waiting).is_ok_and(|body| settling(&body, modified, now))
+                && read_bounded(&waiting).is_ok_and(|body| settling(&body, modified, now))
             {
                 self.settling
                     .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -239,7 +251,7 @@ impl DirQueues {
             let inflight = inflight_directory.join(&name);
             match fs::rename(&waiting, &inflight) {
                 Ok(()) => {
-                    let body = fs::read(&inflight).map_err(io_error("reading", &inflight))?;
+                    let body = read_bounded(&inflight).map_err(io_error("reading", &inflight))?;
                     // It changed since it was looked at: give it back to its writer.
                     let modified = fs::metadata(&inflight)
                         .and_then(|metadata| metadata.modified())
@@ -438,6 +450,24 @@ mod tests {
         queues.nack(second)?;
         let again = queues.claim("local_a")?.map(|claimed| claimed.body);
         assert_eq!(again.as_deref(), Some(&b"2"[..]));
+        Ok(())
+    }
+
+    #[test]
+    fn an_oversized_file_is_read_only_past_the_request_limit() -> Result<(), DirQueueError> {
+        let root = tempfile::tempdir().map_err(io_error("creating", Path::new("tmp")))?;
+        let queues = queues(root.path());
+        let huge = vec![b' '; crate::request::MAX_BODY * 3];
+        let path = queues.publish("local_a", "huge", &huge)?;
+        age(&path, 60);
+        let claimed = queues
+            .claim("local_a")?
+            .ok_or_else(|| io_error("claiming", &path)(io::ErrorKind::NotFound.into()))?;
+        assert_eq!(claimed.body.len(), crate::request::MAX_BODY + 1);
+        assert!(matches!(
+            crate::request::Request::parse(&claimed.body),
+            Err(crate::request::RequestError::TooLarge { .. })
+        ));
         Ok(())
     }
 

@@ -102,6 +102,13 @@ pub trait Queues {
     /// As [`Queues::queues`].
     fn dead_letter(&self, claim: Self::Claim, reason: &str) -> Result<(), Self::Error>;
 
+    /// Whether the broker says `claim` was delivered before (so it may be
+    /// one whose results are already stored). Queues that cannot tell say
+    /// yes.
+    fn redelivered(&self, _claim: &Self::Claim) -> bool {
+        true
+    }
+
     /// Messages seen since the last [`Queues::queues`] that could not be
     /// claimed yet but will be soon (a file still being written).
     fn not_yet(&self) -> usize {

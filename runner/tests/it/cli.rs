@@ -623,11 +623,19 @@ fn sigterm_drains_and_requeues_what_did_not_finish() -> TestResult {
     // Wait until the experiment runs (its log exists and says so).
     let deadline = std::time::Instant::now() + std::time::Duration::from_mins(1);
     let started = loop {
-        let logs: Vec<PathBuf> = fs::read_dir(setup.root.join("work/experiments"))
+        // <work>/runs/<id>/experiments/<id>/output/output
+        let logs: Vec<PathBuf> = fs::read_dir(setup.root.join("work/runs"))
             .map(|entries| {
                 entries
                     .filter_map(Result::ok)
-                    .map(|entry| entry.path().join("output/output"))
+                    .map(|entry| {
+                        let id = entry.file_name();
+                        entry
+                            .path()
+                            .join("experiments")
+                            .join(id)
+                            .join("output/output")
+                    })
                     .collect()
             })
             .unwrap_or_default();

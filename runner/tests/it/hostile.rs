@@ -104,6 +104,14 @@ fn the_runners_secrets_stay_out_of_the_experiment() -> TestResult {
         .success()
         .stderr(contains("experiment secrets: Succeeded"));
     let output = output_text(&setup, "secrets-output")?;
+    for line in [
+        r#"{"studioml":{"experiment":{"key":"secrets","project":""}}}"#,
+        r#"{"studioml":{"start_time":"#,
+        r#"{"studioml":{"host":"#,
+        r#"{"studioml":{"stop_time":"#,
+    ] {
+        assert!(output.contains(line), "no {line} in:\n{output}");
+    }
     for canary in [
         "canary-aws-secret",
         "canary-github-token",
@@ -116,8 +124,8 @@ fn the_runners_secrets_stay_out_of_the_experiment() -> TestResult {
         output.contains("env LICENSE_SERVER=licence.example:27000\n"),
         "{output}"
     );
-    let work = setup.root.join("work/experiments").display().to_string();
-    for name in ["HOME", "TMPDIR"] {
+    let work = setup.root.join("work/runs").display().to_string();
+    for name in ["HOME", "TMPDIR", "STUDIOML_HOME"] {
         let line = output
             .lines()
             .find(|line| line.starts_with(&format!("env {name}=")))
@@ -172,8 +180,8 @@ fn duplicate_keys_never_share_files() -> TestResult {
     Ok(())
 }
 
-/// A request that can never run here (more memory than the machine has)
-/// queued before a good one: `--once` runs the good one, leaves the other
+/// Requests that can never run here (more memory than the machine has, a
+/// Python it does not have) queued before a good one: `--once` runs the good one, leaves the other
 /// queued for another runner, says so, and exits 0.
 #[test]
 fn once_runs_what_it_can_and_says_what_it_left() -> TestResult {
@@ -185,6 +193,9 @@ fn once_runs_what_it_can_and_says_what_it_left() -> TestResult {
     let huge =
         request(&setup, "huge", "", "", "").replace(r#""ram": "100mb""#, r#""ram": "900tb""#);
     setup.publish("a.json", &huge)?;
+    let ancient = request(&setup, "ancient", "", "", "")
+        .replace(r#""pythonver": "3""#, r#""pythonver": "2.5""#);
+    setup.publish("a2.json", &ancient)?;
     setup.publish("b.json", &good(&setup))?;
     setup
         .runner()
@@ -192,8 +203,11 @@ fn once_runs_what_it_can_and_says_what_it_left() -> TestResult {
         .success()
         .stderr(contains("experiment good: Succeeded"))
         .stderr(contains("left queued for other runners"))
-        .stderr(contains("experiment huge"));
-    assert_eq!(setup.queue_files(""), vec!["a.json".to_owned()]);
+        .stderr(contains("experiment huge"))
+        .stderr(contains("experiment ancient: no Python 2.5 here"));
+    let mut left = setup.queue_files("");
+    left.sort();
+    assert_eq!(left, vec!["a.json".to_owned(), "a2.json".to_owned()]);
     assert!(output_text(&setup, "good-output")?.contains("owner good"));
     Ok(())
 }
@@ -429,8 +443,8 @@ fn entry(kind: tar::EntryType, path: &str, size: u64, mode: u32) -> tar::Header 
 
 /// Hostile artifacts through the real binary, each before a good request:
 /// an `output` artifact whose tar holds `output` as a link to a file
-/// outside (refused; the file is unchanged), a corrupt workspace
-/// (dead-lettered), a compressed bomb larger than the request's `hdd`
+/// outside (refused; the file is unchanged), a corrupt and a truncated
+/// workspace (dead-lettered, never retried), a compressed bomb larger than the request's `hdd`
 /// (aborted, the reason stored in its output, acked), and a setuid file
 /// (unpacked without the bit).
 #[test]
@@ -476,6 +490,14 @@ fn hostile_artifacts_stay_inside_and_within_budget() -> TestResult {
         )
         .replace(r#""hdd": "50mb""#, r#""hdd": "20mb""#),
     )?;
+    // The good workspace cut short in the middle of its second entry.
+    let whole = fs::read(store.join("workspace.tar"))?;
+    fs::write(store.join("truncated.tar"), &whole[..700])?;
+    setup.publish(
+        "c2.json",
+        &request(&setup, "truncated", "", "", "")
+            .replace(&file("workspace.tar"), &file("truncated.tar")),
+    )?;
     setup.publish(
         "d.json",
         &request(&setup, "good", "", "", &output_to(&setup, "good-output")),
@@ -488,18 +510,20 @@ fn hostile_artifacts_stay_inside_and_within_budget() -> TestResult {
         .stderr(contains("experiment bomb: Aborted"));
     assert_eq!(fs::read_to_string(&victim)?, "precious");
     let reasons = dead_reasons(&setup)?;
-    assert_eq!(reasons.len(), 2, "{reasons:#?}");
+    assert_eq!(reasons.len(), 3, "{reasons:#?}");
     assert!(
         reasons
             .iter()
             .any(|reason| reason.contains("artifact output: the archive is hostile")),
         "{reasons:#?}"
     );
-    assert!(
+    assert_eq!(
         reasons
             .iter()
-            .any(|reason| reason.contains("artifact workspace: the archive is corrupt")),
-        "{reasons:#?}"
+            .filter(|reason| reason.contains("artifact workspace: the archive is corrupt"))
+            .count(),
+        2,
+        "the corrupt and the truncated workspace: {reasons:#?}"
     );
     let bomb_output = output_text(&setup, "bomb-output")?;
     assert!(
@@ -608,5 +632,43 @@ fn a_file_being_written_is_left_to_its_writer_and_once_waits_for_it() -> TestRes
     assert!(status.success(), "{log}");
     assert!(log.contains("experiment late: Succeeded"), "{log}");
     assert!(!log.contains("dead-lettered"), "{log}");
+    Ok(())
+}
+
+/// pip failing for good: its own output and the runner's reason are in the
+/// stored output, and the message is dead-lettered after its attempts.
+#[test]
+fn pip_errors_reach_the_stored_output() -> TestResult {
+    if !require_python() {
+        return Ok(());
+    }
+    let setup = Setup::new()?;
+    setup.workspace(PRINTING)?;
+    setup.publish(
+        "a.json",
+        &request(
+            &setup,
+            "pip",
+            "",
+            r#", "pythonenv": ["sgr-test-no-such-package-xq7==0.0.1"]"#,
+            &output_to(&setup, "pip-output"),
+        ),
+    )?;
+    setup
+        .runner()
+        .args(["--max-attempts", "1"])
+        .assert()
+        .success();
+    let output = output_text(&setup, "pip-output")?;
+    assert!(
+        output.contains("runner: pip install (1 package(s)), try 3 of 3"),
+        "{output}"
+    );
+    assert!(output.contains("sgr-test-no-such-package-xq7"), "{output}");
+    assert!(
+        output.contains("runner: cannot make the Python environment: pip install failed 3 times"),
+        "{output}"
+    );
+    assert_eq!(dead_reasons(&setup)?.len(), 1);
     Ok(())
 }

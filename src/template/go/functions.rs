@@ -3,8 +3,7 @@
 //! other types, `default`/`empty` treat nil, "" and 0 as empty, `quote`
 //! skips nil, `b64dec` returns the decoder's error text.
 
-use std::fmt::Write as _;
-
+use super::format;
 use super::value::Value;
 use super::yaml;
 
@@ -126,40 +125,10 @@ fn strval(value: &Value) -> String {
     value.to_go_string()
 }
 
-/// Go's `strconv.Quote`.
+/// Go's `strconv.Quote` (sprig's `quote` is `fmt.Sprintf("%q", …)`).
 #[must_use]
 pub fn go_quote(text: &str) -> String {
-    let mut output = String::with_capacity(text.len() + 2);
-    output.push('"');
-    for character in text.chars() {
-        match character {
-            '"' => output.push_str("\\\""),
-            '\\' => output.push_str("\\\\"),
-            '\u{7}' => output.push_str("\\a"),
-            '\u{8}' => output.push_str("\\b"),
-            '\u{c}' => output.push_str("\\f"),
-            '\n' => output.push_str("\\n"),
-            '\r' => output.push_str("\\r"),
-            '\t' => output.push_str("\\t"),
-            '\u{b}' => output.push_str("\\v"),
-            character if (character as u32) < 0x20 || character as u32 == 0x7f => {
-                let _ = write!(output, "\\x{:02x}", character as u32);
-            }
-            character
-                if character.is_control()
-                    || matches!(character, '\u{2028}' | '\u{2029}' | '\u{feff}' | '\u{ad}') =>
-            {
-                if (character as u32) < 0x10000 {
-                    let _ = write!(output, "\\u{:04x}", character as u32);
-                } else {
-                    let _ = write!(output, "\\U{:08x}", character as u32);
-                }
-            }
-            character => output.push(character),
-        }
-    }
-    output.push('"');
-    output
+    format::quote(text)
 }
 
 /// Go's `os.Expand` with `lookup` (unset variables become "").
@@ -344,69 +313,6 @@ fn sprint(values: &[Value]) -> String {
     output
 }
 
-/// `fmt.Sprintf` for the verbs templates use: %v %s %d %q %t %f %x %%.
-fn sprintf(format: &str, values: &[Value]) -> String {
-    let mut output = String::new();
-    let mut arguments = values.iter();
-    let mut characters = format.chars();
-    while let Some(character) = characters.next() {
-        if character != '%' {
-            output.push(character);
-            continue;
-        }
-        let Some(verb) = characters.next() else {
-            output.push_str("%!(NOVERB)");
-            break;
-        };
-        if verb == '%' {
-            output.push('%');
-            continue;
-        }
-        let Some(argument) = arguments.next() else {
-            let _ = write!(output, "%!{verb}(MISSING)");
-            continue;
-        };
-        match (verb, argument) {
-            ('v' | 's', value) => output.push_str(&value.to_go_string()),
-            ('d', Value::Int(number)) => {
-                let _ = write!(output, "{number}");
-            }
-            ('q', Value::String(text)) => output.push_str(&go_quote(text)),
-            ('t', Value::Bool(boolean)) => output.push_str(if *boolean { "true" } else { "false" }),
-            ('f', Value::Float(number)) => {
-                let _ = write!(output, "{number:.6}");
-            }
-            ('x', Value::String(text)) => {
-                for byte in text.bytes() {
-                    let _ = write!(output, "{byte:02x}");
-                }
-            }
-            ('x', Value::Int(number)) => {
-                let _ = write!(output, "{number:x}");
-            }
-            (verb, value) => {
-                let _ = write!(
-                    output,
-                    "%!{verb}({}={})",
-                    value.type_name(),
-                    value.to_go_string()
-                );
-            }
-        }
-    }
-    let extra: Vec<&Value> = arguments.collect();
-    if !extra.is_empty() {
-        output.push_str("%!(EXTRA ");
-        let described: Vec<String> = extra
-            .iter()
-            .map(|value| format!("{}={}", value.type_name(), value.to_go_string()))
-            .collect();
-        output.push_str(&described.join(", "));
-        output.push(')');
-    }
-    output
-}
-
 fn indent(spaces: i64, text: &str) -> String {
     let pad = " ".repeat(usize::try_from(spaces).unwrap_or(0));
     format!("{pad}{}", text.replace('\n', &format!("\n{pad}")))
@@ -488,7 +394,7 @@ pub fn call(name: &str, values: &[Value], host: &dyn Host) -> Outcome {
         )),
         "printf" => {
             let format = string_at(values, 0)?;
-            text(sprintf(format, &values[1..]))
+            text(format::sprintf(format, &values[1..]))
         }
         "eq" => {
             let Some((first, others)) = values.split_first() else {

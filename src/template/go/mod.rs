@@ -4,9 +4,11 @@
 //! tests in tests/it/stencil.rs compare it with Go itself.
 
 mod exec;
+pub mod format;
 pub mod functions;
 mod lexer;
 mod parser;
+mod printable;
 pub mod value;
 pub mod yaml;
 
