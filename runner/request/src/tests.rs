@@ -419,7 +419,10 @@ fn labels_and_variable_names() {
 #[test]
 fn the_demo_request_is_valid() -> Result<(), RequestError> {
     let request = Request::parse(include_bytes!("../../../examples/runner/request.json"))?;
-    assert_eq!(request.experiment.key, "demo-experiment-1");
+    assert_eq!(
+        request.experiment.key,
+        "1796017734_0d3c6a4e-demo-4c1b-9d5e-7a1f2b3c4d5e"
+    );
     assert_eq!(
         request.experiment.max_duration(),
         Some(Duration::from_mins(5))
