@@ -408,6 +408,8 @@ fn environment(
     let made = Command::new(interpreter)
         .args(["-m", "venv"])
         .arg(staging.path())
+        .env_clear()
+        .envs(pip_environment(settings, staging.path()))
         .stdin(Stdio::null())
         .output()
         .map_err(|error| {
@@ -421,7 +423,7 @@ fn environment(
         )));
     }
     if !packages.is_empty() {
-        install(staging.path(), &packages, log)?;
+        install(settings, staging.path(), &packages, log)?;
     }
     let staging = staging.keep();
     match fs::rename(&staging, &target) {
@@ -438,10 +440,46 @@ fn environment(
     }
 }
 
+/// The environment pip and the packages' build code run in: built like
+/// the experiment's (a package's `setup.py` is code from outside, so it never
+/// sees the runner's credentials), with HOME and pip's cache in the venv
+/// cache (the runner's own HOME is never written), the variables
+/// `--pass-env` names (a proxy) and the operator's `PIP_*` settings.
+fn pip_environment(settings: &Settings, venv: &Path) -> BTreeMap<String, String> {
+    let mut environment = BTreeMap::new();
+    environment.insert(
+        "PATH".to_owned(),
+        format!("{}:{SYSTEM_PATH}", venv.join("bin").display()),
+    );
+    for (name, value) in [("LANG", "C.UTF-8"), ("LC_ALL", "C.UTF-8")] {
+        environment.insert(name.to_owned(), value.to_owned());
+    }
+    for (name, value) in std::env::vars() {
+        if name.starts_with("PIP_") || settings.pass_env.contains(&name) {
+            environment.insert(name, value);
+        }
+    }
+    environment.insert(
+        "HOME".to_owned(),
+        settings.venv_cache.join(".home").display().to_string(),
+    );
+    environment.insert(
+        "PIP_CACHE_DIR".to_owned(),
+        settings.venv_cache.join(".pip-cache").display().to_string(),
+    );
+    environment
+}
+
 /// `pip install` every package in one call, with retries; pip's output
 /// (its errors above all) goes to the experiment's log.
-fn install(venv: &Path, packages: &[String], log: &fs::File) -> Result<(), ExecuteError> {
+fn install(
+    settings: &Settings,
+    venv: &Path,
+    packages: &[String],
+    log: &fs::File,
+) -> Result<(), ExecuteError> {
     let pip = venv.join("bin/pip");
+    let environment = pip_environment(settings, venv);
     let mut wait = PIP_RETRY;
     for attempt in 1..=PIP_TRIES {
         let mut out = log
@@ -464,6 +502,8 @@ fn install(venv: &Path, packages: &[String], log: &fs::File) -> Result<(), Execu
             // read): `--` keeps any from being read as an option.
             .arg("--")
             .args(packages)
+            .env_clear()
+            .envs(&environment)
             .stdin(Stdio::null())
             .stdout(
                 out.try_clone()

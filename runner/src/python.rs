@@ -34,18 +34,32 @@ fn version_of_name(name: &str) -> Option<(u32, u32)> {
     Some((major.parse().ok()?, minor.parse().ok()?))
 }
 
-/// `X.Y` asked of the program at `path` (`None` when it does not answer,
-/// or has no `venv` module).
-fn version_of_program(path: &Path) -> Option<(u32, u32)> {
+/// `X.Y` and the real executable (`sys.executable`, so a shim or a link is
+/// resolved while the runner's environment is still there) asked of the
+/// program at `path`; `None` when it does not answer, or has no `venv`
+/// module.
+fn ask(path: &Path) -> Option<((u32, u32), PathBuf)> {
     let output = std::process::Command::new(path)
-        .args(["-c", "import sys; print('%d.%d' % sys.version_info[:2])"])
+        .args([
+            "-c",
+            "import sys, venv; print('%d.%d' % sys.version_info[:2]); print(sys.executable)",
+        ])
         .stdin(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
         .output()
         .ok()?;
+    if !output.status.success() {
+        return None;
+    }
     let text = String::from_utf8(output.stdout).ok()?;
-    let (major, minor) = text.trim().split_once('.')?;
-    Some((major.parse().ok()?, minor.parse().ok()?))
+    let mut lines = text.lines();
+    let (major, minor) = lines.next()?.trim().split_once('.')?;
+    let executable = lines
+        .next()
+        .map(str::trim)
+        .filter(|executable| !executable.is_empty())
+        .map_or_else(|| path.to_path_buf(), PathBuf::from);
+    Some(((major.parse().ok()?, minor.parse().ok()?), executable))
 }
 
 impl Interpreters {
@@ -89,10 +103,12 @@ impl Interpreters {
             if found.iter().any(|known| known.version == version) {
                 continue;
             }
-            if version_of_program(&candidate) == Some(version) {
+            if let Some((answered, executable)) = ask(&candidate)
+                && answered == version
+            {
                 found.push(Interpreter {
                     version,
-                    path: candidate,
+                    path: executable,
                 });
             }
         }
@@ -101,12 +117,12 @@ impl Interpreters {
                 if !is_executable(&candidate) {
                     continue;
                 }
-                if let Some(version) = version_of_program(&candidate)
+                if let Some((version, executable)) = ask(&candidate)
                     && !found.iter().any(|known| known.version == version)
                 {
                     found.push(Interpreter {
                         version,
-                        path: candidate,
+                        path: executable,
                     });
                 }
                 break;
@@ -238,7 +254,7 @@ mod tests {
         // Each answers the version its name promises, but for 3.11, which
         // fails like a pyenv shim of a version that is not activated.
         for (name, answer) in [
-            ("python3.10", "echo 3.10"),
+            ("python3.10", "echo 3.10; echo /opt/real/python3.10"),
             (
                 "python3.11",
                 "echo 'pyenv: python3.11: command not found' >&2; exit 127",
@@ -259,6 +275,8 @@ mod tests {
             .map(|interpreter| interpreter.version)
             .collect();
         assert_eq!(versions, vec![(3, 12), (3, 10)]);
+        // The real executable, as the interpreter says, is what is used.
+        assert_eq!(found.found()[1].path, PathBuf::from("/opt/real/python3.10"));
         Ok(())
     }
 }
