@@ -13,4 +13,5 @@ mod runner;
 mod semver;
 mod services;
 mod stencil;
+mod template_input;
 mod templates;
