@@ -38,7 +38,7 @@ pub struct TemplateArgs {
     #[arg(long = "git", value_name = "DIR", default_value = ".", env = env::GIT_DIR)]
     pub git_dir: PathBuf,
 
-    /// Print the variables (as JSON; secrets in Env masked) instead of rendering.
+    /// Print the variables (as JSON; secret-looking names and URL passwords masked) instead of rendering.
     #[arg(long)]
     pub print_context: bool,
 
