@@ -86,9 +86,10 @@ fn classify_action(inside: &str) -> Option<(Dialect, &'static str)> {
             _ => {}
         }
     }
-    if GO_KEYWORDS.contains(&word) && (ends || spaced) && !TERA_OPERATOR_WORDS.contains(&word)
-        || matches!(word, "else" | "end") && ends
-    {
+    // `if`/`else` are also tera operators (`a if b else c`): only bare `{{ else }}` counts.
+    let control =
+        GO_KEYWORDS.contains(&word) && !TERA_OPERATOR_WORDS.contains(&word) && (ends || spaced);
+    if control || (matches!(word, "else" | "end") && ends) {
         return Some((Dialect::Go, "a Go control word (`{{ if }}`, `{{ end }}`)"));
     }
     let argument = spaced
