@@ -2,6 +2,7 @@
 
 use crate::cli::GlobalArgs;
 use crate::cli::render::RenderArgs;
+use crate::cli::template::DialectFlag;
 use crate::error::Failure;
 use crate::output::Printer;
 use crate::template::dialect::Dialect;
@@ -23,7 +24,7 @@ pub fn run(
     let dialect = template::choose_dialect(
         template_args
             .dialect
-            .map_or(Some(Dialect::Tera), |flag| flag.forced()),
+            .map_or(Some(Dialect::Tera), DialectFlag::forced),
         None,
         &source,
         printer,

@@ -2,6 +2,7 @@
 
 use crate::cli::GlobalArgs;
 use crate::cli::stencil::StencilArgs;
+use crate::cli::template::DialectFlag;
 use crate::error::Failure;
 use crate::output::Printer;
 use crate::template::dialect::Dialect;
@@ -26,7 +27,7 @@ pub fn run(
     let dialect = template::choose_dialect(
         template_args
             .dialect
-            .map_or(Some(Dialect::Go), |flag| flag.forced()),
+            .map_or(Some(Dialect::Go), DialectFlag::forced),
         None,
         &source,
         printer,

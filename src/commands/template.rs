@@ -394,6 +394,7 @@ impl Default for RenderSettings {
 }
 
 /// Choose the dialect of `source` ([`dialect::choose`]) and say why under `-v`.
+#[must_use]
 pub fn choose_dialect(
     flag: Option<Dialect>,
     configured: Option<Dialect>,

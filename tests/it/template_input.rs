@@ -3,6 +3,7 @@
 //! secrets masked when the context is shown, outputs that must be regular
 //! files, and bounded nesting and output size.
 
+use std::os::unix::fs::FileTypeExt as _;
 use std::path::Path;
 
 use predicates::prelude::PredicateBooleanExt as _;
@@ -17,7 +18,7 @@ fn checkout() -> Result<Repo, Box<dyn std::error::Error>> {
     Ok(repo)
 }
 
-/// studio-go-runner's Dockerfile_standalone (2021), in the reference checkout beside the clone.
+/// A file of studio-go-runner in the reference checkouts beside the clone.
 fn reference(relative: &str) -> std::path::PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("../shared/reference/studio-go-runner")
@@ -188,7 +189,6 @@ fn outputs_must_be_regular_files() -> TestResult {
         .stderr(
             contains("/dev/null is a character device").and(contains("hint: use - for stdout")),
         );
-    use std::os::unix::fs::FileTypeExt as _;
     assert!(std::fs::metadata("/dev/null")?.file_type().is_char_device());
     let fifo = repo.file("pipe");
     let made = std::process::Command::new("mkfifo").arg(&fifo).status()?;
