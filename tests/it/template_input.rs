@@ -302,6 +302,14 @@ fn rendered_size_is_bounded_in_both_dialects() -> TestResult {
         .write_stdin("{% for a in items %}{% for b in items %}0123456789{% endfor %}{% endfor %}")
         .assert()
         .success();
+    // A variable doubled in a loop is stopped when it passes the limit, not when memory runs out.
+    repo.write("forty.yaml", format!("l: [{}]\n", vec!["1"; 40].join(",")))?;
+    repo.sgr()
+        .args(["stencil", "-", "--values-file", "forty.yaml", "--max-output", "1MiB"])
+        .write_stdin("{{ $s := \"0123456789\" }}{{ range .l }}{{ $s = printf \"%s%s\" $s $s }}{{ end }}{{ len $s }}")
+        .assert()
+        .code(2)
+        .stderr(contains("exceeds 1048576 bytes (--max-output)"));
     repo.sgr()
         .args(["render", "-", "--max-output", "lots"])
         .write_stdin("x")

@@ -196,7 +196,15 @@ impl<'a> Execution<'a> {
     fn commands(&mut self, pipeline: &Pipeline, dot: &Value) -> Result<Value, TemplateError> {
         let mut last: Option<Value> = None;
         for command in &pipeline.commands {
-            last = Some(self.command(command, dot, last)?);
+            let value = self.command(command, dot, last)?;
+            // A value larger than the output may hold is refused as soon as it is made:
+            // a variable doubled in a loop (`$s = printf "%s%s" $s $s`) grows no further.
+            if matches!(&value, Value::String(text) if text.len() > self.max_output) {
+                return Err(TemplateError::TooLarge {
+                    limit: self.max_output,
+                });
+            }
+            last = Some(value);
         }
         Ok(last.unwrap_or(Value::Nil))
     }
