@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
-# Times rendering a 300-line multi-document YAML template as a whole process:
-# `sgr stencil` (which also reads git, the version file and the environment)
-# against the compiled Go reference (text/template + sprig, given the same
-# context as JSON), in this checkout.
+# Times rendering as a whole process, `sgr stencil` (which also reads git, the
+# version file and the environment) against the compiled Go reference
+# (text/template + sprig, given the same context as JSON):
+#   1. a 300-line multi-document YAML template, in this checkout;
+#   2. studio-go-runner's build.yaml (2021, ../shared/reference/) inside generated
+#      git checkouts of 3 000 and 100 000 files (cached in $WORK), where a context
+#      gathered whole would scan every file for git.dirty.
 #
 # Usage: bench/stencil.sh [RUNS]   (needs hyperfine, golang-go, golang-github-masterminds-sprig-dev)
 set -euo pipefail
@@ -13,8 +16,14 @@ WORK=${SGR_BENCH_WORK:-$ROOT/bench/work}
 mkdir -p "$WORK"
 command -v hyperfine >/dev/null || { echo "bench/stencil.sh: needs hyperfine (apt-get install hyperfine)" >&2; exit 2; }
 
-cargo build --release --locked -p sgr --manifest-path "$ROOT/Cargo.toml" >&2
-SGR=$ROOT/target/release/sgr
+# SGR_BENCH_BIN: a release binary built beforehand (a shared target directory may be
+# rebuilt by another checkout while the benchmark runs).
+if [ -n "${SGR_BENCH_BIN:-}" ]; then
+    SGR=$SGR_BENCH_BIN
+else
+    cargo build --release --locked -p sgr --manifest-path "$ROOT/Cargo.toml" >&2
+    SGR=${CARGO_TARGET_DIR:-$ROOT/target}/release/sgr
+fi
 (cd "$ROOT/tests/reference/stencil" && GOPATH=/usr/share/gocode GO111MODULE=off GOFLAGS= GOCACHE="$WORK/go-cache" \
     go build -o "$WORK/stencil-reference" .)
 
@@ -70,3 +79,45 @@ for result in results:
     print(f'{result["command"]:45s} median {result["median"] * 1000:7.2f} ms  mean {result["mean"] * 1000:7.2f} ms')
 print(f'ratio sgr/Go (median): {results[0]["median"] / results[1]["median"]:.2f}')
 PY
+
+# 2. build.yaml in generated checkouts.
+BUILD_YAML=$ROOT/../shared/reference/studio-go-runner/4f816e5c/build.yaml
+[ -f "$BUILD_YAML" ] || { echo "bench/stencil.sh: $BUILD_YAML is absent (shared/ beside the clone)" >&2; exit 2; }
+for FILES in 3000 100000; do
+    CHECKOUT=$WORK/checkout-$FILES/studio-go-runner
+    if [ ! -f "$CHECKOUT/.done" ]; then
+        rm -rf "$WORK/checkout-$FILES"
+        mkdir -p "$CHECKOUT"
+        python3 - "$CHECKOUT" "$FILES" <<'PY'
+import os, sys
+root, count = sys.argv[1], int(sys.argv[2])
+for index in range(count):
+    directory = os.path.join(root, "pkg", f"d{index // 100:04d}")
+    os.makedirs(directory, exist_ok=True)
+    with open(os.path.join(directory, f"f{index % 100:03d}.go"), "w") as handle:
+        handle.write(f"package d\n\n// file {index}\nconst N{index} = {index}\n")
+with open(os.path.join(root, "README.md"), "w") as handle:
+    handle.write("# studio-go-runner\n\nVersion: <repo-version>0.13.1</repo-version>\n")
+PY
+        (cd "$CHECKOUT" && git init -q -b feature/197_hybrid && git add -A \
+            && git -c user.name=bench -c user.email=bench@example.invalid commit -q -m generated \
+            && git remote add origin https://github.com/leaf-ai/studio-go-runner.git && touch .done)
+    fi
+    (
+        cd "$CHECKOUT"
+        "$SGR" stencil -q --print-context </dev/null >"$WORK/context-$FILES.json"
+        "$SGR" stencil -q "$BUILD_YAML" >"$WORK/sgr-$FILES.out"
+        "$WORK/stencil-reference" "$BUILD_YAML" "$WORK/context-$FILES.json" >"$WORK/go-$FILES.out"
+        cmp "$WORK/sgr-$FILES.out" "$WORK/go-$FILES.out" >&2 && echo "build.yaml, $FILES files: outputs identical" >&2
+        hyperfine --runs "$RUNS" --warmup 10 -N --export-json "$WORK/stencil-$FILES.json" \
+            -n "sgr stencil build.yaml ($FILES files)" "$SGR stencil -q $BUILD_YAML" \
+            -n "Go text/template + sprig ($FILES files)" "$WORK/stencil-reference $BUILD_YAML $WORK/context-$FILES.json" >&2
+    )
+    python3 - "$WORK/stencil-$FILES.json" <<'PY'
+import json, sys
+results = json.load(open(sys.argv[1]))["results"]
+for result in results:
+    print(f'{result["command"]:45s} median {result["median"] * 1000:7.2f} ms  mean {result["mean"] * 1000:7.2f} ms  max {result["max"] * 1000:7.2f} ms')
+print(f'ratio sgr/Go (median): {results[0]["median"] / results[1]["median"]:.2f}')
+PY
+done

@@ -21,6 +21,16 @@ pub fn write(path: &Path, contents: &[u8]) -> io::Result<()> {
         None => path.to_path_buf(),
     };
     let metadata = existing.as_ref().map(fs::metadata).transpose()?;
+    if let Some(metadata) = &metadata
+        && !metadata.is_file()
+    {
+        // Renaming over a device, FIFO or socket would replace it (as root,
+        // /dev/null) with a regular file.
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("{} is not a regular file", target.display()),
+        ));
+    }
     let directory = match target.parent() {
         Some(parent) if !parent.as_os_str().is_empty() => parent.to_path_buf(),
         _ => Path::new(".").to_path_buf(),

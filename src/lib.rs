@@ -18,6 +18,7 @@ pub mod github;
 pub mod k8s;
 pub mod output;
 pub mod registry;
+pub mod secrets;
 pub mod template;
 pub mod version;
 pub mod version_file;

@@ -16,6 +16,9 @@ use crate::version::branch;
 pub struct Config {
     /// Organisation used in default names and `{org}` (default `leafai`).
     pub org: Option<String>,
+    /// Template dialect of every Dockerfile without its own `dialect`
+    /// (`tera` or `go`); detected from each file when absent.
+    pub dialect: Option<Dialect>,
     /// The images; when absent, the defaults.
     #[serde(default, rename = "image")]
     pub images: Vec<ImageConfig>,
@@ -46,15 +49,7 @@ pub struct ImageConfig {
     pub remote: Option<String>,
 }
 
-/// The template dialect of a Dockerfile.
-#[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq)]
-#[serde(rename_all = "lowercase")]
-pub enum Dialect {
-    /// tera 2 (`sgr render`).
-    Tera,
-    /// duat's Go templates (`sgr stencil`).
-    Go,
-}
+pub use crate::template::dialect::Dialect;
 
 /// Values for `{placeholders}`.
 #[derive(Clone, Debug, Default)]
@@ -237,21 +232,11 @@ pub fn default_images(exists: &dyn Fn(&Path) -> bool) -> Vec<ImageConfig> {
         .collect()
 }
 
-/// Whether a variable name looks like it holds a secret.
+/// Whether a variable name looks like it holds a secret: [`crate::secrets::secret_name`],
+/// the same names `--print-context` masks.
 #[must_use]
 pub fn secret_looking(name: &str) -> bool {
-    let upper = name.to_ascii_uppercase();
-    upper == "GITHUB_TOKEN"
-        || [
-            "TOKEN",
-            "PASSWORD",
-            "SECRET",
-            "PASSWD",
-            "API_KEY",
-            "PRIVATE_KEY",
-        ]
-        .iter()
-        .any(|marker| upper.ends_with(marker))
+    crate::secrets::secret_name(name)
 }
 
 /// Refuse build args that would land a secret in the image history: a
@@ -425,32 +410,10 @@ pub fn plan(
     Ok(planned)
 }
 
-/// Whether a Dockerfile template is written in duat's Go dialect (`{{ .x }}`,
-/// `{{ env "X" }}`) rather than tera (`{{ x }}`).
+/// The dialect of a Dockerfile template: [`crate::template::dialect::detect`].
 #[must_use]
 pub fn detect_dialect(text: &str) -> Dialect {
-    let mut rest = text;
-    while let Some(start) = rest.find("{{") {
-        let after = rest[start + 2..].trim_start_matches('-').trim_start();
-        if after.starts_with('.') || after.starts_with('$') || after.starts_with("/*") {
-            return Dialect::Go;
-        }
-        let word: String = after
-            .chars()
-            .take_while(char::is_ascii_alphanumeric)
-            .collect();
-        let gap = &after[word.len()..];
-        let next = gap.trim_start();
-        // Go passes arguments after a space (`len .list`, `env "X"`); tera has `a.b` and `f(x=...)`.
-        if !word.is_empty()
-            && gap.len() > next.len()
-            && (next.starts_with('"') || next.starts_with('.') || next.starts_with('$'))
-        {
-            return Dialect::Go;
-        }
-        rest = &rest[start + 2..];
-    }
-    Dialect::Tera
+    crate::template::dialect::detect(text).dialect
 }
 
 #[cfg(test)]

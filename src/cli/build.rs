@@ -79,6 +79,11 @@ pub struct BuildArgs {
     #[arg(long, value_name = "DIR")]
     pub out_dir: Option<PathBuf>,
 
+    /// The Dockerfiles' dialect: auto (sgr.toml's `dialect`, else detected from
+    /// each file's constructs; -v says which and why), tera, or go.
+    #[arg(long, value_name = "DIALECT", value_enum)]
+    pub dialect: Option<crate::cli::template::DialectFlag>,
+
     /// The configuration file (default: sgr.toml at the git top, if present).
     #[arg(long, value_name = "FILE", env = env::CONFIG)]
     pub config: Option<PathBuf>,

@@ -130,6 +130,11 @@ pub struct K8sBuildArgs {
     /// Directory where the search for the git repository starts.
     #[arg(long = "git", value_name = "DIR", default_value = ".", env = env::GIT_DIR, global = true)]
     pub git_dir: PathBuf,
+
+    /// The manifest's dialect: auto (detected from its constructs, as `sgr build`
+    /// does; -v says which and why), tera, or go (duat's build.yaml).
+    #[arg(long, value_name = "DIALECT", value_enum, default_value = "auto")]
+    pub dialect: crate::cli::template::DialectFlag,
 }
 
 /// What else `sgr k8s-build` can do.

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use clap::Args;
 
 use crate::env;
+use crate::template::dialect::Dialect;
 
 /// Where values come from, the module, the version file and strictness.
 #[derive(Debug, Args)]
@@ -37,7 +38,7 @@ pub struct TemplateArgs {
     #[arg(long = "git", value_name = "DIR", default_value = ".", env = env::GIT_DIR)]
     pub git_dir: PathBuf,
 
-    /// Print the variables (as JSON; secrets in Env masked) instead of rendering.
+    /// Print the variables (as JSON; secret-looking names and URL passwords masked) instead of rendering.
     #[arg(long)]
     pub print_context: bool,
 
@@ -48,4 +49,69 @@ pub struct TemplateArgs {
     /// Fail (exit 2, nothing written) when any warning occurred.
     #[arg(long)]
     pub error_warnings: bool,
+
+    /// The template's dialect: auto (detected from its constructs; -v says which),
+    /// tera, or go. Default: the command's own (render: tera, stencil: go).
+    #[arg(long, value_name = "DIALECT", value_enum)]
+    pub dialect: Option<DialectFlag>,
+
+    /// Refuse (exit 2, nothing written) a rendered result larger than SIZE
+    /// (bytes, or with KiB, MiB, GiB).
+    #[arg(long, value_name = "SIZE", default_value = "256MiB", value_parser = parse_size)]
+    pub max_output: u64,
+}
+
+/// `--dialect`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum DialectFlag {
+    /// Detect from the template's constructs.
+    Auto,
+    /// tera 2.
+    Tera,
+    /// duat's Go templates.
+    Go,
+}
+
+impl DialectFlag {
+    /// The dialect forced, `None` for `auto`.
+    #[must_use]
+    pub const fn forced(self) -> Option<Dialect> {
+        match self {
+            Self::Auto => None,
+            Self::Tera => Some(Dialect::Tera),
+            Self::Go => Some(Dialect::Go),
+        }
+    }
+}
+
+/// The default of `--max-output`: 256 MiB.
+pub const DEFAULT_MAX_OUTPUT: u64 = 256 * 1024 * 1024;
+
+/// `1048576`, `64KiB`, `256MiB`, `1GiB` (also `K`, `M`, `G`, `KB`, `MB`, `GB` as powers of 1024).
+///
+/// # Errors
+/// Not a size, or zero.
+pub fn parse_size(text: &str) -> Result<u64, String> {
+    let trimmed = text.trim();
+    let digits = trimmed
+        .find(|character: char| !character.is_ascii_digit())
+        .unwrap_or(trimmed.len());
+    let (number, unit) = trimmed.split_at(digits);
+    let number: u64 = number
+        .parse()
+        .map_err(|_| format!("'{text}' is not a size (e.g. 1048576, 64KiB, 256MiB)"))?;
+    let multiplier: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "k" | "kb" | "kib" => 1 << 10,
+        "m" | "mb" | "mib" => 1 << 20,
+        "g" | "gb" | "gib" => 1 << 30,
+        _ => return Err(format!("'{text}': units are B, KiB, MiB, GiB")),
+    };
+    let size = number
+        .checked_mul(multiplier)
+        .ok_or_else(|| format!("'{text}' is too large"))?;
+    if size == 0 {
+        return Err("the size must be above 0".to_owned());
+    }
+    Ok(size)
 }

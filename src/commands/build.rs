@@ -14,14 +14,12 @@ use crate::build::context;
 use crate::build::plan::{self, Config, Dialect, Naming, PlanError, PlannedImage};
 use crate::cli::GlobalArgs;
 use crate::cli::build::BuildArgs;
-use crate::cli::template::TemplateArgs;
+use crate::cli::template::{DialectFlag, TemplateArgs};
 use crate::docker::{BuildRequest, DockerError, Engine};
 use crate::error::{ExitStatus, Failure};
 use crate::git::{GitError, GitRepository};
 use crate::output::{OutputFormat, Printer};
-use crate::template::go::{Template, Value};
-use crate::template::process_host::{ProcessHost, now_seconds};
-use crate::template::tera_dialect;
+use crate::template::process_host::now_seconds;
 use crate::version::branch;
 
 /// Failures before any image is built.
@@ -136,28 +134,16 @@ fn render_dockerfile(
     image: &PlannedImage,
     source: &Source,
     context_value: &serde_json::Value,
+    flag: Option<Dialect>,
+    printer: &Printer,
 ) -> Result<String, BuildCommandError> {
-    let dialect = image
-        .dialect
-        .unwrap_or_else(|| plan::detect_dialect(&source.text));
-    let rendered = match dialect {
-        Dialect::Go => Template::parse(&source.text)
-            .and_then(|parsed| parsed.render(&Value::from(context_value), &ProcessHost))
-            .map_err(|error| error.to_string()),
-        Dialect::Tera => tera_dialect::render(
-            &source.path.display().to_string(),
-            &source.text,
-            context_value,
-            false,
-        )
-        .map_err(|error| error.to_string()),
-    };
-    rendered.map_err(|message| {
-        BuildCommandError::Template(TemplateCommandError::Template {
-            path: source.path.clone(),
-            message,
-        })
-    })
+    let dialect = template::choose_dialect(flag, image.dialect, source, printer);
+    Ok(template::render_in(
+        dialect,
+        source,
+        context_value,
+        template::RenderSettings::default(),
+    )?)
 }
 
 /// Run `sgr build`.
@@ -207,7 +193,16 @@ pub(crate) struct Prepared {
 pub(crate) fn prepare(selection: &PlanSelection<'_>) -> Result<Prepared, BuildCommandError> {
     let repository = GitRepository::discover(selection.git_dir)?;
     let top = repository.top_dir().to_path_buf();
-    let metadata = repository.metadata(&crate::env::process)?;
+    // No status scan (git.dirty) nor tag walk: the plan and labels use neither.
+    let metadata = template::git_metadata(
+        &repository,
+        &crate::env::process,
+        crate::template::context::Needs {
+            dirty: false,
+            tag: false,
+            ..crate::template::context::Needs::ALL
+        },
+    )?;
     let config_path = selection
         .config
         .map_or_else(|| top.join("sgr.toml"), Path::to_path_buf);
@@ -216,11 +211,14 @@ pub(crate) fn prepare(selection: &PlanSelection<'_>) -> Result<Prepared, BuildCo
     } else {
         Config::default()
     };
-    let images = if config.images.is_empty() {
+    let mut images = if config.images.is_empty() {
         plan::default_images(&|path| top.join(path).is_file())
     } else {
         config.images.clone()
     };
+    for image in &mut images {
+        image.dialect = image.dialect.or(config.dialect);
+    }
     let template_args = TemplateArgs {
         out: None,
         values: Vec::new(),
@@ -232,6 +230,8 @@ pub(crate) fn prepare(selection: &PlanSelection<'_>) -> Result<Prepared, BuildCo
         print_context: false,
         suppress_warnings: true,
         error_warnings: false,
+        dialect: None,
+        max_output: crate::cli::template::DEFAULT_MAX_OUTPUT,
     };
     let version = ["README.md", "README.adoc"]
         .iter()
@@ -358,7 +358,15 @@ fn run_inner(
     let rendered = planned
         .iter()
         .zip(&sources)
-        .map(|(image, source)| render_dockerfile(image, source, &context_value))
+        .map(|(image, source)| {
+            render_dockerfile(
+                image,
+                source,
+                &context_value,
+                args.dialect.and_then(DialectFlag::forced),
+                printer,
+            )
+        })
         .collect::<Result<Vec<_>, _>>()?;
     if let Some(out_dir) = &args.out_dir {
         for (image, text) in planned.iter().zip(&rendered) {

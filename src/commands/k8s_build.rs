@@ -284,6 +284,7 @@ fn read_token(args: &K8sBuildArgs) -> Result<Option<SecretString>, K8sBuildError
 /// Render the manifest into documents, Namespaces first.
 fn documents(
     args: &K8sBuildArgs,
+    printer: &Printer,
     runtime: &tokio::runtime::Runtime,
 ) -> Result<Vec<Value>, K8sBuildError> {
     let mut set = args.set.clone();
@@ -301,19 +302,18 @@ fn documents(
         print_context: false,
         suppress_warnings: true,
         error_warnings: false,
+        dialect: None,
+        max_output: crate::cli::template::DEFAULT_MAX_OUTPUT,
     };
     let source: Source = template::read_source(Some(&args.manifest))?;
     let (context, _) = template::gather(&template_args, &source, runtime)?;
-    let text = crate::template::tera_dialect::render(
-        &source.path.display().to_string(),
-        &source.text,
+    let dialect = template::choose_dialect(args.dialect.forced(), None, &source, printer);
+    let text = template::render_in(
+        dialect,
+        &source,
         &context,
-        false,
-    )
-    .map_err(|error| TemplateCommandError::Template {
-        path: source.path.clone(),
-        message: error.to_string(),
-    })?;
+        template::RenderSettings::default(),
+    )?;
     let parsed: Vec<Value> =
         serde_saphyr::from_multiple(&text).map_err(|error| K8sBuildError::Yaml {
             path: args.manifest.clone(),
@@ -378,7 +378,7 @@ fn run_inner(
             args.image.as_deref().unwrap_or_default(),
         )]
     } else {
-        documents(args, runtime)?
+        documents(args, printer, runtime)?
     };
     if matches!(args.action, Some(K8sAction::Delete)) {
         if global.dry_run {

@@ -12,8 +12,13 @@ use thiserror::Error;
 use crate::cli::template::TemplateArgs;
 use crate::error::{ExitStatus, Failure};
 use crate::git::GitRepository;
+use crate::git::{CurrentUser, GitError, GitMetadata};
 use crate::output::Printer;
-use crate::template::context::{self, ContextInputs, ValuesError};
+use crate::template::context::{self, ContextInputs, Needs, ValuesError};
+use crate::template::dialect::{self, Dialect};
+use crate::template::go::{Template, Value as GoValue};
+use crate::template::process_host::ProcessHost;
+use crate::template::tera_dialect;
 use crate::version_file::VersionFile;
 use crate::{aws, env};
 
@@ -63,6 +68,14 @@ pub enum TemplateCommandError {
         #[source]
         source: io::Error,
     },
+    /// The output names a device, FIFO, socket or directory: it would be replaced.
+    #[error("{} is a {kind}, not a regular file: sgr replaces its output file, so it refuses to write there", .path.display())]
+    NotARegularFile {
+        /// The path given to `-o`.
+        path: PathBuf,
+        /// What it is.
+        kind: &'static str,
+    },
     /// stdout failed.
     #[error("cannot write the result")]
     Output(#[source] io::Error),
@@ -81,6 +94,10 @@ impl From<TemplateCommandError> for Failure {
             TemplateCommandError::Input { .. } => (
                 ExitStatus::Usage,
                 Some("name an existing file, or - for stdin".to_owned()),
+            ),
+            TemplateCommandError::NotARegularFile { .. } => (
+                ExitStatus::Usage,
+                Some("use - for stdout (e.g. -o - > /dev/null)".to_owned()),
             ),
             TemplateCommandError::Warnings { .. } => (
                 ExitStatus::Usage,
@@ -157,6 +174,16 @@ fn user_values(args: &TemplateArgs) -> Result<Map<String, Value>, TemplateComman
                 reason: error.to_string(),
             })?
         };
+        let levels = context::depth(&parsed);
+        if levels > context::MAX_DEPTH {
+            return Err(TemplateCommandError::ValuesFile {
+                path: path.clone(),
+                reason: format!(
+                    "values nest {levels} levels deep; the limit is {}",
+                    context::MAX_DEPTH
+                ),
+            });
+        }
         match parsed {
             Value::Object(map) => context::merge(&mut values, map),
             Value::Null => {}
@@ -181,22 +208,57 @@ fn user_values(args: &TemplateArgs) -> Result<Map<String, Value>, TemplateComman
     Ok(values)
 }
 
-/// Names whose values are masked when the context is printed.
-fn looks_secret(name: &str) -> bool {
-    let upper = name.to_ascii_uppercase();
-    [
-        "TOKEN",
-        "SECRET",
-        "PASSWORD",
-        "PASSWD",
-        "CREDENTIAL",
-        "PRIVATE",
-        "_KEY",
-        "APIKEY",
-        "AUTH",
-    ]
-    .iter()
-    .any(|marker| upper.contains(marker))
+/// The git metadata a template needs, and only that: the parts `needs`
+/// leaves out keep their empty defaults (`dirty` false, no tag, no remote).
+///
+/// # Errors
+/// Unreadable repository data.
+pub fn git_metadata(
+    repository: &GitRepository,
+    lookup: &dyn Fn(&str) -> Option<String>,
+    needs: Needs,
+) -> Result<GitMetadata, GitError> {
+    let branch = if needs.branch {
+        match repository.branch(lookup) {
+            Ok(branch) => Some(branch),
+            Err(GitError::NoBranch { .. }) => None,
+            Err(error) => return Err(error),
+        }
+    } else {
+        None
+    };
+    Ok(GitMetadata {
+        top_dir: repository.top_dir().to_path_buf(),
+        branch_slug: branch.as_ref().map(crate::git::Branch::slug),
+        branch_dns_label: branch.as_ref().map(crate::git::Branch::dns_label),
+        branch,
+        commit: if needs.commit {
+            repository.commit()?
+        } else {
+            None
+        },
+        short_commit: if needs.commit {
+            repository.short_commit()?
+        } else {
+            None
+        },
+        tag: if needs.tag {
+            repository.tag_at_head()?
+        } else {
+            None
+        },
+        remote: if needs.remote {
+            repository.remote()?
+        } else {
+            None
+        },
+        dirty: needs.dirty && repository.is_dirty()?,
+        user: if needs.user {
+            CurrentUser::current()
+        } else {
+            CurrentUser::default()
+        },
+    })
 }
 
 /// The context for `source`, and the warnings met while gathering it.
@@ -223,10 +285,15 @@ pub fn gather(
             None
         }
     };
+    let needs = if args.print_context {
+        Needs::ALL
+    } else {
+        Needs::of_template(&source.text)
+    };
     let git = match &repository {
-        Some(repository) => match repository.metadata(&env::process) {
+        Some(repository) => match git_metadata(repository, &env::process, needs) {
             Ok(metadata) => {
-                if metadata.branch.is_none() {
+                if needs.branch && metadata.branch.is_none() {
                     warnings.push("HEAD is detached and no CI branch variable is set: duat.gitBranch is empty".to_owned());
                 }
                 Some(metadata)
@@ -293,22 +360,93 @@ pub fn gather(
         environment: std::env::vars().collect::<BTreeMap<_, _>>(),
         values,
         aws_ecr,
+        needs,
     };
     Ok((context::build(&inputs), warnings))
 }
 
-/// The context with the values of secret-looking environment variables masked.
+/// The context as it may be shown: values under secret-looking names and
+/// passwords inside URLs masked ([`crate::secrets::masked`]).
 #[must_use]
 pub fn masked(context: &Value) -> Value {
-    let mut shown = context.clone();
-    if let Some(Value::Object(environment)) = shown.get_mut("Env") {
-        for (name, value) in environment.iter_mut() {
-            if looks_secret(name) {
-                *value = Value::String("***".to_owned());
-            }
+    crate::secrets::masked(context)
+}
+
+/// How a template is rendered, whatever its dialect.
+#[derive(Clone, Copy, Debug)]
+pub struct RenderSettings {
+    /// Go dialect: a missing key is an error instead of `<no value>`.
+    pub strict: bool,
+    /// tera: undefined top-level variables render as empty strings.
+    pub allow_missing: bool,
+    /// The most bytes the result may hold.
+    pub max_output: u64,
+}
+
+impl Default for RenderSettings {
+    fn default() -> Self {
+        Self {
+            strict: false,
+            allow_missing: false,
+            max_output: crate::cli::template::DEFAULT_MAX_OUTPUT,
         }
     }
-    shown
+}
+
+/// Choose the dialect of `source` ([`dialect::choose`]) and say why under `-v`.
+#[must_use]
+pub fn choose_dialect(
+    flag: Option<Dialect>,
+    configured: Option<Dialect>,
+    source: &Source,
+    printer: &Printer,
+) -> Dialect {
+    let detection = dialect::choose(flag, configured, &source.text);
+    printer.detail(&format!(
+        "{}: dialect {} ({})",
+        source.path.display(),
+        detection.dialect,
+        detection.reason
+    ));
+    detection.dialect
+}
+
+/// Render `source` in `dialect` with `context`.
+///
+/// # Errors
+/// A broken template or a failed render, named with the template's path; an
+/// output past `settings.max_output`.
+pub fn render_in(
+    dialect: Dialect,
+    source: &Source,
+    context: &Value,
+    settings: RenderSettings,
+) -> Result<String, TemplateCommandError> {
+    let max_output = usize::try_from(settings.max_output).unwrap_or(usize::MAX);
+    let rendered = match dialect {
+        Dialect::Go => Template::parse(&source.text)
+            .and_then(|parsed| {
+                parsed.render_limited(
+                    &GoValue::from(context),
+                    &ProcessHost,
+                    settings.strict,
+                    max_output,
+                )
+            })
+            .map_err(|error| error.to_string()),
+        Dialect::Tera => tera_dialect::render_limited(
+            &source.path.display().to_string(),
+            &source.text,
+            context,
+            settings.allow_missing,
+            max_output,
+        )
+        .map_err(|error| error.to_string()),
+    };
+    rendered.map_err(|message| TemplateCommandError::Template {
+        path: source.path.clone(),
+        message,
+    })
 }
 
 /// What `sgr render` and `sgr stencil` do once their template is read: gather
@@ -326,6 +464,7 @@ pub fn render_and_emit(
     runtime: &tokio::runtime::Runtime,
     render: impl FnOnce(&Value) -> Result<String, String>,
 ) -> Result<(), TemplateCommandError> {
+    check_output(args)?;
     let (context, warnings) = gather(args, source, runtime)?;
     if args.print_context {
         return print_context(args, &context, &warnings, dry_run, printer);
@@ -376,7 +515,42 @@ pub fn report_warnings(
     Ok(())
 }
 
-/// Write the rendered text to `--out` atomically, or to stdout.
+/// Refuse an `-o` that is not a regular file (symbolic links are followed):
+/// writing replaces the file, which would turn `/dev/null` or a FIFO into a file.
+///
+/// # Errors
+/// The output exists and is a device, FIFO, socket or directory.
+pub fn check_output(args: &TemplateArgs) -> Result<(), TemplateCommandError> {
+    use std::os::unix::fs::FileTypeExt as _;
+    let Some(path) = args.out.as_ref().filter(|path| path.as_os_str() != "-") else {
+        return Ok(());
+    };
+    let Ok(metadata) = std::fs::metadata(path) else {
+        return Ok(());
+    };
+    let file_type = metadata.file_type();
+    let kind = if file_type.is_file() {
+        return Ok(());
+    } else if file_type.is_char_device() {
+        "character device"
+    } else if file_type.is_block_device() {
+        "block device"
+    } else if file_type.is_fifo() {
+        "FIFO"
+    } else if file_type.is_socket() {
+        "socket"
+    } else if file_type.is_dir() {
+        "directory"
+    } else {
+        "special file"
+    };
+    Err(TemplateCommandError::NotARegularFile {
+        path: path.clone(),
+        kind,
+    })
+}
+
+/// Write the rendered text to `--out` atomically, or to stdout (`-o -` or none).
 ///
 /// # Errors
 /// The file or stdout cannot be written.
@@ -386,7 +560,8 @@ pub fn emit(
     dry_run: bool,
     printer: &Printer,
 ) -> Result<(), TemplateCommandError> {
-    match &args.out {
+    check_output(args)?;
+    match args.out.as_ref().filter(|path| path.as_os_str() != "-") {
         Some(path) if dry_run => {
             printer.note(&format!(
                 "would write {} bytes to {}",

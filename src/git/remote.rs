@@ -75,25 +75,7 @@ impl fmt::Display for RemoteUrl {
 /// The URL with the password of `scheme://user:password@host` replaced by `***`,
 /// so that a token embedded in a remote never reaches output or logs.
 fn redact_password(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else {
-        return url.to_owned();
-    };
-    let authority_end = rest.find('/').unwrap_or(rest.len());
-    let (authority, path) = rest.split_at(authority_end);
-    match authority.rsplit_once('@') {
-        Some((user_info, host)) => {
-            let user = user_info
-                .split_once(':')
-                .map_or(user_info, |(user, _)| user);
-            let masked = if user_info.contains(':') {
-                format!("{user}:***")
-            } else {
-                "***".to_owned()
-            };
-            format!("{scheme}://{masked}@{host}{path}")
-        }
-        None => url.to_owned(),
-    }
+    crate::secrets::mask_urls(url)
 }
 
 /// `user@host:path`, where the part before `:` has no `/` (otherwise it is a local path).

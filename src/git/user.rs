@@ -4,7 +4,7 @@
 use std::path::Path;
 
 /// The current OS user.
-#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
 pub struct CurrentUser {
     /// Login name from the password database, else `$USER`, else the uid.
     pub name: String,

@@ -25,6 +25,162 @@ pub struct ContextInputs {
     pub values: Map<String, Value>,
     /// The default ECR registry host, when a template asked for it and AWS answered.
     pub aws_ecr: Option<String>,
+    /// Which parts of the git metadata were gathered (the others are left out).
+    pub needs: Needs,
+}
+
+/// Which of the costly parts of the context a template uses, so that only
+/// those are gathered: `git.dirty` is a status scan of the whole work tree,
+/// the tag a walk over every tag, the remote a configuration read. Found by
+/// scanning the names inside `{{ }}` and `{% %}` (both dialects); a template
+/// that uses the whole context or a whole map (`{{ . }}`, `{{ toJson .git }}`,
+/// `{% for k, v in git %}`) needs all of it. `--print-context` needs all.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[allow(clippy::struct_excessive_bools)] // one flag per part, read independently
+pub struct Needs {
+    /// `git.branch*`, `duat.gitBranch`.
+    pub branch: bool,
+    /// `git.hash`, `git.short_hash`, `duat.gitHash`.
+    pub commit: bool,
+    /// `git.tag`, `duat.gitTag`.
+    pub tag: bool,
+    /// `git.url`, `git.https_url`, `git.host`, `git.owner`, `git.repository`, `duat.gitURL`.
+    pub remote: bool,
+    /// `git.dirty`.
+    pub dirty: bool,
+    /// `user.*`, `duat.userName`, `duat.userID`, `duat.userGroupID`.
+    pub user: bool,
+}
+
+impl Default for Needs {
+    fn default() -> Self {
+        Self::ALL
+    }
+}
+
+impl Needs {
+    /// Everything.
+    pub const ALL: Self = Self {
+        branch: true,
+        commit: true,
+        tag: true,
+        remote: true,
+        dirty: true,
+        user: true,
+    };
+
+    /// Nothing costly.
+    pub const NONE: Self = Self {
+        branch: false,
+        commit: false,
+        tag: false,
+        remote: false,
+        dirty: false,
+        user: false,
+    };
+
+    /// What the template `text` (either dialect) uses.
+    ///
+    /// ```
+    /// use sgr::template::context::Needs;
+    /// let needs = Needs::of_template("name: {{ .duat.gitBranch }}-{{ expandenv \"$USER\" }}");
+    /// assert!(needs.branch && !needs.dirty && !needs.tag && !needs.user);
+    /// assert_eq!(Needs::of_template("{{ toJson . }}"), Needs::ALL);
+    /// assert!(Needs::of_template("{% for k, v in git %}{% endfor %}").dirty);
+    /// ```
+    #[must_use]
+    pub fn of_template(text: &str) -> Self {
+        let mut needs = Self::NONE;
+        let mut rest = text;
+        while let Some(start) = rest.find(['{']) {
+            let after = &rest[start + 1..];
+            let close = match after.chars().next() {
+                Some('{') => "}}",
+                Some('%') => "%}",
+                _ => {
+                    rest = after;
+                    continue;
+                }
+            };
+            let body = &after[1..];
+            let end = body.find(close).unwrap_or(body.len());
+            needs.add_action(&body[..end]);
+            if needs == Self::ALL {
+                return needs;
+            }
+            rest = &body[end..];
+        }
+        needs
+    }
+
+    fn add_action(&mut self, body: &str) {
+        let characters: Vec<char> = body.chars().collect();
+        let identifier = |character: char| character.is_ascii_alphanumeric() || character == '_';
+        let mut index = 0;
+        while index < characters.len() {
+            let character = characters[index];
+            match character {
+                '"' | '\'' | '`' => {
+                    index += 1;
+                    while index < characters.len() && characters[index] != character {
+                        if characters[index] == '\\' && character != '`' {
+                            index += 1;
+                        }
+                        index += 1;
+                    }
+                    index += 1;
+                }
+                '.' | '$' => {
+                    let previous = index.checked_sub(1).map(|at| characters[at]);
+                    let next = characters.get(index + 1).copied();
+                    let attached = previous.is_some_and(|c| identifier(c) || c == ')' || c == ']');
+                    if !attached && !next.is_some_and(|c| identifier(c) || c == '.') {
+                        *self = Self::ALL;
+                        return;
+                    }
+                    index += 1;
+                }
+                character if character.is_ascii_alphabetic() || character == '_' => {
+                    let start = index;
+                    while index < characters.len() && identifier(characters[index]) {
+                        index += 1;
+                    }
+                    let word: String = characters[start..index].iter().collect();
+                    let field_follows = characters.get(index) == Some(&'.')
+                        && characters
+                            .get(index + 1)
+                            .is_some_and(|c| c.is_ascii_alphabetic() || *c == '_');
+                    self.add_name(&word, field_follows);
+                }
+                _ => index += 1,
+            }
+        }
+    }
+
+    fn add_name(&mut self, word: &str, field_follows: bool) {
+        match word {
+            "__tera_context" => *self = Self::ALL,
+            "git" if !field_follows => {
+                *self = Self {
+                    user: self.user,
+                    ..Self::ALL
+                };
+            }
+            "duat" if !field_follows => {
+                *self = Self {
+                    dirty: self.dirty,
+                    ..Self::ALL
+                };
+            }
+            "branch" | "branch_slug" | "branch_dns" | "gitBranch" => self.branch = true,
+            "hash" | "short_hash" | "gitHash" => self.commit = true,
+            "tag" | "gitTag" => self.tag = true,
+            "url" | "https_url" | "host" | "owner" | "repository" | "gitURL" => self.remote = true,
+            "dirty" => self.dirty = true,
+            "user" | "userName" | "userID" | "userGroupID" => self.user = true,
+            _ => {}
+        }
+    }
 }
 
 /// duat's docker-safe module name: every code point outside `[0-9A-Za-z._-]`
@@ -70,75 +226,96 @@ pub fn build(inputs: &ContextInputs) -> Value {
             .as_ref()
             .map(|remote| remote.raw.clone())
             .unwrap_or_default();
-        duat.insert(
-            "gitTag".into(),
-            json!(metadata.tag.clone().unwrap_or_default()),
-        );
-        duat.insert(
-            "gitHash".into(),
-            json!(metadata.commit.clone().unwrap_or_default()),
-        );
-        duat.insert("gitBranch".into(), json!(branch));
-        duat.insert("gitURL".into(), json!(url));
+        let needs = inputs.needs;
+        if needs.tag {
+            duat.insert(
+                "gitTag".into(),
+                json!(metadata.tag.clone().unwrap_or_default()),
+            );
+        }
+        if needs.commit {
+            duat.insert(
+                "gitHash".into(),
+                json!(metadata.commit.clone().unwrap_or_default()),
+            );
+        }
+        if needs.branch {
+            duat.insert("gitBranch".into(), json!(branch));
+        }
+        if needs.remote {
+            duat.insert("gitURL".into(), json!(url));
+        }
         duat.insert(
             "gitDir".into(),
             json!(metadata.top_dir.display().to_string()),
         );
         let remote = metadata.remote.as_ref();
-        git.insert("branch".into(), json!(branch));
-        git.insert(
-            "branch_slug".into(),
-            json!(metadata.branch_slug.clone().unwrap_or_default()),
-        );
-        git.insert(
-            "branch_dns".into(),
-            json!(metadata.branch_dns_label.clone().unwrap_or_default()),
-        );
-        git.insert(
-            "hash".into(),
-            json!(metadata.commit.clone().unwrap_or_default()),
-        );
-        git.insert(
-            "short_hash".into(),
-            json!(metadata.short_commit.clone().unwrap_or_default()),
-        );
-        git.insert(
-            "tag".into(),
-            json!(metadata.tag.clone().unwrap_or_default()),
-        );
-        git.insert("url".into(), json!(url));
-        git.insert(
-            "https_url".into(),
-            json!(
-                remote
-                    .and_then(crate::git::RemoteUrl::https)
-                    .unwrap_or_default()
-            ),
-        );
-        git.insert(
-            "host".into(),
-            json!(remote.map(|remote| remote.host.clone()).unwrap_or_default()),
-        );
-        git.insert(
-            "owner".into(),
-            json!(remote.and_then(|remote| remote.owner()).unwrap_or_default()),
-        );
-        git.insert(
-            "repository".into(),
-            json!(
-                remote
-                    .and_then(|remote| remote.repository())
-                    .unwrap_or_default()
-            ),
-        );
+        if needs.branch {
+            git.insert("branch".into(), json!(branch));
+            git.insert(
+                "branch_slug".into(),
+                json!(metadata.branch_slug.clone().unwrap_or_default()),
+            );
+            git.insert(
+                "branch_dns".into(),
+                json!(metadata.branch_dns_label.clone().unwrap_or_default()),
+            );
+        }
+        if needs.commit {
+            git.insert(
+                "hash".into(),
+                json!(metadata.commit.clone().unwrap_or_default()),
+            );
+            git.insert(
+                "short_hash".into(),
+                json!(metadata.short_commit.clone().unwrap_or_default()),
+            );
+        }
+        if needs.tag {
+            git.insert(
+                "tag".into(),
+                json!(metadata.tag.clone().unwrap_or_default()),
+            );
+        }
+        if needs.remote {
+            git.insert("url".into(), json!(url));
+            git.insert(
+                "https_url".into(),
+                json!(
+                    remote
+                        .and_then(crate::git::RemoteUrl::https)
+                        .unwrap_or_default()
+                ),
+            );
+            git.insert(
+                "host".into(),
+                json!(remote.map(|remote| remote.host.clone()).unwrap_or_default()),
+            );
+            git.insert(
+                "owner".into(),
+                json!(remote.and_then(|remote| remote.owner()).unwrap_or_default()),
+            );
+            git.insert(
+                "repository".into(),
+                json!(
+                    remote
+                        .and_then(|remote| remote.repository())
+                        .unwrap_or_default()
+                ),
+            );
+        }
         git.insert("dir".into(), json!(metadata.top_dir.display().to_string()));
-        git.insert("dirty".into(), json!(metadata.dirty));
-        duat.insert("userName".into(), json!(metadata.user.name));
-        duat.insert("userID".into(), json!(metadata.user.uid.to_string()));
-        duat.insert("userGroupID".into(), json!(metadata.user.gid.to_string()));
-        user.insert("name".into(), json!(metadata.user.name));
-        user.insert("uid".into(), json!(metadata.user.uid.to_string()));
-        user.insert("gid".into(), json!(metadata.user.gid.to_string()));
+        if needs.dirty {
+            git.insert("dirty".into(), json!(metadata.dirty));
+        }
+        if needs.user {
+            duat.insert("userName".into(), json!(metadata.user.name));
+            duat.insert("userID".into(), json!(metadata.user.uid.to_string()));
+            duat.insert("userGroupID".into(), json!(metadata.user.gid.to_string()));
+            user.insert("name".into(), json!(metadata.user.name));
+            user.insert("uid".into(), json!(metadata.user.uid.to_string()));
+            user.insert("gid".into(), json!(metadata.user.gid.to_string()));
+        }
     }
     if let Some(registry) = &inputs.aws_ecr {
         duat.insert("awsecr".into(), json!(registry));
@@ -169,9 +346,38 @@ pub fn build(inputs: &ContextInputs) -> Value {
     Value::Object(context)
 }
 
+/// How deeply user values may nest (`--set a.b.c…` keys, values files): far
+/// beyond any real configuration, far below what would exhaust the stack of
+/// the recursive steps that follow (merging, rendering, dropping).
+pub const MAX_DEPTH: usize = 64;
+
+/// How deeply `value` nests (a scalar is 0, `{"a": 1}` is 1), counted without recursion.
+#[must_use]
+pub fn depth(value: &Value) -> usize {
+    let mut deepest = 0;
+    let mut pending = vec![(value, 0_usize)];
+    while let Some((current, level)) = pending.pop() {
+        deepest = deepest.max(level);
+        match current {
+            Value::Object(map) => pending.extend(map.values().map(|inner| (inner, level + 1))),
+            Value::Array(items) => pending.extend(items.iter().map(|inner| (inner, level + 1))),
+            _ => {}
+        }
+    }
+    deepest
+}
+
 /// A bad user value.
 #[derive(Debug, Error, PartialEq, Eq)]
 pub enum ValuesError {
+    /// A `--set` key with more levels than [`MAX_DEPTH`].
+    #[error("the key of '{}…' nests {levels} levels deep; the limit is {MAX_DEPTH}", .pair.chars().take(40).collect::<String>())]
+    TooDeep {
+        /// The entry.
+        pair: String,
+        /// Its levels.
+        levels: usize,
+    },
     /// A `-values` entry or `--set` without `=`.
     #[error("'{pair}' has no '=': values are KEY=VALUE")]
     NoEquals {
@@ -225,6 +431,13 @@ pub fn parse_duat_values(text: &str) -> Result<Vec<(String, String)>, ValuesErro
 /// No `=`, or an empty key.
 pub fn apply_set(values: &mut Map<String, Value>, pair: &str) -> Result<(), ValuesError> {
     let (key, value) = split_pair(pair)?;
+    let levels = key.split('.').count();
+    if levels > MAX_DEPTH {
+        return Err(ValuesError::TooDeep {
+            pair: pair.to_owned(),
+            levels,
+        });
+    }
     let mut path: Vec<&str> = key.split('.').collect();
     if path.iter().any(|part| part.is_empty()) {
         return Err(ValuesError::EmptyKey {
@@ -322,6 +535,96 @@ mod tests {
         assert_eq!(context["duat"], json!("overridden"));
         assert_eq!(context["module"], json!("studio-go-runner"));
         assert!(context.get("version").is_none());
+    }
+
+    #[test]
+    fn nesting_is_bounded() {
+        let mut values = Map::new();
+        let deep = format!("{}=1", vec!["a"; MAX_DEPTH + 1].join("."));
+        assert!(matches!(
+            apply_set(&mut values, &deep),
+            Err(ValuesError::TooDeep { levels, .. }) if levels == MAX_DEPTH + 1
+        ));
+        let limit = format!("{}=1", vec!["a"; MAX_DEPTH].join("."));
+        assert_eq!(apply_set(&mut values, &limit), Ok(()));
+        assert_eq!(depth(&Value::Object(values)), MAX_DEPTH);
+        assert_eq!(depth(&json!(1)), 0);
+        assert_eq!(depth(&json!({"a": [1]})), 2);
+    }
+
+    #[test]
+    fn needs_follow_the_names_a_template_uses() {
+        let build_yaml = "name: build-{{ expandenv \"$USER\" }}\n  RUNNER_BUILD_LOG: \"{{.duat.version}}-build.log\"\n  image: x/{{.duat.module}}:{{.duat.gitBranch | replace \"_\" \"-\" }}";
+        assert_eq!(
+            Needs::of_template(build_yaml),
+            Needs {
+                branch: true,
+                ..Needs::NONE
+            }
+        );
+        assert_eq!(
+            Needs::of_template("{{ git.dirty }}"),
+            Needs {
+                dirty: true,
+                ..Needs::NONE
+            }
+        );
+        assert_eq!(
+            Needs::of_template("{{ .git.url }} {{ user.name }}"),
+            Needs {
+                remote: true,
+                user: true,
+                ..Needs::NONE
+            }
+        );
+        assert_eq!(Needs::of_template("{{ \"git\" }} {{ 1.5 }}"), Needs::NONE);
+        for whole in [
+            "{{ . }}",
+            "{{ toJson $ }}",
+            "{{ __tera_context }}",
+            "{{ range $k, $v := . }}{{ end }}",
+        ] {
+            assert_eq!(Needs::of_template(whole), Needs::ALL, "{whole}");
+        }
+        assert!(Needs::of_template("{{ index .git \"dirty\" }}").dirty);
+        assert!(Needs::of_template("{{ git | json_encode }}").dirty);
+        assert!(Needs::of_template("{% for k, v in duat %}{% endfor %}").tag);
+        assert!(!Needs::of_template("{% for k, v in duat %}{% endfor %}").dirty);
+    }
+
+    #[test]
+    fn unneeded_parts_are_left_out() {
+        let inputs = ContextInputs {
+            module: "m".into(),
+            git: Some(GitMetadata {
+                top_dir: "/r".into(),
+                branch: None,
+                branch_slug: None,
+                branch_dns_label: None,
+                commit: None,
+                short_commit: None,
+                tag: None,
+                remote: None,
+                dirty: true,
+                user: crate::git::CurrentUser::default(),
+            }),
+            needs: Needs {
+                branch: true,
+                ..Needs::NONE
+            },
+            ..ContextInputs::default()
+        };
+        let context = build(&inputs);
+        assert_eq!(context["git"]["branch"], json!(""));
+        assert!(context["git"].get("dirty").is_none());
+        assert!(context["duat"].get("gitHash").is_none());
+        assert_eq!(
+            build(&ContextInputs {
+                needs: Needs::ALL,
+                ..inputs
+            })["git"]["dirty"],
+            json!(true)
+        );
     }
 
     #[test]

@@ -3,6 +3,7 @@
 //! dialect for existing ones.
 
 pub mod context;
+pub mod dialect;
 pub mod go;
 pub mod process_host;
 pub mod tera_dialect;

@@ -155,6 +155,20 @@ pub fn render(
     context: &serde_json::Value,
     allow_missing: bool,
 ) -> Result<String, TeraError> {
+    render_limited(name, source, context, allow_missing, usize::MAX)
+}
+
+/// [`render`], refusing an output of more than `max_output` bytes.
+///
+/// # Errors
+/// Syntax and rendering errors with their position; an output past `max_output`.
+pub fn render_limited(
+    name: &str,
+    source: &str,
+    context: &serde_json::Value,
+    allow_missing: bool,
+    max_output: usize,
+) -> Result<String, TeraError> {
     let mut engine = engine();
     engine.add_raw_template(name, source)?;
     let mut tera_context = tera::Context::from_serialize(context)?;
@@ -170,7 +184,46 @@ pub fn render(
             }
         }
     }
-    Ok(engine.render(name, &tera_context)?)
+    let mut output = LimitedWriter {
+        buffer: Vec::new(),
+        limit: max_output,
+        exceeded: false,
+    };
+    let result = engine.render_to(name, &tera_context, &mut output);
+    if output.exceeded {
+        return Err(TeraError {
+            position: None,
+            message: format!("the rendered output exceeds {max_output} bytes (--max-output)"),
+        });
+    }
+    result?;
+    String::from_utf8(output.buffer).map_err(|_| TeraError {
+        position: None,
+        message: "the rendered output is not UTF-8".to_owned(),
+    })
+}
+
+/// Collects the output and fails once it would pass `limit` bytes, so that
+/// a template cannot grow its output without bound.
+struct LimitedWriter {
+    buffer: Vec<u8>,
+    limit: usize,
+    exceeded: bool,
+}
+
+impl std::io::Write for LimitedWriter {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        if self.buffer.len().saturating_add(bytes.len()) > self.limit {
+            self.exceeded = true;
+            return Err(std::io::Error::other("output limit reached"));
+        }
+        self.buffer.extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
 }
 
 #[cfg(test)]

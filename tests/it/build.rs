@@ -265,7 +265,6 @@ fn the_json_schema_describes_the_config() -> TestResult {
         keys.sort();
         keys
     };
-    assert_eq!(keys(&schema["properties"]), ["image", "org"]);
     // Every field of [[image]] that the parser accepts, and no other.
     let full = sgr::build::plan::ImageConfig {
         name: "n".into(),
@@ -279,7 +278,17 @@ fn the_json_schema_describes_the_config() -> TestResult {
     };
     assert_eq!(
         keys(&schema["$defs"]["image"]["properties"]),
-        keys(&serde_json::to_value(full)?)
+        keys(&serde_json::to_value(&full)?)
+    );
+    // Every top-level key the parser accepts, and no other.
+    let config = sgr::build::plan::Config {
+        org: Some("acme".into()),
+        dialect: Some(sgr::build::plan::Dialect::Go),
+        images: vec![full],
+    };
+    assert_eq!(
+        keys(&schema["properties"]),
+        keys(&serde_json::to_value(config)?)
     );
     Ok(())
 }

@@ -14,4 +14,5 @@ mod semver;
 mod services;
 mod stencil;
 mod stencil_printf;
+mod template_input;
 mod templates;

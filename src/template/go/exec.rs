@@ -20,10 +20,17 @@ pub(crate) struct Execution<'a> {
     strict: bool,
     /// The first `RaiseError` message; rendering goes on, as in duat, and fails at the end.
     pub(crate) raised: Option<(Position, String)>,
+    /// The most bytes the output may hold.
+    max_output: usize,
 }
 
 impl<'a> Execution<'a> {
-    pub(crate) fn new(root: &'a Value, host: &'a dyn Host, strict: bool) -> Self {
+    pub(crate) fn new(
+        root: &'a Value,
+        host: &'a dyn Host,
+        strict: bool,
+        max_output: usize,
+    ) -> Self {
         Self {
             root,
             host,
@@ -31,7 +38,19 @@ impl<'a> Execution<'a> {
             variables: vec![("$".to_owned(), root.clone())],
             strict,
             raised: None,
+            max_output,
         }
+    }
+
+    /// Append to the output, within `max_output`.
+    fn write(&mut self, text: &str) -> Result<(), TemplateError> {
+        if self.output.len().saturating_add(text.len()) > self.max_output {
+            return Err(TemplateError::TooLarge {
+                limit: self.max_output,
+            });
+        }
+        self.output.push_str(text);
+        Ok(())
     }
 
     pub(crate) fn run(
@@ -46,11 +65,11 @@ impl<'a> Execution<'a> {
     fn walk(&mut self, nodes: &[Node], dot: &Value) -> Result<Flow, TemplateError> {
         for node in nodes {
             match node {
-                Node::Text(text) => self.output.push_str(text),
+                Node::Text(text) => self.write(text)?,
                 Node::Action(pipeline) => {
                     let value = self.pipeline(pipeline, dot)?;
                     if pipeline.variables.is_empty() {
-                        self.output.push_str(&value.to_output());
+                        self.write(&value.to_output())?;
                     }
                 }
                 Node::If {
@@ -177,7 +196,15 @@ impl<'a> Execution<'a> {
     fn commands(&mut self, pipeline: &Pipeline, dot: &Value) -> Result<Value, TemplateError> {
         let mut last: Option<Value> = None;
         for command in &pipeline.commands {
-            last = Some(self.command(command, dot, last)?);
+            let value = self.command(command, dot, last)?;
+            // A value larger than the output may hold is refused as soon as it is made:
+            // a variable doubled in a loop (`$s = printf "%s%s" $s $s`) grows no further.
+            if matches!(&value, Value::String(text) if text.len() > self.max_output) {
+                return Err(TemplateError::TooLarge {
+                    limit: self.max_output,
+                });
+            }
+            last = Some(value);
         }
         Ok(last.unwrap_or(Value::Nil))
     }

@@ -57,6 +57,12 @@ pub enum TemplateError {
         /// What.
         message: String,
     },
+    /// The output grew past its limit (`--max-output`).
+    #[error("the rendered output exceeds {limit} bytes (--max-output)")]
+    TooLarge {
+        /// The limit, in bytes.
+        limit: usize,
+    },
     /// A failure while executing (wrong argument type, bad index, `RaiseError`).
     #[error("{position}: {message}")]
     Execute {
@@ -73,6 +79,7 @@ impl TemplateError {
     pub const fn position(&self) -> Position {
         match self {
             Self::Parse { position, .. } | Self::Execute { position, .. } => *position,
+            Self::TooLarge { .. } => Position { line: 0, column: 0 },
         }
     }
 }
@@ -114,7 +121,23 @@ impl Template {
         host: &dyn Host,
         strict: bool,
     ) -> Result<String, TemplateError> {
-        let (output, raised) = exec::Execution::new(data, host, strict).run(&self.nodes)?;
+        self.render_limited(data, host, strict, usize::MAX)
+    }
+
+    /// Execute against `data`, refusing an output of more than `max_output` bytes.
+    ///
+    /// # Errors
+    /// Execution errors, an output past `max_output`, and the first
+    /// `RaiseError` message once rendering finished.
+    pub fn render_limited(
+        &self,
+        data: &Value,
+        host: &dyn Host,
+        strict: bool,
+        max_output: usize,
+    ) -> Result<String, TemplateError> {
+        let (output, raised) =
+            exec::Execution::new(data, host, strict, max_output).run(&self.nodes)?;
         match raised {
             Some((position, message)) => Err(TemplateError::Execute { position, message }),
             None => Ok(output),
