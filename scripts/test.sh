@@ -248,7 +248,7 @@ start_seaweedfs() {
     start seaweedfs env AWS_ACCESS_KEY_ID="$SGR_TEST_S3_ACCESS_KEY" AWS_SECRET_ACCESS_KEY="$SGR_TEST_S3_SECRET_KEY" \
         "$VENV/bin/weed" server -dir="$dir/data" -ip=127.0.0.1 -ip.bind=127.0.0.1 \
         -master.port="$master" -master.port.grpc="$(free_port)" -master.volumeSizeLimitMB=64 -master.telemetry=false \
-        -volume.port="$volume" -volume.port.grpc="$(free_port)" -volume.max=200 \
+        -volume.port="$volume" -volume.port.grpc="$(free_port)" -volume.max=1000 \
         -filer -filer.port="$filer" -filer.port.grpc="$(free_port)" -filer.localSocket="$dir/filer.sock" \
         -s3 -s3.port="$s3" -s3.port.grpc="$(free_port)" -s3.port.iceberg=0 -s3.port.lance=0 -iam=false
     export SGR_TEST_S3_ENDPOINT="http://127.0.0.1:$s3" AWS_ENDPOINT_URL_S3="http://127.0.0.1:$s3"
