@@ -272,6 +272,8 @@ fn the_json_schema_describes_the_config() -> TestResult {
         dockerfile: "D".into(),
         context: Some(".".into()),
         tags: vec!["t".into()],
+        extra_tags: vec!["localhost:32000/n:t".into()],
+        depends_on: vec!["m".into()],
         build_args: [("A".to_owned(), "b".to_owned())].into_iter().collect(),
         target: Some("t".into()),
         dialect: Some(sgr::build::plan::Dialect::Go),
