@@ -49,7 +49,7 @@ pub struct BuildArgs {
     #[arg(value_name = "IMAGE")]
     pub images: Vec<String>,
 
-    /// Build this image and every image it depends on (depends_on in sgr.toml); repeatable.
+    /// Build this image and every image it depends on (`depends_on` in sgr.toml); repeatable.
     #[arg(long = "only", value_name = "NAME")]
     pub only: Vec<String>,
 

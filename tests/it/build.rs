@@ -484,7 +484,7 @@ fn unique_prefix() -> String {
     format!("sgrtest/dep{}x{nanos}", std::process::id())
 }
 
-/// A project of three images: `base`, `top` (FROM base, depends_on it) and `other`.
+/// A project of three images: `base`, `top` (FROM base, `depends_on` it) and `other`.
 fn dependent_project(
     busybox: &Path,
     prefix: &str,
@@ -535,6 +535,7 @@ fn row<'a>(rows: &'a serde_json::Value, name: &str) -> Result<&'a serde_json::Va
 }
 
 #[test]
+#[allow(clippy::too_many_lines)]
 fn depends_on_orders_builds_without_delaying_others_and_labels_cost_one_step() -> TestResult {
     let Some(host) = service(Service::Docker) else {
         return Ok(());
