@@ -183,7 +183,9 @@ pub struct BuildRequest {
     pub tags: Vec<String>,
     /// Build args.
     pub build_args: BTreeMap<String, String>,
-    /// Labels.
+    /// Labels given to the builder as the `labels` option. Each becomes a step of its own in
+    /// the classic builder, so sgr puts its labels into the Dockerfile instead
+    /// (`build::labels`) and leaves this empty unless that was not possible.
     pub labels: BTreeMap<String, String>,
     /// `--no-cache`.
     pub no_cache: bool,
@@ -424,10 +426,12 @@ impl Engine {
             .dockerfile(DOCKERFILE_NAME)
             .t(tags.first().map_or(image.as_str(), String::as_str))
             .buildargs(&build_args)
-            .labels(&labels)
             .nocache(no_cache)
             .rm(true)
             .forcerm(true);
+        if !labels.is_empty() {
+            options = options.labels(&labels);
+        }
         if pull {
             options = options.pull("true");
         }

@@ -1,6 +1,7 @@
-//! Building images: the build plan (pure), `.dockerignore` rules (pure) and
-//! the streamed build context.
+//! Building images: the build plan (pure), `.dockerignore` rules (pure), the
+//! labels instruction (pure) and the streamed build context.
 
 pub mod context;
 pub mod dockerignore;
+pub mod labels;
 pub mod plan;

@@ -37,6 +37,15 @@ pub struct ImageConfig {
     /// Tag patterns (default `["{branch}"]`).
     #[serde(default)]
     pub tags: Vec<String>,
+    /// More references for the same image, whole (`localhost:32000/{org}/x:{branch}`,
+    /// `quay.io/{org}/x:{version}`; no tag means `latest`): tagged locally, never pushed by
+    /// `sgr push`.
+    #[serde(default)]
+    pub extra_tags: Vec<String>,
+    /// Images of the same run (names as in `name`, placeholders allowed) that must be built
+    /// before this one, e.g. the image its `FROM` names.
+    #[serde(default)]
+    pub depends_on: Vec<String>,
     /// Build args; values may use placeholders.
     #[serde(default)]
     pub build_args: BTreeMap<String, String>,
@@ -107,6 +116,30 @@ pub enum PlanError {
         /// What is wrong.
         reason: String,
     },
+    /// `depends_on` names an image that is not in the file.
+    #[error("image {image} depends on {dependency}, which is not an image of the plan (images: {})", .known.join(", "))]
+    UnknownDependency {
+        /// The image.
+        image: String,
+        /// The name in its `depends_on`.
+        dependency: String,
+        /// The plan's names.
+        known: Vec<String>,
+    },
+    /// `depends_on` goes round in a circle.
+    #[error("depends_on forms a cycle: {}", .cycle.join(" -> "))]
+    DependencyCycle {
+        /// The images of the cycle, the first repeated at the end.
+        cycle: Vec<String>,
+    },
+    /// A name given on the command line is not in the plan.
+    #[error("no image {name} in the plan (images: {})", .known.join(", "))]
+    UnknownImage {
+        /// The name given.
+        name: String,
+        /// The plan's names.
+        known: Vec<String>,
+    },
     /// No image to build.
     #[error("nothing to build: no sgr.toml [[image]] and none of Dockerfile, Dockerfile_standalone, Dockerfile_workstation, runner/Dockerfile exists in {}", .top.display())]
     NothingToBuild {
@@ -122,6 +155,10 @@ pub struct PlannedImage {
     pub name: String,
     /// Full references (`leafai/sgr-build:main`).
     pub tags: Vec<String>,
+    /// More full references, tagged after the build but never pushed (`localhost:32000/…`).
+    pub extra_tags: Vec<String>,
+    /// Names of the images of the plan built before this one.
+    pub depends_on: Vec<String>,
     /// The Dockerfile template.
     pub dockerfile: PathBuf,
     /// The context directory.
@@ -224,6 +261,8 @@ pub fn default_images(exists: &dyn Fn(&Path) -> bool) -> Vec<ImageConfig> {
             dockerfile: PathBuf::from(dockerfile),
             context: Some(PathBuf::from(context)),
             tags: vec![tag.to_owned()],
+            extra_tags: Vec::new(),
+            depends_on: Vec::new(),
             build_args,
             target: None,
             dialect: None,
@@ -370,6 +409,19 @@ pub fn plan(
         for tag in &tags {
             validate_reference(tag)?;
         }
+        let mut extra_tags = Vec::with_capacity(image.extra_tags.len());
+        for pattern in &image.extra_tags {
+            let reference = whole_reference(&expand(pattern, naming)?);
+            validate_reference(&reference)?;
+            if !tags.contains(&reference) && !extra_tags.contains(&reference) {
+                extra_tags.push(reference);
+            }
+        }
+        let depends_on = image
+            .depends_on
+            .iter()
+            .map(|dependency| expand(dependency, naming))
+            .collect::<Result<Vec<_>, _>>()?;
         let mut build_args = BTreeMap::new();
         for (key, value) in &image.build_args {
             build_args.insert(key.clone(), expand(value, naming)?);
@@ -395,6 +447,8 @@ pub fn plan(
             remote,
             name,
             tags,
+            extra_tags,
+            depends_on,
             dockerfile: image.dockerfile.clone(),
             context: if context.as_os_str().is_empty() {
                 PathBuf::from(".")
@@ -407,7 +461,162 @@ pub fn plan(
             dialect: image.dialect,
         });
     }
+    check_dependencies(&planned)?;
     Ok(planned)
+}
+
+/// A whole reference with its tag made valid: `host:5000/a/b:feature/x_y` becomes
+/// `host:5000/a/b:feature-x-y`, and one without a tag gets `latest`, as `docker tag` does.
+fn whole_reference(reference: &str) -> String {
+    let last_component = reference.rfind('/').map_or(0, |slash| slash + 1);
+    match reference[last_component..].find(':') {
+        Some(colon) => {
+            let split = last_component + colon;
+            format!(
+                "{}:{}",
+                &reference[..split],
+                branch::docker_tag(&reference[split + 1..])
+            )
+        }
+        None => format!("{reference}:latest"),
+    }
+}
+
+/// For each image, the indices of the images of `images` it waits for; names of its
+/// `depends_on` that are not in `images` (left out by a selection) are not waited for.
+#[must_use]
+pub fn waits(images: &[PlannedImage]) -> Vec<Vec<usize>> {
+    images
+        .iter()
+        .map(|image| {
+            let mut indices: Vec<usize> = image
+                .depends_on
+                .iter()
+                .filter_map(|dependency| images.iter().position(|other| &other.name == dependency))
+                .collect();
+            indices.sort_unstable();
+            indices.dedup();
+            indices
+        })
+        .collect()
+}
+
+/// Check every `depends_on`: each names an image of `images`, and none goes round in a circle.
+///
+/// # Errors
+/// The first unknown name, or a cycle (named image by image).
+pub fn check_dependencies(images: &[PlannedImage]) -> Result<(), PlanError> {
+    #[derive(Clone, Copy, PartialEq)]
+    enum Mark {
+        New,
+        OnPath,
+        Done,
+    }
+    for image in images {
+        if let Some(dependency) = image
+            .depends_on
+            .iter()
+            .find(|dependency| !images.iter().any(|other| &other.name == *dependency))
+        {
+            return Err(PlanError::UnknownDependency {
+                image: image.name.clone(),
+                dependency: dependency.clone(),
+                known: images.iter().map(|other| other.name.clone()).collect(),
+            });
+        }
+    }
+    let waits = waits(images);
+    // Depth-first, iterative (a long chain must not overflow the stack); meeting an image
+    // that is still on the path closes a cycle.
+    let mut marks = vec![Mark::New; images.len()];
+    for start in 0..images.len() {
+        if marks[start] != Mark::New {
+            continue;
+        }
+        let mut path: Vec<(usize, usize)> = vec![(start, 0)];
+        marks[start] = Mark::OnPath;
+        while let Some((node, next)) = path.last().copied() {
+            let Some(&dependency) = waits[node].get(next) else {
+                marks[node] = Mark::Done;
+                path.pop();
+                continue;
+            };
+            if let Some(top) = path.last_mut() {
+                top.1 += 1;
+            }
+            match marks[dependency] {
+                Mark::New => {
+                    marks[dependency] = Mark::OnPath;
+                    path.push((dependency, 0));
+                }
+                Mark::OnPath => {
+                    let from = path
+                        .iter()
+                        .position(|&(index, _)| index == dependency)
+                        .unwrap_or(0);
+                    let mut cycle: Vec<String> = path[from..]
+                        .iter()
+                        .map(|&(index, _)| images[index].name.clone())
+                        .collect();
+                    cycle.push(images[dependency].name.clone());
+                    return Err(PlanError::DependencyCycle { cycle });
+                }
+                Mark::Done => {}
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The images a command line selects: every one when both lists are empty; else each name of
+/// `exact` alone, and each name of `with_dependencies` (`--only`) with everything it depends
+/// on, directly or not. The plan's order is kept.
+///
+/// # Errors
+/// A name that is not in the plan.
+pub fn select(
+    images: Vec<PlannedImage>,
+    exact: &[String],
+    with_dependencies: &[String],
+) -> Result<Vec<PlannedImage>, PlanError> {
+    if exact.is_empty() && with_dependencies.is_empty() {
+        return Ok(images);
+    }
+    let position = |name: &String| {
+        images
+            .iter()
+            .position(|image| &image.name == name)
+            .ok_or_else(|| PlanError::UnknownImage {
+                name: name.clone(),
+                known: images.iter().map(|image| image.name.clone()).collect(),
+            })
+    };
+    let mut keep = vec![false; images.len()];
+    for name in exact {
+        keep[position(name)?] = true;
+    }
+    let mut expanded = vec![false; images.len()];
+    let mut pending = with_dependencies
+        .iter()
+        .map(position)
+        .collect::<Result<Vec<_>, _>>()?;
+    while let Some(index) = pending.pop() {
+        if std::mem::replace(&mut expanded[index], true) {
+            continue;
+        }
+        keep[index] = true;
+        pending.extend(
+            images[index]
+                .depends_on
+                .iter()
+                .filter_map(|dependency| images.iter().position(|image| &image.name == dependency)),
+        );
+    }
+    Ok(images
+        .into_iter()
+        .zip(keep)
+        .filter_map(|(image, kept)| kept.then_some(image))
+        .collect())
 }
 
 /// The dialect of a Dockerfile template: [`crate::template::dialect::detect`].
@@ -552,13 +761,126 @@ mod tests {
         assert_eq!(detect_dialect("{{ len .list }}"), Dialect::Go);
     }
 
+    fn image(name: &str, depends_on: &[&str]) -> ImageConfig {
+        ImageConfig {
+            name: name.into(),
+            dockerfile: "Dockerfile".into(),
+            depends_on: depends_on.iter().map(|name| (*name).to_owned()).collect(),
+            ..ImageConfig::default()
+        }
+    }
+
+    fn plan_of(images: &[ImageConfig]) -> Result<Vec<PlannedImage>, PlanError> {
+        plan(
+            images,
+            &naming(),
+            &BTreeMap::new(),
+            &BTreeMap::new(),
+            Path::new("/top"),
+        )
+    }
+
+    #[test]
+    fn extra_tags_are_whole_references() -> Result<(), PlanError> {
+        let mut config = image("{org}/x", &[]);
+        config.tags = vec!["{branch}".into(), "latest".into()];
+        config.extra_tags = vec![
+            "localhost:32000/{org}/x:{branch}".into(),
+            "localhost:32000/{org}/x".into(),
+            "quay.io/{org}/x:{version}".into(),
+            "{org}/x:latest".into(),
+        ];
+        let planned = plan_of(&[config])?;
+        assert_eq!(
+            planned[0].tags,
+            ["leafai/x:feature-197-hybrid", "leafai/x:latest"]
+        );
+        assert_eq!(
+            planned[0].extra_tags,
+            [
+                "localhost:32000/leafai/x:feature-197-hybrid",
+                "localhost:32000/leafai/x:latest",
+                "quay.io/leafai/x:0.9.9"
+            ]
+        );
+        let mut bad = image("x", &[]);
+        bad.extra_tags = vec!["Upper/x:1".into()];
+        assert!(matches!(
+            plan_of(&[bad]),
+            Err(PlanError::InvalidReference { .. })
+        ));
+        Ok(())
+    }
+
+    #[test]
+    fn dependencies_are_checked() -> Result<(), PlanError> {
+        let planned = plan_of(&[
+            image("{org}/base", &[]),
+            image("dev", &["{org}/base"]),
+            image("other", &[]),
+            image("top", &["dev", "leafai/base"]),
+        ])?;
+        assert_eq!(waits(&planned), [vec![], vec![0], vec![], vec![0, 1]]);
+        let error = plan_of(&[image("a", &["nope"]), image("b", &[])]);
+        assert_eq!(
+            error.map_err(|error| error.to_string()),
+            Err(
+                "image a depends on nope, which is not an image of the plan (images: a, b)"
+                    .to_owned()
+            )
+        );
+        let error = plan_of(&[image("a", &["b"]), image("b", &["c"]), image("c", &["b"])]);
+        assert_eq!(
+            error.map_err(|error| error.to_string()),
+            Err("depends_on forms a cycle: b -> c -> b".to_owned())
+        );
+        assert!(matches!(
+            plan_of(&[image("a", &["a"])]),
+            Err(PlanError::DependencyCycle { cycle }) if cycle == ["a", "a"]
+        ));
+        Ok(())
+    }
+
+    #[test]
+    fn only_takes_dependencies_and_names_are_exact() -> Result<(), PlanError> {
+        let planned = plan_of(&[
+            image("base", &[]),
+            image("dev", &["base"]),
+            image("other", &[]),
+            image("top", &["dev"]),
+        ])?;
+        let names = |images: Vec<PlannedImage>| -> Vec<String> {
+            images.into_iter().map(|image| image.name).collect()
+        };
+        assert_eq!(
+            names(select(planned.clone(), &[], &["top".into()])?),
+            ["base", "dev", "top"]
+        );
+        assert_eq!(
+            names(select(planned.clone(), &["top".into()], &[])?),
+            ["top"]
+        );
+        assert_eq!(
+            names(select(planned.clone(), &["other".into()], &["dev".into()])?),
+            ["base", "dev", "other"]
+        );
+        assert_eq!(names(select(planned.clone(), &[], &[])?).len(), 4);
+        assert!(matches!(
+            select(planned, &[], &["nope".into()]),
+            Err(PlanError::UnknownImage { name, .. }) if name == "nope"
+        ));
+        Ok(())
+    }
+
     #[test]
     fn config_parses() -> Result<(), toml::de::Error> {
         let config: Config = toml::from_str(
-            "org = \"acme\"\n[[image]]\nname = \"{org}/app\"\ndockerfile = \"docker/Dockerfile\"\ntags = [\"{version}\", \"latest\"]\ndialect = \"go\"\n[image.build_args]\nMODE = \"release\"\n",
+            "org = \"acme\"\n[[image]]\nname = \"{org}/app\"\ndockerfile = \"docker/Dockerfile\"\ntags = [\"{version}\", \"latest\"]\nextra_tags = [\"localhost:32000/x\"]\ndepends_on = [\"base\"]\ndialect = \"go\"\n[image.build_args]\nMODE = \"release\"\n",
         )?;
         assert_eq!(config.org.as_deref(), Some("acme"));
         assert_eq!(config.images[0].dialect, Some(Dialect::Go));
+        assert_eq!(config.images[0].extra_tags, ["localhost:32000/x"]);
+        assert_eq!(config.images[0].depends_on, ["base"]);
         assert!(
             toml::from_str::<Config>("[[image]]\nname = \"x\"\ndockerfile = \"D\"\nunknown = 1\n")
                 .is_err()

@@ -17,11 +17,16 @@ studio-go-runner's conventions, each only if its Dockerfile exists:
   <org>/<module>/runner:<version>           runner/Dockerfile, context runner/
 <branch> is the branch with '_' and '/' replaced by '-'; <org> defaults to leafai.
 
+Images build concurrently (--jobs), except that an image waits for the images its
+depends_on names; when one of those fails, the images waiting for it are skipped.
+--only NAME builds NAME and everything it depends on; IMAGE arguments build just
+those images (their dependencies are expected to exist already).
+
 Dockerfiles are templates: tera (sgr render) or duat's Go dialect (sgr stencil),
 detected from their syntax. The context is streamed as tar (never held in memory)
 with .dockerignore applied by Docker's rules and .git left out; the rendered
 Dockerfile travels under a private name. Images get OCI labels (version, revision,
-branch, created). A build arg named like a secret, or holding a secret variable's
+branch, created) through one LABEL instruction appended to the stage being built. A build arg named like a secret, or holding a secret variable's
 value, is refused: build args stay in the image history.
 
 The engine is DOCKER_HOST (or --docker-host), else /var/run/docker.sock.
@@ -32,6 +37,7 @@ pub(crate) const EXAMPLES: &str = "\
 Examples:
   sgr build                              every default image that has a Dockerfile
   sgr build leafai/sgr-build --no-cache  one image
+  sgr build --only leafai/x-standalone   one image and the images it depends on
   sgr build --dry-run                    the plan; no engine is contacted
   sgr build --out-dir rendered/          also keep the rendered Dockerfiles
   DOCKER_HOST=unix:///tmp/d.sock sgr build --jobs 4 --output json";
@@ -39,9 +45,13 @@ Examples:
 /// `sgr build [OPTIONS] [IMAGE]...`.
 #[derive(Debug, Args)]
 pub struct BuildArgs {
-    /// Build only these images (names as in the plan, without tag).
+    /// Build only these images (names as in the plan, without tag), not what they depend on.
     #[arg(value_name = "IMAGE")]
     pub images: Vec<String>,
+
+    /// Build this image and every image it depends on (`depends_on` in sgr.toml); repeatable.
+    #[arg(long = "only", value_name = "NAME")]
+    pub only: Vec<String>,
 
     /// Organisation in default image names.
     #[arg(long, value_name = "ORG", env = env::ORG)]

@@ -10,8 +10,8 @@ use serde::Serialize;
 use thiserror::Error;
 
 use super::template::{self, Source, TemplateCommandError};
-use crate::build::context;
 use crate::build::plan::{self, Config, Dialect, Naming, PlanError, PlannedImage};
+use crate::build::{context, labels};
 use crate::cli::GlobalArgs;
 use crate::cli::build::BuildArgs;
 use crate::cli::template::{DialectFlag, TemplateArgs};
@@ -63,10 +63,12 @@ pub enum BuildCommandError {
     #[error(transparent)]
     Docker(#[from] DockerError),
     /// Some builds failed.
-    #[error("{failed} of {total} image(s) failed to build")]
+    #[error("{failed} of {total} image(s) failed to build{}", if *.skipped > 0 { format!(", {} skipped because an image they depend on was not built", .skipped) } else { String::new() })]
     Failed {
         /// Failed builds.
         failed: usize,
+        /// Images not built because one they depend on failed.
+        skipped: usize,
         /// All builds.
         total: usize,
     },
@@ -94,6 +96,28 @@ impl From<BuildCommandError> for Failure {
     }
 }
 
+/// Where an image of the run is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum State {
+    Waiting,
+    Running,
+    Built,
+    Failed,
+    Skipped,
+}
+
+/// What became of an image.
+enum Outcome {
+    /// Its build ran.
+    Ran {
+        outcome: Result<crate::docker::BuiltImage, DockerError>,
+        started: std::time::Duration,
+        elapsed: std::time::Duration,
+    },
+    /// An image it depends on was not built.
+    Skipped { dependency: String },
+}
+
 /// One row of the summary.
 #[derive(Debug, Serialize)]
 struct BuildResult {
@@ -103,6 +127,8 @@ struct BuildResult {
     size: Option<u64>,
     context_files: Option<u64>,
     context_bytes: Option<u64>,
+    /// When the build began, in seconds after the first one began.
+    started: Option<f64>,
     seconds: f64,
     result: &'static str,
     error: Option<String>,
@@ -332,9 +358,10 @@ fn run_inner(
         git_dir: &args.git_dir,
         config: args.config.as_deref(),
         org: args.org.as_deref(),
-        images: &args.images,
+        images: &[],
         extra_args: extra_build_args(args),
     })?;
+    let planned = plan::select(planned, &args.images, &args.only)?;
     let environment: Vec<(String, String)> = std::env::vars().collect();
     for image in &planned {
         plan::check_build_args(&image.build_args, &environment)?;
@@ -393,10 +420,21 @@ fn run_inner(
                     .map(|(key, value)| format!("{key}={value}"))
                     .collect();
                 format!(
-                    "{}  {}  context {}  {}",
-                    image.tags.join(","),
+                    "{}  {}  context {}{}  {}",
+                    image
+                        .tags
+                        .iter()
+                        .chain(&image.extra_tags)
+                        .cloned()
+                        .collect::<Vec<_>>()
+                        .join(","),
                     image.dockerfile.display(),
                     image.context.display(),
+                    if image.depends_on.is_empty() {
+                        String::new()
+                    } else {
+                        format!("  after {}", image.depends_on.join(","))
+                    },
                     if args.is_empty() {
                         String::new()
                     } else {
@@ -418,77 +456,180 @@ fn run_inner(
         printer.interactive() && printer.format() == OutputFormat::Human,
     );
     let progress = &progress;
+    let waits = plan::waits(&planned);
     let results = runtime.block_on(async {
         let engine = Engine::connect(args.docker_host.as_deref()).await?;
         printer.detail(&format!("engine {}", engine.host()));
         let engine = &engine;
-        let builds = planned.iter().zip(rendered).map(|(image, dockerfile)| {
+        let run_started = Instant::now();
+        let planned = &planned;
+        let top = &top;
+        let build = |index: usize, dockerfile: String| async move {
+            let image = &planned[index];
             let context_directory = top.join(&image.context);
-            async move {
-                let mut tracker = progress.image(&image.name);
-                let started = Instant::now();
-                let ignore = context::read_ignore(&context_directory);
-                let outcome = match ignore {
-                    Err(error) => Err(DockerError::from(error)),
-                    Ok(ignore) => {
-                        let request = BuildRequest {
-                            image: image.name.clone(),
-                            context: context_directory,
-                            ignore,
-                            include_git: args.include_git,
-                            dockerfile: dockerfile.into_bytes(),
-                            tags: image.tags.clone(),
-                            build_args: image.build_args.clone(),
-                            labels: image.labels.clone(),
-                            no_cache: args.no_cache,
-                            pull: args.pull,
-                            target: args.target.clone().or_else(|| image.target.clone()),
-                            network: args.network.clone(),
-                            sent: std::sync::Arc::clone(&tracker.sent),
-                        };
-                        engine.build(request, |line| tracker.line(line)).await
+            let mut tracker = progress.image(&image.name);
+            let started = run_started.elapsed();
+            let target = args.target.clone().or_else(|| image.target.clone());
+            // One LABEL step instead of one per label (see build::labels).
+            let (dockerfile, labels) = match labels::append_label_instruction(
+                &dockerfile,
+                &image.labels,
+                target.as_deref(),
+            ) {
+                Some(with_labels) => (with_labels, BTreeMap::new()),
+                None => (dockerfile, image.labels.clone()),
+            };
+            let outcome = match context::read_ignore(&context_directory) {
+                Err(error) => Err(DockerError::from(error)),
+                Ok(ignore) => {
+                    let request = BuildRequest {
+                        image: image.name.clone(),
+                        context: context_directory,
+                        ignore,
+                        include_git: args.include_git,
+                        dockerfile: dockerfile.into_bytes(),
+                        tags: image
+                            .tags
+                            .iter()
+                            .chain(&image.extra_tags)
+                            .cloned()
+                            .collect(),
+                        build_args: image.build_args.clone(),
+                        labels,
+                        no_cache: args.no_cache,
+                        pull: args.pull,
+                        target,
+                        network: args.network.clone(),
+                        sent: std::sync::Arc::clone(&tracker.sent),
+                    };
+                    engine.build(request, |line| tracker.line(line)).await
+                }
+            };
+            tracker.finish(if outcome.is_ok() { "built" } else { "failed" });
+            let finished = run_started.elapsed();
+            (index, outcome, started, finished.saturating_sub(started))
+        };
+        let mut dockerfiles: Vec<Option<String>> = rendered.into_iter().map(Some).collect();
+        let mut states = vec![State::Waiting; planned.len()];
+        let mut outcomes: Vec<Option<Outcome>> = (0..planned.len()).map(|_| None).collect();
+        let mut running = futures_util::stream::FuturesUnordered::new();
+        loop {
+            // An image whose dependency failed (or was skipped) is skipped, transitively.
+            let mut changed = true;
+            while changed {
+                changed = false;
+                for index in 0..planned.len() {
+                    if states[index] != State::Waiting {
+                        continue;
                     }
-                };
-                tracker.finish(if outcome.is_ok() { "built" } else { "failed" });
-                (image, outcome, started.elapsed())
+                    if let Some(&dependency) = waits[index].iter().find(|&&dependency| {
+                        matches!(states[dependency], State::Failed | State::Skipped)
+                    }) {
+                        states[index] = State::Skipped;
+                        outcomes[index] = Some(Outcome::Skipped {
+                            dependency: planned[dependency].name.clone(),
+                        });
+                        changed = true;
+                    }
+                }
             }
-        });
-        let outcomes: Vec<_> = futures_util::stream::iter(builds)
-            .buffer_unordered(usize::from(args.jobs))
-            .collect()
-            .await;
+            for index in 0..planned.len() {
+                if running.len() >= usize::from(args.jobs) {
+                    break;
+                }
+                if states[index] == State::Waiting
+                    && waits[index]
+                        .iter()
+                        .all(|&dependency| states[dependency] == State::Built)
+                    && let Some(dockerfile) = dockerfiles[index].take()
+                {
+                    states[index] = State::Running;
+                    running.push(build(index, dockerfile));
+                }
+            }
+            let Some((index, outcome, started, elapsed)) = running.next().await else {
+                break;
+            };
+            states[index] = if outcome.is_ok() {
+                State::Built
+            } else {
+                State::Failed
+            };
+            outcomes[index] = Some(Outcome::Ran {
+                outcome,
+                started,
+                elapsed,
+            });
+        }
         Ok::<_, BuildCommandError>(outcomes)
     })?;
     let mut rows = Vec::with_capacity(results.len());
     let mut failed = 0;
-    for (image, outcome, elapsed) in results {
+    let mut skipped = 0;
+    for (image, outcome) in planned.iter().zip(results) {
+        let row = BuildResult {
+            image: image.name.clone(),
+            tags: image
+                .tags
+                .iter()
+                .chain(&image.extra_tags)
+                .cloned()
+                .collect(),
+            id: None,
+            size: None,
+            context_files: None,
+            context_bytes: None,
+            started: None,
+            seconds: 0.0,
+            result: "skipped",
+            error: None,
+        };
         let row = match outcome {
-            Ok(built) => BuildResult {
-                image: image.name.clone(),
-                tags: image.tags.clone(),
+            Some(Outcome::Ran {
+                outcome: Ok(built),
+                started,
+                elapsed,
+            }) => BuildResult {
                 id: Some(built.id),
                 size: Some(built.size),
                 context_files: Some(built.context.files),
                 context_bytes: Some(built.context.bytes),
+                started: Some(started.as_secs_f64()),
                 seconds: elapsed.as_secs_f64(),
                 result: "built",
-                error: None,
+                ..row
             },
-            Err(error) => {
+            Some(Outcome::Ran {
+                outcome: Err(error),
+                started,
+                elapsed,
+            }) => {
                 failed += 1;
                 let message = Failure::new(error, ExitStatus::Failed, None).message();
                 printer.error(&message, None);
                 BuildResult {
-                    image: image.name.clone(),
-                    tags: image.tags.clone(),
-                    id: None,
-                    size: None,
-                    context_files: None,
-                    context_bytes: None,
+                    started: Some(started.as_secs_f64()),
                     seconds: elapsed.as_secs_f64(),
                     result: "failed",
                     error: Some(message),
+                    ..row
                 }
+            }
+            Some(Outcome::Skipped { dependency }) => {
+                skipped += 1;
+                let message = format!(
+                    "{} not built: {dependency}, which it depends on, was not built",
+                    image.name
+                );
+                printer.error(&message, None);
+                BuildResult {
+                    error: Some(message),
+                    ..row
+                }
+            }
+            None => {
+                skipped += 1;
+                row
             }
         };
         rows.push(row);
@@ -503,9 +644,10 @@ fn run_inner(
                 source: error,
             })?;
     }
-    if failed > 0 {
+    if failed + skipped > 0 {
         return Err(BuildCommandError::Failed {
             failed,
+            skipped,
             total: rows.len(),
         });
     }
@@ -533,7 +675,10 @@ fn summary_table(rows: &[BuildResult]) -> String {
         let tags: Vec<&str> = row
             .tags
             .iter()
-            .map(|tag| crate::docker::split_tag(tag).1)
+            .map(|tag| match crate::docker::split_tag(tag) {
+                (repository, tag_name) if repository == row.image => tag_name,
+                _ => tag.as_str(),
+            })
             .collect();
         lines.push([
             row.image.clone(),

@@ -271,6 +271,8 @@ fn the_json_schema_describes_the_config() -> TestResult {
         dockerfile: "D".into(),
         context: Some(".".into()),
         tags: vec!["t".into()],
+        extra_tags: vec!["localhost:32000/n:t".into()],
+        depends_on: vec!["m".into()],
         build_args: [("A".to_owned(), "b".to_owned())].into_iter().collect(),
         target: Some("t".into()),
         dialect: Some(sgr::build::plan::Dialect::Go),
@@ -290,5 +292,420 @@ fn the_json_schema_describes_the_config() -> TestResult {
         keys(&schema["properties"]),
         keys(&serde_json::to_value(config)?)
     );
+    Ok(())
+}
+
+/// `../shared/reference/studio-go-runner/<commit>`: real files of studio-go-runner, read in
+/// place (see its README); never copied into the project.
+fn reference_checkout(commit: &str) -> std::path::PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../shared/reference/studio-go-runner")
+        .join(commit)
+}
+
+fn copy_tree(from: &Path, to: &Path) -> std::io::Result<()> {
+    std::fs::create_dir_all(to)?;
+    for entry in std::fs::read_dir(from)? {
+        let entry = entry?;
+        let target = to.join(entry.file_name());
+        if entry.file_type()?.is_dir() {
+            copy_tree(&entry.path(), &target)?;
+        } else {
+            std::fs::copy(entry.path(), &target)?;
+        }
+    }
+    Ok(())
+}
+
+/// The sgr.toml block of docs/migrating.md.
+fn migrating_sgr_toml() -> Result<String, Box<dyn std::error::Error>> {
+    let text =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/migrating.md"))?;
+    let after = text
+        .split_once("<!-- sgr.toml: studio-go-runner 4f816e5c")
+        .ok_or("docs/migrating.md lost its sgr.toml marker")?
+        .1;
+    let block = after
+        .split_once("```toml\n")
+        .and_then(|(_, rest)| rest.split_once("\n```"))
+        .ok_or("docs/migrating.md: no toml block after the marker")?
+        .0;
+    Ok(format!("{block}\n"))
+}
+
+#[test]
+fn migrating_md_reproduces_studio_go_runners_build_sh() -> TestResult {
+    let reference = reference_checkout("4f816e5c");
+    assert!(
+        reference.join("build.sh").is_file(),
+        "{} is missing: the reference files live in shared/ beside the checkout",
+        reference.display()
+    );
+    // The branch the 2021 README's version was made on (feature-370-CUDA-11-0 in it).
+    let repo = Repo::new("feature/370_CUDA_11_0")?;
+    copy_tree(&reference, repo.path())?;
+    // The reference files hold no tools/; build.sh built tools/serving-bridge/Dockerfile.
+    repo.write("tools/serving-bridge/Dockerfile", "FROM scratch\n")?;
+    repo.write("sgr.toml", migrating_sgr_toml()?)?;
+    repo.commit("studio-go-runner 4f816e5c")?;
+    let output = repo
+        .sgr()
+        .args(["build", "--dry-run", "--output", "json"])
+        .env("DOCKER_HOST", "unix:///nonexistent/docker.sock")
+        .assert()
+        .success()
+        .get_output()
+        .stdout
+        .clone();
+    let plan: serde_json::Value = serde_json::from_slice(&output)?;
+    let mut planned: Vec<String> = plan
+        .as_array()
+        .ok_or("the plan is not an array")?
+        .iter()
+        .flat_map(|image| {
+            ["tags", "extra_tags"].into_iter().flat_map(move |key| {
+                image[key]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|tag| tag.as_str().map(str::to_owned))
+            })
+        })
+        .collect();
+    planned.sort();
+    let branch = "feature-370-CUDA-11-0";
+    let semver = "0.12.1-feature-370-CUDA-11-0-aaaagpxwrcq";
+    let mut tagged = vec![
+        // build.sh:143 `docker tag studio-go-runner-dev-base:working $RepoImage`, where $RepoImage is
+        // registry.repo:registry.version of Dockerfile_base:129-130
+        "leafai/studio-go-runner-dev-base:0.0.6".to_owned(),
+        // build.sh:146 `docker tag $RepoImage quay.io/leafai/$RepoBaseImage` (registry.base:registry.version)
+        "quay.io/leafai/studio-go-runner-dev-base:0.0.6".to_owned(),
+        // build.sh:155 `… | docker build -t leafai/studio-go-runner-developer-build:$GIT_BRANCH -`
+        format!("leafai/studio-go-runner-developer-build:{branch}"),
+        // build.sh:167 `docker build -t leafai/studio-go-runner-standalone-build:$GIT_BRANCH -f $working_file .`
+        format!("leafai/studio-go-runner-standalone-build:{branch}"),
+        // build.sh:169 `docker tag leafai/studio-go-runner-standalone-build:$GIT_BRANCH leafai/studio-go-runner-standalone-build`
+        "leafai/studio-go-runner-standalone-build:latest".to_owned(),
+        // build.sh:170 `docker tag … localhost:32000/leafai/studio-go-runner-standalone-build:latest`
+        "localhost:32000/leafai/studio-go-runner-standalone-build:latest".to_owned(),
+        // build.sh:171 `docker tag … localhost:32000/leafai/studio-go-runner-standalone-build:$GIT_BRANCH`
+        format!("localhost:32000/leafai/studio-go-runner-standalone-build:{branch}"),
+        // build.sh:204 `cd cmd/runner && docker build -f Dockerfile.stock -t leafai/studio-go-runner:$SEMVER .`
+        format!("leafai/studio-go-runner:{semver}"),
+        // build.sh:210 `cd cmd/runner && docker build -f Dockerfile.azure -t leafai/azure-studio-go-runner:$SEMVER .`
+        format!("leafai/azure-studio-go-runner:{semver}"),
+        // build.sh:216 `cd tools/serving-bridge && docker build -f Dockerfile -t leafai/studio-serving-bridge:$SEMVER .`
+        format!("leafai/studio-serving-bridge:{semver}"),
+        // build.sh:268 `docker tag leafai/studio-go-runner:$SEMVER quay.io/leafai/studio-go-runner:$SEMVER`
+        format!("quay.io/leafai/studio-go-runner:{semver}"),
+        // build.sh:269 `docker tag leafai/azure-studio-go-runner:$SEMVER quay.io/leafai/azure-studio-go-runner:$SEMVER`
+        format!("quay.io/leafai/azure-studio-go-runner:{semver}"),
+        // build.sh:270 `docker tag leafai/studio-serving-bridge:$SEMVER quay.io/leafai/studio-serving-bridge:$SEMVER`
+        format!("quay.io/leafai/studio-serving-bridge:{semver}"),
+    ];
+    tagged.sort();
+    assert_eq!(planned, tagged);
+    // Dockerfiles and contexts as build.sh used them, and the standalone image after dev-base.
+    let standalone = plan
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|image| image["name"] == "leafai/studio-go-runner-standalone-build")
+        .ok_or("no standalone image in the plan")?;
+    assert_eq!(
+        standalone["depends_on"][0],
+        "leafai/studio-go-runner-dev-base"
+    );
+    let runner = plan
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|image| image["name"] == "leafai/studio-go-runner")
+        .ok_or("no runner image in the plan")?;
+    assert_eq!(runner["dockerfile"], "cmd/runner/Dockerfile.stock");
+    assert_eq!(runner["context"], "cmd/runner");
+    // --only: the standalone image and what it depends on, nothing else.
+    repo.sgr()
+        .args([
+            "build",
+            "--dry-run",
+            "--only",
+            "leafai/studio-go-runner-standalone-build",
+        ])
+        .assert()
+        .success()
+        .stdout(
+            contains("leafai/studio-go-runner-dev-base:0.0.6")
+                .and(contains(format!(
+                    "leafai/studio-go-runner-standalone-build:{branch}"
+                )))
+                .and(contains("after leafai/studio-go-runner-dev-base"))
+                .and(contains("developer-build").not())
+                .and(contains("leafai/studio-go-runner:").not()),
+        );
+    Ok(())
+}
+
+#[test]
+fn unknown_dependencies_and_cycles_exit_2_naming_them() -> TestResult {
+    let repo = Repo::new("main")?;
+    repo.write("Dockerfile", "FROM scratch\n")?;
+    repo.write(
+        "sgr.toml",
+        "[[image]]\nname = \"x/a\"\ndockerfile = \"Dockerfile\"\ndepends_on = [\"x/b\"]\n[[image]]\nname = \"x/b\"\ndockerfile = \"Dockerfile\"\ndepends_on = [\"x/a\"]\n",
+    )?;
+    repo.commit("fixture")?;
+    repo.sgr()
+        .args(["build", "--dry-run"])
+        .assert()
+        .code(2)
+        .stderr(contains("depends_on forms a cycle: x/a -> x/b -> x/a"));
+    repo.write(
+        "sgr.toml",
+        "[[image]]\nname = \"x/a\"\ndockerfile = \"Dockerfile\"\ndepends_on = [\"x/nope\"]\n",
+    )?;
+    repo.sgr()
+        .args(["build", "--dry-run"])
+        .assert()
+        .code(2)
+        .stderr(contains(
+            "image x/a depends on x/nope, which is not an image of the plan",
+        ));
+    repo.write(
+        "sgr.toml",
+        "[[image]]\nname = \"x/a\"\ndockerfile = \"Dockerfile\"\n",
+    )?;
+    repo.sgr()
+        .args(["build", "--dry-run", "--only", "x/missing"])
+        .assert()
+        .code(2)
+        .stderr(contains("no image x/missing in the plan"));
+    Ok(())
+}
+
+/// Names unique to this run: the engine is shared.
+fn unique_prefix() -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|elapsed| elapsed.subsec_nanos())
+        .unwrap_or_default();
+    format!("sgrtest/dep{}x{nanos}", std::process::id())
+}
+
+/// A project of three images: `base`, `top` (FROM base, `depends_on` it) and `other`.
+fn dependent_project(
+    busybox: &Path,
+    prefix: &str,
+    base_fails: bool,
+) -> Result<Repo, Box<dyn std::error::Error>> {
+    let repo = Repo::new("feature/deps")?;
+    repo.write("README.md", "Version: <repo-version>2.0.0</repo-version>\n")?;
+    std::fs::create_dir_all(repo.file("bin"))?;
+    std::fs::copy(busybox, repo.file("bin/busybox"))?;
+    repo.write(
+        "base/Dockerfile",
+        format!(
+            "FROM scratch\nCOPY busybox /bin/busybox\nRUN [\"/bin/busybox\", \"sh\", \"-c\", \"echo base > /base; exit {}\"]\n",
+            u8::from(base_fails)
+        ),
+    )?;
+    std::fs::copy(busybox, repo.file("base/busybox"))?;
+    repo.write(
+        "top/Dockerfile",
+        format!(
+            "FROM {prefix}-base:feature-deps\nRUN [\"/bin/busybox\", \"test\", \"-f\", \"/base\"]\n"
+        ),
+    )?;
+    repo.write("other/Dockerfile", "FROM scratch\nCOPY x /x\n")?;
+    repo.write("other/x", "x")?;
+    repo.write(
+        "sgr.toml",
+        format!(
+            concat!(
+                "[[image]]\nname = \"{p}-top\"\ndockerfile = \"top/Dockerfile\"\ndepends_on = [\"{p}-base\"]\n",
+                "[[image]]\nname = \"{p}-base\"\ndockerfile = \"base/Dockerfile\"\n",
+                "extra_tags = [\"localhost:32000/{p}-base:{{branch}}\", \"registry.example.com/{p}/base\"]\n",
+                "[[image]]\nname = \"{p}-other\"\ndockerfile = \"other/Dockerfile\"\n",
+            ),
+            p = prefix
+        ),
+    )?;
+    repo.commit("fixture")?;
+    Ok(repo)
+}
+
+fn row<'a>(rows: &'a serde_json::Value, name: &str) -> Result<&'a serde_json::Value, String> {
+    rows.as_array()
+        .into_iter()
+        .flatten()
+        .find(|row| row["image"] == name)
+        .ok_or_else(|| format!("no row for {name} in {rows}"))
+}
+
+#[test]
+#[allow(clippy::too_many_lines)]
+fn depends_on_orders_builds_without_delaying_others_and_labels_cost_one_step() -> TestResult {
+    let Some(host) = service(Service::Docker) else {
+        return Ok(());
+    };
+    let busybox = std::env::var("SGR_TEST_BUSYBOX").unwrap_or_else(|_| "/bin/busybox".to_owned());
+    let prefix = unique_prefix();
+    let repo = dependent_project(Path::new(&busybox), &prefix, false)?;
+    // top is listed first in sgr.toml: only depends_on can make it wait.
+    let output = repo
+        .sgr()
+        .args(["build", "--jobs", "2", "--output", "json"])
+        .env("DOCKER_HOST", &host)
+        .assert()
+        .success()
+        .get_output()
+        .stdout
+        .clone();
+    let rows: serde_json::Value = serde_json::from_slice(&output)?;
+    let times = |name: &str| -> Result<(f64, f64), Box<dyn std::error::Error>> {
+        let found = row(&rows, name)?;
+        assert_eq!(found["result"], "built", "{found}");
+        let started = found["started"].as_f64().ok_or("no start")?;
+        Ok((
+            started,
+            started + found["seconds"].as_f64().ok_or("no time")?,
+        ))
+    };
+    let (base_start, base_end) = times(&format!("{prefix}-base"))?;
+    let (top_start, _) = times(&format!("{prefix}-top"))?;
+    let (other_start, _) = times(&format!("{prefix}-other"))?;
+    assert!(
+        top_start >= base_end,
+        "top began at {top_start} s, before base ended at {base_end} s"
+    );
+    assert!(
+        other_start < base_end,
+        "other began at {other_start} s, only after base ended at {base_end} s"
+    );
+    assert!(base_start < base_end);
+    runtime()?.block_on(async {
+        let docker = bollard::Docker::connect_with_host(&host)?
+            .negotiate_version()
+            .await?;
+        for extra in [
+            format!("localhost:32000/{prefix}-base:feature-deps"),
+            format!("registry.example.com/{prefix}/base:latest"),
+        ] {
+            let extra_id = docker.inspect_image(&extra).await?.id;
+            let base_id = docker
+                .inspect_image(&format!("{prefix}-base:feature-deps"))
+                .await?
+                .id;
+            assert_eq!(extra_id, base_id, "{extra}");
+        }
+        for (image, expected_label_steps) in [("base", 1), ("other", 1), ("top", 2)] {
+            let reference = format!("{prefix}-{image}:feature-deps");
+            let inspected = docker.inspect_image(&reference).await?;
+            let labels = inspected
+                .config
+                .and_then(|config| config.labels)
+                .unwrap_or_default();
+            for key in [
+                "org.opencontainers.image.version",
+                "org.opencontainers.image.revision",
+                "org.opencontainers.image.created",
+                "dev.sgr.module",
+                "dev.sgr.branch",
+            ] {
+                assert!(
+                    labels.contains_key(key),
+                    "{reference}: no label {key}: {labels:?}"
+                );
+            }
+            assert_eq!(labels["dev.sgr.branch"], "feature/deps");
+            assert_eq!(labels["org.opencontainers.image.version"], "2.0.0");
+            // top inherits base's LABEL step; each image adds exactly one of its own.
+            let history = docker.image_history(&reference).await?;
+            let label_steps: Vec<&str> = history
+                .iter()
+                .map(|layer| layer.created_by.as_str())
+                .filter(|created_by| created_by.contains("LABEL"))
+                .collect();
+            assert_eq!(
+                label_steps.len(),
+                expected_label_steps,
+                "{reference}: {label_steps:#?}"
+            );
+            assert!(
+                history[0].created_by.contains("LABEL")
+                    && history[0]
+                        .created_by
+                        .contains("org.opencontainers.image.revision")
+                    && history[0].created_by.contains("dev.sgr.module"),
+                "{reference}: the newest step is not the one LABEL: {}",
+                history[0].created_by
+            );
+        }
+        Ok::<_, Box<dyn std::error::Error>>(())
+    })?;
+    // --only: top and what it depends on; an IMAGE argument: that image alone.
+    let output = repo
+        .sgr()
+        .args([
+            "build",
+            "--output",
+            "json",
+            "--only",
+            &format!("{prefix}-top"),
+        ])
+        .env("DOCKER_HOST", &host)
+        .assert()
+        .success()
+        .get_output()
+        .stdout
+        .clone();
+    let rows: serde_json::Value = serde_json::from_slice(&output)?;
+    let names: Vec<&str> = rows
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|row| row["image"].as_str())
+        .collect();
+    assert_eq!(names, [format!("{prefix}-base"), format!("{prefix}-top")]);
+    let output = repo
+        .sgr()
+        .args(["build", "--output", "json", &format!("{prefix}-top")])
+        .env("DOCKER_HOST", &host)
+        .assert()
+        .success()
+        .get_output()
+        .stdout
+        .clone();
+    let rows: serde_json::Value = serde_json::from_slice(&output)?;
+    assert_eq!(rows.as_array().map(Vec::len), Some(1), "{rows}");
+    assert_eq!(rows[0]["image"], format!("{prefix}-top"));
+    Ok(())
+}
+
+#[test]
+fn a_failed_dependency_skips_its_dependents_only() -> TestResult {
+    let Some(host) = service(Service::Docker) else {
+        return Ok(());
+    };
+    let busybox = std::env::var("SGR_TEST_BUSYBOX").unwrap_or_else(|_| "/bin/busybox".to_owned());
+    let prefix = unique_prefix();
+    let repo = dependent_project(Path::new(&busybox), &prefix, true)?;
+    let output = repo
+        .sgr()
+        .args(["build", "--output", "json"])
+        .env("DOCKER_HOST", &host)
+        .assert()
+        .code(1)
+        .stderr(contains(
+            "1 skipped because an image they depend on was not built",
+        ))
+        .get_output()
+        .stdout
+        .clone();
+    let rows: serde_json::Value = serde_json::from_slice(&output)?;
+    assert_eq!(row(&rows, &format!("{prefix}-base"))?["result"], "failed");
+    assert_eq!(row(&rows, &format!("{prefix}-top"))?["result"], "skipped");
+    assert_eq!(row(&rows, &format!("{prefix}-other"))?["result"], "built");
     Ok(())
 }
