@@ -105,6 +105,10 @@ pub enum ExecuteError {
     /// The virtual environment could not be made.
     #[error("cannot make the Python environment: {0}")]
     Environment(String),
+    /// The runner was asked to stop while the experiment was being set
+    /// up (pip), and the drain timeout passed: the message goes back.
+    #[error("the runner is stopping")]
+    Stopped,
     /// Local files or processes.
     #[error("cannot {action} {}", .path.display())]
     Io {
@@ -122,16 +126,27 @@ impl Classify for ExecuteError {
     /// Storage says for itself; a Python environment that cannot be made
     /// (an index unreachable, or a package that does not exist: pip cannot
     /// tell us which) and local I/O are transient, bounded by `--max-attempts`;
-    /// an argument list the kernel refuses is the request's fault.
+    /// an argument list the kernel refuses, or an output artifact whose
+    /// `output` is not a file, is the request's fault; a name the
+    /// experiment made too long (or a link loop) is its own.
     fn class(&self) -> Class {
         match self {
             Self::Storage(error) => error.class(),
-            Self::Io { source, .. }
-                if source.raw_os_error() == Some(rustix::io::Errno::TOOBIG.raw_os_error()) =>
+            Self::Io { source, .. } => match source
+                .raw_os_error()
+                .map(rustix::io::Errno::from_raw_os_error)
             {
-                Class::Rejected
-            }
-            Self::Environment(_) | Self::Io { .. } => Class::Transient,
+                Some(
+                    rustix::io::Errno::TOOBIG
+                    | rustix::io::Errno::ISDIR
+                    | rustix::io::Errno::NOTDIR,
+                ) => Class::Rejected,
+                Some(rustix::io::Errno::NAMETOOLONG | rustix::io::Errno::LOOP) => {
+                    Class::ExperimentFailed
+                }
+                _ => Class::Transient,
+            },
+            Self::Environment(_) | Self::Stopped => Class::Transient,
         }
     }
 }
@@ -295,6 +310,7 @@ fn experiment_environment(
         ("HOME", delivery.root.join(HOME).display().to_string()),
         ("TMPDIR", delivery.root.join(TMP).display().to_string()),
         ("STUDIOML_HOME", delivery.root.display().to_string()),
+        (MARKER, delivery.root.display().to_string()),
         ("STUDIOML_EXPERIMENT", delivery.id.clone()),
         ("VIRTUAL_ENV", venv.display().to_string()),
         ("CUDA_VISIBLE_DEVICES", visible.clone()),
@@ -385,6 +401,7 @@ fn environment(
     interpreter: &Path,
     workspace: &Path,
     log: &fs::File,
+    setup: &Setup<'_>,
 ) -> Result<PathBuf, ExecuteError> {
     let (packages, key) = groom(request, workspace)?;
     let mut hasher = Sha256::new();
@@ -409,7 +426,7 @@ fn environment(
         .args(["-m", "venv"])
         .arg(staging.path())
         .env_clear()
-        .envs(pip_environment(settings, staging.path()))
+        .envs(pip_environment(settings, staging.path(), setup.root))
         .stdin(Stdio::null())
         .output()
         .map_err(|error| {
@@ -423,7 +440,7 @@ fn environment(
         )));
     }
     if !packages.is_empty() {
-        install(settings, staging.path(), &packages, log)?;
+        install(settings, staging.path(), &packages, log, setup)?;
     }
     let staging = staging.keep();
     match fs::rename(&staging, &target) {
@@ -445,8 +462,9 @@ fn environment(
 /// sees the runner's credentials), with HOME and pip's cache in the venv
 /// cache (the runner's own HOME is never written), the variables
 /// `--pass-env` names (a proxy) and the operator's `PIP_*` settings.
-fn pip_environment(settings: &Settings, venv: &Path) -> BTreeMap<String, String> {
+fn pip_environment(settings: &Settings, venv: &Path, run: &Path) -> BTreeMap<String, String> {
     let mut environment = BTreeMap::new();
+    environment.insert(MARKER.to_owned(), run.display().to_string());
     environment.insert(
         "PATH".to_owned(),
         format!("{}:{SYSTEM_PATH}", venv.join("bin").display()),
@@ -471,15 +489,19 @@ fn pip_environment(settings: &Settings, venv: &Path) -> BTreeMap<String, String>
 }
 
 /// `pip install` every package in one call, with retries; pip's output
-/// (its errors above all) goes to the experiment's log.
+/// (its errors above all) goes to the experiment's log. pip runs in its
+/// own process group, recorded like the experiment's, within the
+/// experiment's deadline, and is ended when the runner stops and the drain
+/// timeout passes.
 fn install(
     settings: &Settings,
     venv: &Path,
     packages: &[String],
     log: &fs::File,
+    setup: &Setup<'_>,
 ) -> Result<(), ExecuteError> {
     let pip = venv.join("bin/pip");
-    let environment = pip_environment(settings, venv);
+    let environment = pip_environment(settings, venv, setup.root);
     let mut wait = PIP_RETRY;
     for attempt in 1..=PIP_TRIES {
         let mut out = log
@@ -490,7 +512,8 @@ fn install(
             "runner: pip install ({} package(s)), try {attempt} of {PIP_TRIES}",
             packages.len()
         );
-        let status = Command::new(&pip)
+        let mut command = Command::new(&pip);
+        command
             .args([
                 "install",
                 "--disable-pip-version-check",
@@ -502,6 +525,8 @@ fn install(
             // read): `--` keeps any from being read as an option.
             .arg("--")
             .args(packages)
+            // Nothing relative resolves against the runner's own directory.
+            .current_dir(venv)
             .env_clear()
             .envs(&environment)
             .stdin(Stdio::null())
@@ -509,14 +534,39 @@ fn install(
                 out.try_clone()
                     .map_err(io_error("write to the log of", venv))?,
             )
-            .stderr(out)
-            .status()
+            .stderr(out);
+        std::os::unix::process::CommandExt::process_group(&mut command, 0);
+        let child = command
+            .spawn()
             .map_err(|error| ExecuteError::Environment(format!("{}: {error}", pip.display())))?;
+        let mut group = Group::new(child, setup.root);
+        record_group(setup.root, group.id());
+        let status = loop {
+            if let Some(status) = group.exited().map_err(io_error("wait for pip in", venv))? {
+                break status;
+            }
+            if setup.stopped(settings) {
+                return Err(ExecuteError::Stopped);
+            }
+            if Instant::now() >= setup.deadline {
+                return Err(ExecuteError::Environment(
+                    "pip install did not finish within the experiment's time limit".to_owned(),
+                ));
+            }
+            std::thread::sleep(POLL);
+        };
+        drop(group);
         if status.success() {
             return Ok(());
         }
         if attempt < PIP_TRIES {
-            std::thread::sleep(wait);
+            let until = Instant::now() + wait;
+            while Instant::now() < until {
+                if settings.stop.load(std::sync::atomic::Ordering::SeqCst) {
+                    return Err(ExecuteError::Stopped);
+                }
+                std::thread::sleep(POLL);
+            }
             wait *= 2;
         }
     }
@@ -524,6 +574,28 @@ fn install(
         "pip install failed {PIP_TRIES} times (its output is in output/output): {}",
         packages.join(" ")
     )))
+}
+
+/// What setting up an experiment (its Python environment) is bounded by.
+struct Setup<'run> {
+    /// The delivery's root (the marker of its processes).
+    root: &'run Path,
+    /// The experiment's deadline.
+    deadline: Instant,
+    /// When a stop was first seen.
+    stop_seen: std::cell::Cell<Option<Instant>>,
+}
+
+impl Setup<'_> {
+    /// Whether the runner is stopping and the drain timeout has passed.
+    fn stopped(&self, settings: &Settings) -> bool {
+        if !settings.stop.load(std::sync::atomic::Ordering::SeqCst) {
+            return false;
+        }
+        let seen = self.stop_seen.get().unwrap_or_else(Instant::now);
+        self.stop_seen.set(Some(seen));
+        seen.elapsed() >= settings.drain_timeout
+    }
 }
 
 /// Run one experiment to its end (or deadline) and store its mutable artifacts.
@@ -590,8 +662,14 @@ fn run_in(
         fs::create_dir_all(&path).map_err(io_error("create", &path))?;
     }
     let workspace = directory.join("workspace");
-    let venv = match environment(settings, request, &interpreter, &workspace, &log) {
+    let setup = Setup {
+        root: &delivery.root,
+        deadline: Instant::now() + time_limit(request, settings.max_runtime, SystemTime::now()),
+        stop_seen: std::cell::Cell::new(None),
+    };
+    let venv = match environment(settings, request, &interpreter, &workspace, &log, &setup) {
         Ok(venv) => venv,
+        Err(ExecuteError::Stopped) => return Ok(Outcome::Interrupted),
         Err(error) => {
             // pip's own output is already in the log; say what it meant,
             // and store the log so the submitter can read why.
@@ -620,7 +698,7 @@ fn run_in(
     let child = command
         .spawn()
         .map_err(io_error("start the experiment in", &workspace))?;
-    let mut child = Group::new(child);
+    let mut child = Group::new(child, &delivery.root);
     // Where a runner that dies leaves its experiment's process group, for
     // the next runner to end (see `reap`).
     record_group(&delivery.root, child.id());
@@ -703,13 +781,17 @@ fn store_mutable(request: &Request, directory: &Path) -> Result<(), ExecuteError
 struct Group {
     child: std::process::Child,
     status: Option<std::process::ExitStatus>,
+    /// `RUNNER_RUN=<root>`: found in the environment of every process the
+    /// experiment started, even one that left its process group (`setsid`).
+    marker: Vec<u8>,
 }
 
 impl Group {
-    const fn new(child: std::process::Child) -> Self {
+    fn new(child: std::process::Child, root: &Path) -> Self {
         Self {
             child,
             status: None,
+            marker: marker_of(root),
         }
     }
 
@@ -744,6 +826,7 @@ impl Group {
             return Ok(None);
         }
         self.signal(rustix::process::Signal::KILL);
+        kill_marked(&|environment| has_entry(environment, &self.marker));
         let status = self.child.wait()?;
         self.status = Some(status);
         Ok(self.status)
@@ -753,6 +836,7 @@ impl Group {
     fn kill(&mut self) {
         if self.status.is_none() {
             self.signal(rustix::process::Signal::KILL);
+            kill_marked(&|environment| has_entry(environment, &self.marker));
             self.status = self.child.wait().ok();
         }
     }
@@ -874,6 +958,56 @@ impl<'request> Checkpoints<'request> {
     }
 }
 
+/// The variable every process of an experiment (and of its pip) carries:
+/// the delivery's root. Processes that left the experiment's process group
+/// (`setsid` daemons) are found by it and ended with the experiment.
+pub const MARKER: &str = "RUNNER_RUN";
+
+fn marker_of(root: &Path) -> Vec<u8> {
+    let mut marker = format!("{MARKER}=").into_bytes();
+    marker.extend_from_slice(root.as_os_str().as_encoded_bytes());
+    marker
+}
+
+/// Whether an environment block (`/proc/<pid>/environ`) holds exactly `entry`.
+fn has_entry(environment: &[u8], entry: &[u8]) -> bool {
+    environment
+        .split(|byte| *byte == 0)
+        .any(|item| item == entry)
+}
+
+/// SIGKILL every process (but this one) whose environment block `matches`;
+/// returns how many. Processes of other users cannot be read and are left.
+fn kill_marked(matches: &dyn Fn(&[u8]) -> bool) -> usize {
+    let Ok(entries) = fs::read_dir("/proc") else {
+        return 0;
+    };
+    let own = std::process::id();
+    let mut killed = 0;
+    for entry in entries.filter_map(Result::ok) {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|name| name.parse::<u32>().ok())
+            .filter(|pid| *pid != own)
+        else {
+            continue;
+        };
+        let Ok(environment) = fs::read(entry.path().join("environ")) else {
+            continue;
+        };
+        if matches(&environment)
+            && let Some(pid) = i32::try_from(pid)
+                .ok()
+                .and_then(rustix::process::Pid::from_raw)
+            && rustix::process::kill_process(pid, rustix::process::Signal::KILL).is_ok()
+        {
+            killed += 1;
+        }
+    }
+    killed
+}
+
 /// The file in an experiment directory naming its process group and the
 /// group leader's start time (`/proc/<pid>/stat` field 22), so a restarted
 /// runner ends exactly the processes of its predecessor's experiments,
@@ -960,6 +1094,19 @@ pub fn reap(work_dir: &Path) -> usize {
             }
         }
         let _ = fs::remove_dir_all(&directory);
+    }
+    // Processes of those experiments that left their process group.
+    let mut prefix = marker_of(&work_dir.join(RUNS));
+    prefix.push(b'/');
+    let strays = kill_marked(&|environment| {
+        environment
+            .split(|byte| *byte == 0)
+            .any(|item| item.starts_with(&prefix))
+    });
+    if strays > 0 {
+        crate::log::warn(&format!(
+            "killed {strays} process(es) a previous runner's experiments had detached"
+        ));
     }
     killed
 }

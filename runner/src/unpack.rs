@@ -35,10 +35,11 @@ use rustix::fs::{AtFlags, FileType, Mode, OFlags, Timespec, Timestamps};
 use rustix::io::Errno;
 use thiserror::Error;
 
-/// What one tar header costs against the budget: a stand-in for the inode
-/// and directory entry each entry makes, so that millions of empty entries
-/// cannot be had for free.
-pub const ENTRY_COST: u64 = 512;
+/// What one tar header costs against the budget: a stand-in for the inode,
+/// the directory entry and the partly used block each entry makes (a file
+/// system block), so that many tiny files cost what they take on disk and
+/// millions of empty entries cannot be had for free.
+pub const ENTRY_COST: u64 = 4096;
 
 /// Bytes read in one piece: what is written before the budget is asked again.
 const CHUNK: usize = 64 * 1024;
