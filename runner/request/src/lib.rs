@@ -18,11 +18,12 @@
 //! | message body | 4 MiB | [`MAX_BODY`] |
 //! | `experiment.max_duration`, `config.experimentLifetime`, `config.saveWorkspaceFrequency`, `artifacts.*.saveFrequency` | one year (365 days); Go durations (`20m`, `1h30m`), `saveFrequency` in seconds | [`MAX_DURATION`] |
 //! | `experiment.time_added` | finite, ≥ 0, at most one year after now | [`MAX_DURATION`] |
-//! | `experiment.key` | 1 to 256 bytes, no control characters | [`MAX_KEY_BYTES`] |
-//! | `experiment.filename` | a relative path inside the workspace: not absolute, no `..` component, no NUL, not starting with `-`, at most 1024 bytes | [`MAX_FILENAME_BYTES`] |
+//! | `experiment.key` | 1 to 256 bytes, no control characters, no Unicode format characters that reorder or hide text (U+061C, U+200B–U+200F, U+202A–U+202E, U+2060–U+2064, U+2066–U+2069, U+FEFF) | [`MAX_KEY_BYTES`] |
+//! | `experiment.filename` | a relative path inside the workspace: not absolute, no `..` component, no control characters nor the format characters refused in `key`, not starting with `-`, at most 1024 bytes | [`MAX_FILENAME_BYTES`] |
+//! | `experiment.pythonver` | blank, or `MAJOR`, `MAJOR.MINOR` or `MAJOR.MINOR.PATCH` in ASCII digits, at most 4 digits each (a number as the client sends it, `3` or `3.8`, is its text) | [`is_python_version`] |
 //! | `experiment.args` | at most 4096 entries, each at most 128 KiB, together at most 1 MiB, no NUL | [`MAX_ARGS`], [`MAX_ARG_BYTES`], [`MAX_ARGS_TOTAL_BYTES`] |
 //! | `config.env` | at most 1024 variables, names `[A-Za-z_][A-Za-z0-9_]*`, values without NUL, names and values together at most 1 MiB | [`MAX_ENV_VARIABLES`], [`MAX_ENV_TOTAL_BYTES`] |
-//! | `experiment.pythonenv` + `config.pip` | at most 4096 entries, each at most 2048 bytes, each a PEP 508 requirement specifier (no pip option, path or URL unless [`Policy::allow_urls`]; blank entries ignored) | [`MAX_PACKAGES`], [`MAX_PACKAGE_BYTES`] |
+//! | `experiment.pythonenv` + `config.pip` | at most 4096 entries, each at most 2048 bytes, each a PEP 508 requirement specifier (no pip option, path, wheel or archive file name, or URL unless [`Policy::allow_urls`]; blank entries ignored) | [`MAX_PACKAGES`], [`MAX_PACKAGE_BYTES`] |
 //! | `experiment.artifacts` | at most 64; labels `[A-Za-z0-9_.-]+`, not `.` or `..`, at most 128 bytes (a label becomes a directory name) | [`MAX_ARTIFACTS`], [`MAX_LABEL_BYTES`] |
 //! | `resources_needed.ram`, `hdd`, `gpuMem` | sizes (`2gb`, `512MiB`) that fit in 64 bits; `ram` and `hdd` required | — |
 //! | `resources_needed.cpus`, `gpus` | at most 1024 each | [`MAX_CPUS`], [`MAX_GPUS`] |
@@ -501,12 +502,7 @@ impl Request {
                 format!("{} bytes, more than {MAX_KEY_BYTES}", key.len()),
             ));
         }
-        if key.chars().any(char::is_control) {
-            return Err(RequestError::refused(
-                "experiment.key",
-                format!("{} holds a control character", quoted(key)),
-            ));
-        }
+        check_visible("experiment.key", key)?;
         let filename = &experiment.filename;
         if filename.trim().is_empty() {
             return Err(RequestError::Missing("experiment.filename"));
@@ -521,6 +517,7 @@ impl Request {
         if filename.contains('\0') {
             return Err(RequestError::refused(field, "it holds a NUL byte"));
         }
+        check_visible(field, filename)?;
         if filename.trim_start().starts_with('-') {
             return Err(RequestError::refused(
                 field,
@@ -553,6 +550,13 @@ impl Request {
         }
         if !experiment.artifacts.contains_key("workspace") {
             return Err(RequestError::Missing("workspace artifact"));
+        }
+        if !is_python_version(&experiment.pythonver) {
+            return Err(RequestError::invalid(
+                "experiment.pythonver",
+                &experiment.pythonver,
+                "Python version (MAJOR, MAJOR.MINOR or MAJOR.MINOR.PATCH)",
+            ));
         }
         Ok(())
     }
@@ -769,6 +773,58 @@ impl Request {
     pub fn hdd(&self) -> u64 {
         parse_size(&self.experiment.resources_needed.hdd).unwrap_or(0)
     }
+}
+
+/// Whether `character` reorders or hides text in a terminal or a log
+/// viewer: a control character, or one of the Unicode format characters
+/// for bidirectional text (U+061C, U+200E/F, U+202A–U+202E, U+2066–U+2069)
+/// or of zero width (U+200B–U+200D, U+2060–U+2064, U+FEFF). A key or file
+/// name holding one could show in the runner's log as another.
+fn is_spoofing(character: char) -> bool {
+    character.is_control()
+        || matches!(
+            character,
+            '\u{061C}'
+                | '\u{200B}'..='\u{200F}'
+                | '\u{202A}'..='\u{202E}'
+                | '\u{2060}'..='\u{2064}'
+                | '\u{2066}'..='\u{2069}'
+                | '\u{FEFF}'
+        )
+}
+
+/// Refuses `value` when it holds a character that [`is_spoofing`]; the
+/// reason quotes it escaped.
+fn check_visible(field: &str, value: &str) -> Result<(), RequestError> {
+    match value.chars().find(|character| is_spoofing(*character)) {
+        None => Ok(()),
+        Some(character) if character.is_control() => Err(RequestError::refused(
+            field,
+            format!("{} holds a control character", quoted(value)),
+        )),
+        Some(character) => Err(RequestError::refused(
+            field,
+            format!(
+                "{} holds U+{:04X}, a character that reorders or hides text",
+                quoted(value),
+                u32::from(character)
+            ),
+        )),
+    }
+}
+
+/// Whether `pythonver` names a Python version the runner can look for:
+/// blank (any Python 3), or ASCII `MAJOR`, `MAJOR.MINOR` or
+/// `MAJOR.MINOR.PATCH`, each part 1 to 4 digits. Anything else would wait
+/// in the queue for ever for a Python no runner has.
+#[must_use]
+pub fn is_python_version(pythonver: &str) -> bool {
+    let text = pythonver.trim();
+    text.is_empty()
+        || (text.split('.').count() <= 3
+            && text.split('.').all(|part| {
+                (1..=4).contains(&part.len()) && part.bytes().all(|byte| byte.is_ascii_digit())
+            }))
 }
 
 /// A blank duration is unset; otherwise it must read and be at most

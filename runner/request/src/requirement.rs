@@ -2,7 +2,9 @@
 //! Anything but a PEP 508 requirement specifier would make pip do what the
 //! runner never meant: `--requirement=/etc/shadow` is an option that makes
 //! pip read (and print) a file as the runner's user, `./dir` or `~/x`
-//! installs from the runner's disk, and a URL fetches code from anywhere.
+//! installs from the runner's disk, so does a bare wheel or archive name
+//! (`x-1.0-py3-none-any.whl`, found in pip's working directory), and a
+//! URL fetches code from anywhere.
 //! So an entry is checked here as a specifier (name, extras, version
 //! specifiers, marker), and URLs pass only when the operator's policy
 //! allows them.
@@ -17,6 +19,12 @@ pub struct Policy {
 
 /// URL schemes accepted under [`Policy::allow_urls`].
 const URL_SCHEMES: [&str; 5] = ["https", "http", "git+https", "git+http", "git+ssh"];
+
+/// Endings of wheel and archive file names: pip installs such a name from
+/// a file in its working directory, not from the index.
+const ARCHIVE_SUFFIXES: [&str; 8] = [
+    ".whl", ".tar.gz", ".tgz", ".tar.bz2", ".tbz2", ".zip", ".tar", ".egg",
+];
 
 /// Version comparison operators, longest first.
 const OPERATORS: [&str; 8] = ["===", "~=", "==", "!=", "<=", ">=", "<", ">"];
@@ -63,6 +71,13 @@ pub(crate) fn check(entry: &str, policy: Policy) -> Result<(), &'static str> {
     let (name, rest) = take_name(text).ok_or("it does not start with a package name")?;
     if name.is_empty() {
         return Err("it does not start with a package name");
+    }
+    let lowercase = name.to_ascii_lowercase();
+    if ARCHIVE_SUFFIXES
+        .iter()
+        .any(|suffix| lowercase.ends_with(suffix))
+    {
+        return Err("it is a wheel or archive file name (requirement specifiers only)");
     }
     let rest = take_extras(rest.trim_start())?.trim_start();
     if let Some(after_at) = rest.strip_prefix('@') {

@@ -75,6 +75,51 @@ fn pythonver_is_a_number_or_a_string() -> Result<(), RequestError> {
     Ok(())
 }
 
+/// Versions as clients send them stay accepted (the refusals are in
+/// the validation table).
+#[test]
+fn pythonver_versions_are_accepted() -> Result<(), RequestError> {
+    use serde_json::json;
+    for (value, text) in [
+        (json!(2), "2"),
+        (json!(3), "3"),
+        (json!(3.8), "3.8"),
+        (json!("3.11"), "3.11"),
+        (json!("3.11.4"), "3.11.4"),
+        (json!("2.7"), "2.7"),
+        (json!(" 3.8 "), " 3.8 "),
+        (json!(""), ""),
+        (json!(null), ""),
+        (json!("9999.9999.9999"), "9999.9999.9999"),
+    ] {
+        let request = Request::parse(&with("/experiment/pythonver", value))?;
+        assert_eq!(request.experiment.pythonver, text);
+    }
+    Ok(())
+}
+
+/// Names that merely look like file endings, and visible Unicode, pass.
+#[test]
+fn near_misses_are_accepted() -> Result<(), RequestError> {
+    use serde_json::json;
+    let request = Request::parse(&with(
+        "/experiment/pythonenv",
+        json!([
+            "zipp",
+            "wheel>=0.40",
+            "tarfile-helper",
+            "egg-timer",
+            "wheel.whl-tools"
+        ]),
+    ))?;
+    assert_eq!(request.experiment.pythonenv.len(), 5);
+    let request = Request::parse(&with("/experiment/key", json!("実験-ü_1")))?;
+    assert_eq!(request.experiment.key, "実験-ü_1");
+    let request = Request::parse(&with("/experiment/filename", json!("src/модель.py")))?;
+    assert_eq!(request.experiment.filename, "src/модель.py");
+    Ok(())
+}
+
 #[test]
 fn bad_requests_say_why() {
     assert!(matches!(
@@ -199,6 +244,18 @@ fn numbers_and_strings_are_tolerated() -> Result<(), RequestError> {
     Ok(())
 }
 
+/// The reason for a `pythonver` that is not a version, quoting `value` as
+/// the request carries it (a number as its JSON text).
+fn pythonver_reason(value: impl Into<serde_json::Value>) -> String {
+    let text = match value.into() {
+        serde_json::Value::String(text) => text,
+        other => other.to_string(),
+    };
+    format!(
+        "experiment.pythonver {text:?} is not a valid Python version (MAJOR, MAJOR.MINOR or MAJOR.MINOR.PATCH)"
+    )
+}
+
 /// Every rejection, with the exact reason a dead letter carries.
 #[test]
 #[allow(clippy::too_many_lines)] // One table.
@@ -302,6 +359,86 @@ fn validation_table() {
         ("/experiment/resources_needed/cpus", json!(1025), "experiment.resources_needed.cpus: 1025, more than 1024".into()),
         ("/experiment/resources_needed/gpus", json!(1e12),
             "experiment.resources_needed.gpus: 4294967295, more than 1024".into()),
+        ("/experiment/pythonver", json!("abc"), pythonver_reason("abc")),
+        ("/experiment/pythonver", json!("-1"), pythonver_reason("-1")),
+        ("/experiment/pythonver", json!("3.11junk"), pythonver_reason("3.11junk")),
+        ("/experiment/pythonver", json!("\u{663}.\u{661}\u{661}"), pythonver_reason("\u{663}.\u{661}\u{661}")),
+        ("/experiment/pythonver", json!("+3"), pythonver_reason("+3")),
+        ("/experiment/pythonver", json!("3.11.x"), pythonver_reason("3.11.x")),
+        ("/experiment/pythonver", json!("3.11.0.1"), pythonver_reason("3.11.0.1")),
+        ("/experiment/pythonver", json!("3..1"), pythonver_reason("3..1")),
+        ("/experiment/pythonver", json!("3."), pythonver_reason("3.")),
+        ("/experiment/pythonver", json!(".3"), pythonver_reason(".3")),
+        ("/experiment/pythonver", json!("12345"), pythonver_reason("12345")),
+        ("/experiment/pythonver", json!("3 .8"), pythonver_reason("3 .8")),
+        ("/experiment/pythonver", json!(-1), pythonver_reason(-1)),
+        ("/experiment/pythonver", json!(3.5e10), pythonver_reason(3.5e10)),
+        ("/experiment/pythonenv", json!(["x-1.0-py3-none-any.whl"]),
+            r#"experiment.pythonenv[0]: "x-1.0-py3-none-any.whl" is not a requirement specifier: it is a wheel or archive file name (requirement specifiers only)"#.into()),
+        ("/config/pip", json!(["x-1.0.tar.gz"]),
+            r#"config.pip[0]: "x-1.0.tar.gz" is not a requirement specifier: it is a wheel or archive file name (requirement specifiers only)"#.into()),
+        ("/config/pip", json!(["X-1.0.TGZ"]),
+            r#"config.pip[0]: "X-1.0.TGZ" is not a requirement specifier: it is a wheel or archive file name (requirement specifiers only)"#.into()),
+        ("/config/pip", json!(["x.tar.bz2"]),
+            r#"config.pip[0]: "x.tar.bz2" is not a requirement specifier: it is a wheel or archive file name (requirement specifiers only)"#.into()),
+        ("/config/pip", json!(["x.tbz2"]),
+            r#"config.pip[0]: "x.tbz2" is not a requirement specifier: it is a wheel or archive file name (requirement specifiers only)"#.into()),
+        ("/config/pip", json!(["x.Zip"]),
+            r#"config.pip[0]: "x.Zip" is not a requirement specifier: it is a wheel or archive file name (requirement specifiers only)"#.into()),
+        ("/config/pip", json!(["x.tar"]),
+            r#"config.pip[0]: "x.tar" is not a requirement specifier: it is a wheel or archive file name (requirement specifiers only)"#.into()),
+        ("/config/pip", json!(["x-1.0-py2.7.egg"]),
+            r#"config.pip[0]: "x-1.0-py2.7.egg" is not a requirement specifier: it is a wheel or archive file name (requirement specifiers only)"#.into()),
+        ("/config/pip", json!(["x.whl==1.0"]),
+            r#"config.pip[0]: "x.whl==1.0" is not a requirement specifier: it is a wheel or archive file name (requirement specifiers only)"#.into()),
+        ("/config/pip", json!(["x.whl[extra]"]),
+            r#"config.pip[0]: "x.whl[extra]" is not a requirement specifier: it is a wheel or archive file name (requirement specifiers only)"#.into()),
+        ("/experiment/key", json!("run\u{202E}gnp.exe"),
+            format!("experiment.key: {:?} holds U+202E, a character that reorders or hides text", "run\u{202E}gnp.exe")),
+        ("/experiment/filename", json!("main\u{202E}.py"),
+            format!("experiment.filename: {:?} holds U+202E, a character that reorders or hides text", "main\u{202E}.py")),
+        ("/experiment/key", json!("run\u{200B}gnp.exe"),
+            format!("experiment.key: {:?} holds U+200B, a character that reorders or hides text", "run\u{200B}gnp.exe")),
+        ("/experiment/filename", json!("main\u{200B}.py"),
+            format!("experiment.filename: {:?} holds U+200B, a character that reorders or hides text", "main\u{200B}.py")),
+        ("/experiment/key", json!("run\u{200F}gnp.exe"),
+            format!("experiment.key: {:?} holds U+200F, a character that reorders or hides text", "run\u{200F}gnp.exe")),
+        ("/experiment/filename", json!("main\u{200F}.py"),
+            format!("experiment.filename: {:?} holds U+200F, a character that reorders or hides text", "main\u{200F}.py")),
+        ("/experiment/key", json!("run\u{061C}gnp.exe"),
+            format!("experiment.key: {:?} holds U+061C, a character that reorders or hides text", "run\u{061C}gnp.exe")),
+        ("/experiment/filename", json!("main\u{061C}.py"),
+            format!("experiment.filename: {:?} holds U+061C, a character that reorders or hides text", "main\u{061C}.py")),
+        ("/experiment/key", json!("run\u{2060}gnp.exe"),
+            format!("experiment.key: {:?} holds U+2060, a character that reorders or hides text", "run\u{2060}gnp.exe")),
+        ("/experiment/filename", json!("main\u{2060}.py"),
+            format!("experiment.filename: {:?} holds U+2060, a character that reorders or hides text", "main\u{2060}.py")),
+        ("/experiment/key", json!("run\u{2064}gnp.exe"),
+            format!("experiment.key: {:?} holds U+2064, a character that reorders or hides text", "run\u{2064}gnp.exe")),
+        ("/experiment/filename", json!("main\u{2064}.py"),
+            format!("experiment.filename: {:?} holds U+2064, a character that reorders or hides text", "main\u{2064}.py")),
+        ("/experiment/key", json!("run\u{2066}gnp.exe"),
+            format!("experiment.key: {:?} holds U+2066, a character that reorders or hides text", "run\u{2066}gnp.exe")),
+        ("/experiment/filename", json!("main\u{2066}.py"),
+            format!("experiment.filename: {:?} holds U+2066, a character that reorders or hides text", "main\u{2066}.py")),
+        ("/experiment/key", json!("run\u{2069}gnp.exe"),
+            format!("experiment.key: {:?} holds U+2069, a character that reorders or hides text", "run\u{2069}gnp.exe")),
+        ("/experiment/filename", json!("main\u{2069}.py"),
+            format!("experiment.filename: {:?} holds U+2069, a character that reorders or hides text", "main\u{2069}.py")),
+        ("/experiment/key", json!("run\u{202A}gnp.exe"),
+            format!("experiment.key: {:?} holds U+202A, a character that reorders or hides text", "run\u{202A}gnp.exe")),
+        ("/experiment/filename", json!("main\u{202A}.py"),
+            format!("experiment.filename: {:?} holds U+202A, a character that reorders or hides text", "main\u{202A}.py")),
+        ("/experiment/key", json!("run\u{FEFF}gnp.exe"),
+            format!("experiment.key: {:?} holds U+FEFF, a character that reorders or hides text", "run\u{FEFF}gnp.exe")),
+        ("/experiment/filename", json!("main\u{FEFF}.py"),
+            format!("experiment.filename: {:?} holds U+FEFF, a character that reorders or hides text", "main\u{FEFF}.py")),
+        ("/experiment/key", json!("a\u{85}b"),
+            r#"experiment.key: "a\u{85}b" holds a control character"#.into()),
+        ("/experiment/filename", json!("main.py\n"),
+            r#"experiment.filename: "main.py\n" holds a control character"#.into()),
+        ("/experiment/filename", json!("ma\u{1b}[2Kin.py"),
+            r#"experiment.filename: "ma\u{1b}[2Kin.py" holds a control character"#.into()),
         ("/experiment/max_duration", json!("x".repeat(100)),
             format!("experiment.max_duration \"{}…\" is not a valid duration", "x".repeat(64))),
     ];
@@ -415,10 +552,20 @@ fn labels_and_variable_names() {
     assert!(!is_variable_name("") && !is_variable_name("1A") && !is_variable_name("A-B"));
 }
 
-/// The demo's request (examples/runner) stays valid.
+/// The demo's request (examples/runner) stays valid once examples/demo.sh
+/// has filled in its placeholders; the template itself is not a request
+/// (`@PYTHONVER@` is not a Python version).
 #[test]
 fn the_demo_request_is_valid() -> Result<(), RequestError> {
-    let request = Request::parse(include_bytes!("../../../examples/runner/request.json"))?;
+    let template = include_str!("../../../examples/runner/request.json");
+    assert!(matches!(
+        Request::parse(template.as_bytes()),
+        Err(RequestError::Invalid { field, .. }) if field == "experiment.pythonver"
+    ));
+    let demo = template
+        .replace("@STORE@", "/tmp/store")
+        .replace("@PYTHONVER@", "3.11");
+    let request = Request::parse(demo.as_bytes())?;
     assert_eq!(
         request.experiment.key,
         "1796017734_0d3c6a4e-demo-4c1b-9d5e-7a1f2b3c4d5e"
