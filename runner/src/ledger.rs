@@ -259,7 +259,13 @@ impl Ledger {
 }
 
 fn prune(book: &mut Book, now: SystemTime) {
-    let oldest = seconds(now).saturating_sub(KEEP.as_secs());
+    // A record from the future (the clock was set back) is as of now, so a
+    // clock jump neither keeps it for ever nor drops completions early.
+    let today = seconds(now);
+    for record in book.messages.values_mut() {
+        record.updated = record.updated.min(today);
+    }
+    let oldest = today.saturating_sub(KEEP.as_secs());
     book.messages.retain(|_, record| record.updated >= oldest);
     if book.messages.len() > MAX_RECORDS {
         let mut ages: Vec<(u64, String)> = book

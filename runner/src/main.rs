@@ -308,6 +308,10 @@ impl Fatal {
 }
 
 fn main() -> ExitCode {
+    // Experiments run as this user: not dumpable, they cannot read this
+    // process's environment (its credentials) through /proc unless they
+    // hold CAP_SYS_PTRACE (run the runner as a non-root user).
+    let _ = rustix::process::set_dumpable_behavior(rustix::process::DumpableBehavior::NotDumpable);
     let cli = Cli::parse();
     if let Err(error) = log::init(cli.log_format, cli.log_level.as_deref()) {
         log::error(&runner::error_text(&error));

@@ -199,12 +199,7 @@ fn search<Q: Queues>(
                 left.waiting += 1;
                 continue;
             }
-            if record.as_ref().is_some_and(|record| {
-                record.not_before
-                    > now
-                        .duration_since(SystemTime::UNIX_EPOCH)
-                        .map_or(0, |since| since.as_secs())
-            }) {
+            if record.as_ref().is_some_and(|record| waits(record, now)) {
                 held.push(claim);
                 left.waiting += 1;
                 continue;
@@ -257,6 +252,16 @@ fn search<Q: Queues>(
         }
     }
     Ok(None)
+}
+
+/// Whether a message still waits for its back-off at `now`. A wait longer
+/// than any back-off can be (the clock was set back since it was recorded)
+/// is over: a clock jump never holds a message for good.
+fn waits(record: &ledger::Record, now: SystemTime) -> bool {
+    let now = now
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |since| since.as_secs());
+    record.not_before > now && record.not_before - now <= MESSAGE_BACKOFF_CAP.as_secs()
 }
 
 /// Give a job's message back without running it (the runner is stopping).
@@ -757,6 +762,20 @@ mod tests {
                 .and_then(|record| record.completed)
                 .is_some()
         );
+    }
+
+    #[test]
+    fn a_back_off_from_a_clock_set_back_is_over() {
+        let now = SystemTime::now();
+        let at = |time: SystemTime| ledger::Record {
+            not_before: time
+                .duration_since(SystemTime::UNIX_EPOCH)
+                .map_or(0, |since| since.as_secs()),
+            ..ledger::Record::default()
+        };
+        assert!(waits(&at(now + Duration::from_mins(2)), now));
+        assert!(!waits(&at(now - Duration::from_secs(1)), now));
+        assert!(!waits(&at(now + Duration::from_hours(24 * 365)), now));
     }
 
     #[test]

@@ -672,3 +672,69 @@ fn pip_errors_reach_the_stored_output() -> TestResult {
     assert_eq!(dead_reasons(&setup)?.len(), 1);
     Ok(())
 }
+
+/// Whether process `pid` lives (a zombie does not count).
+fn alive(pid: &str) -> bool {
+    fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
+        stat.rsplit_once(") ")
+            .is_some_and(|(_, rest)| !rest.starts_with('Z'))
+    })
+}
+
+/// A daemon started with fork + setsid + fork leaves the experiment's
+/// process group: it is ended all the same, when the experiment ends and at
+/// its deadline.
+#[test]
+fn daemons_that_left_the_process_group_end_with_the_experiment() -> TestResult {
+    if !require_python() {
+        return Ok(());
+    }
+    let setup = Setup::new()?;
+    let marks = setup.root.join("marks");
+    fs::create_dir_all(&marks)?;
+    let script = format!(
+        r#"
+import os, sys, time
+if os.fork() == 0:
+    os.setsid()
+    if os.fork() == 0:
+        with open(os.path.join("{marks}", os.environ["KEY"]), "w") as handle:
+            handle.write(str(os.getpid()))
+        while True:
+            time.sleep(1)
+    os._exit(0)
+time.sleep(float(os.environ.get("NAP", "0")))
+"#,
+        marks = marks.display()
+    );
+    setup.workspace(&script)?;
+    setup.publish(
+        "a.json",
+        &request(&setup, "at-end", "", "", &output_to(&setup, "end")),
+    )?;
+    setup.publish(
+        "b.json",
+        &request(
+            &setup,
+            "at-deadline",
+            r#", "NAP": "60""#,
+            r#", "max_duration": "3s""#,
+            "",
+        ),
+    )?;
+    setup
+        .runner()
+        .assert()
+        .success()
+        .stderr(contains("experiment at-end: Succeeded"))
+        .stderr(contains("experiment at-deadline: TimedOut"));
+    for key in ["at-end", "at-deadline"] {
+        let pid = fs::read_to_string(marks.join(key))?;
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while alive(&pid) && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        assert!(!alive(&pid), "{key}'s daemon {pid} outlived its experiment");
+    }
+    Ok(())
+}
