@@ -36,6 +36,16 @@ pub enum ClusterError {
         /// The API server's answer.
         message: String,
     },
+    /// The API server does not answer (refused, no route, TLS, timeout).
+    #[error("cannot reach the Kubernetes API server at {server} while {action}: {message}")]
+    Unreachable {
+        /// The server URL of the kubeconfig context (or in-cluster).
+        server: String,
+        /// What was being done.
+        action: String,
+        /// Why.
+        message: String,
+    },
     /// A manifest document is not an object sgr can apply.
     #[error("document {index} of the manifest: {reason}")]
     Document {
@@ -46,15 +56,152 @@ pub enum ClusterError {
     },
 }
 
-fn api_error(action: impl Into<String>) -> impl FnOnce(kube::Error) -> ClusterError {
+/// The hint for [`ClusterError::Unreachable`] and [`ClusterError::Config`],
+/// shared by every command that talks to Kubernetes.
+pub const CLUSTER_HINT: &str = "check KUBECONFIG (or ~/.kube/config and --context) names the right cluster, and that the cluster is up (kubectl cluster-info)";
+
+fn api_error(server: &str, action: impl Into<String>) -> impl FnOnce(kube::Error) -> ClusterError {
     let action = action.into();
-    move |error| ClusterError::Api {
-        action,
-        message: match error {
-            kube::Error::Api(status) => format!("{} ({})", status.message, status.code),
-            other => other.to_string(),
+    let server = server.to_owned();
+    move |error| match error {
+        kube::Error::Api(status) => ClusterError::Api {
+            action,
+            message: format!("{} ({})", status.message, status.code),
+        },
+        kube::Error::HyperError(_) | kube::Error::Service(_) => ClusterError::Unreachable {
+            server,
+            action,
+            message: crate::error::chain(&error),
+        },
+        other => ClusterError::Api {
+            action,
+            message: other.to_string(),
         },
     }
+}
+
+/// Whether the cluster serves a kind, and what to use instead when not.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum KindCheck {
+    /// The group/version serves the kind.
+    Served,
+    /// Unknown or removed.
+    Unserved {
+        /// The `apiVersion` to use instead, when one is known.
+        replacement: Option<String>,
+        /// When Kubernetes removed it, when known (`1.16`).
+        removed_in: Option<&'static str>,
+    },
+}
+
+/// `(apiVersion, kinds ("*" for all), replacement, removed in)` of the
+/// Kubernetes API versions removed since 1.16 that old manifests still carry.
+const REMOVED_APIS: &[(&str, &[&str], &str, &str)] = &[
+    (
+        "extensions/v1beta1",
+        &["Deployment", "DaemonSet", "ReplicaSet"],
+        "apps/v1",
+        "1.16",
+    ),
+    (
+        "extensions/v1beta1",
+        &["NetworkPolicy"],
+        "networking.k8s.io/v1",
+        "1.16",
+    ),
+    (
+        "extensions/v1beta1",
+        &["Ingress"],
+        "networking.k8s.io/v1",
+        "1.22",
+    ),
+    ("apps/v1beta1", &["*"], "apps/v1", "1.16"),
+    ("apps/v1beta2", &["*"], "apps/v1", "1.16"),
+    ("batch/v1beta1", &["CronJob"], "batch/v1", "1.25"),
+    ("batch/v2alpha1", &["CronJob"], "batch/v1", "1.21"),
+    (
+        "networking.k8s.io/v1beta1",
+        &["*"],
+        "networking.k8s.io/v1",
+        "1.22",
+    ),
+    (
+        "rbac.authorization.k8s.io/v1beta1",
+        &["*"],
+        "rbac.authorization.k8s.io/v1",
+        "1.22",
+    ),
+    (
+        "rbac.authorization.k8s.io/v1alpha1",
+        &["*"],
+        "rbac.authorization.k8s.io/v1",
+        "1.22",
+    ),
+    (
+        "policy/v1beta1",
+        &["PodDisruptionBudget"],
+        "policy/v1",
+        "1.25",
+    ),
+    ("autoscaling/v2beta1", &["*"], "autoscaling/v2", "1.25"),
+    ("autoscaling/v2beta2", &["*"], "autoscaling/v2", "1.26"),
+    (
+        "apiextensions.k8s.io/v1beta1",
+        &["*"],
+        "apiextensions.k8s.io/v1",
+        "1.22",
+    ),
+    (
+        "admissionregistration.k8s.io/v1beta1",
+        &["*"],
+        "admissionregistration.k8s.io/v1",
+        "1.22",
+    ),
+    (
+        "storage.k8s.io/v1beta1",
+        &["*"],
+        "storage.k8s.io/v1",
+        "1.22",
+    ),
+    (
+        "scheduling.k8s.io/v1beta1",
+        &["*"],
+        "scheduling.k8s.io/v1",
+        "1.22",
+    ),
+    (
+        "certificates.k8s.io/v1beta1",
+        &["*"],
+        "certificates.k8s.io/v1",
+        "1.22",
+    ),
+    (
+        "coordination.k8s.io/v1beta1",
+        &["*"],
+        "coordination.k8s.io/v1",
+        "1.22",
+    ),
+    ("events.k8s.io/v1beta1", &["*"], "events.k8s.io/v1", "1.25"),
+    (
+        "discovery.k8s.io/v1beta1",
+        &["*"],
+        "discovery.k8s.io/v1",
+        "1.25",
+    ),
+    ("node.k8s.io/v1beta1", &["*"], "node.k8s.io/v1", "1.25"),
+];
+
+/// The `apiVersion` that replaces a removed one for `kind`, and the
+/// Kubernetes release that removed it (`extensions/v1beta1` Deployment:
+/// `apps/v1`, 1.16).
+#[must_use]
+pub fn removed_api(api_version: &str, kind: &str) -> Option<(&'static str, &'static str)> {
+    REMOVED_APIS
+        .iter()
+        .find(|(removed, kinds, ..)| {
+            *removed == api_version && kinds.iter().any(|known| *known == "*" || *known == kind)
+        })
+        .map(|(_, _, replacement, removed_in)| (*replacement, *removed_in))
 }
 
 /// What is happening to the Job, for the output.
@@ -102,6 +249,8 @@ pub struct Outcome {
 /// A connected cluster.
 pub struct Cluster {
     client: kube::Client,
+    /// The API server's URL, for messages.
+    server: String,
     /// The namespace of the kubeconfig context (or the service account's).
     pub default_namespace: String,
 }
@@ -111,6 +260,7 @@ impl std::fmt::Debug for Cluster {
         formatter
             .debug_struct("Cluster")
             .field("default_namespace", &self.default_namespace)
+            .field("server", &self.server)
             .finish_non_exhaustive()
     }
 }
@@ -142,11 +292,72 @@ impl Cluster {
                 .map_err(|error| ClusterError::Config(error.to_string()))?,
         };
         let default_namespace = config.default_namespace.clone();
+        let server = config.cluster_url.to_string();
         let client = kube::Client::try_from(config)
             .map_err(|error| ClusterError::Config(error.to_string()))?;
         Ok(Self {
             client,
+            server,
             default_namespace,
+        })
+    }
+
+    /// The API server's URL.
+    #[must_use]
+    pub fn server(&self) -> &str {
+        &self.server
+    }
+
+    /// Map a kube error of `action` to a [`ClusterError`], an unreachable
+    /// server told apart.
+    pub fn error(&self, action: impl Into<String>) -> impl FnOnce(kube::Error) -> ClusterError {
+        api_error(&self.server, action)
+    }
+
+    /// Whether the cluster's discovery serves `kind` in `api_version`; when
+    /// not, the replacement (the table of removed versions first, else
+    /// the group/version where the cluster serves that kind).
+    ///
+    /// # Errors
+    /// The server cannot be reached or fails.
+    pub async fn check_kind(
+        &self,
+        api_version: &str,
+        kind: &str,
+    ) -> Result<KindCheck, ClusterError> {
+        let (group, version) = group_version(api_version);
+        let gvk = GroupVersionKind::gvk(&group, &version, kind);
+        match discovery::pinned_kind(&self.client, &gvk).await {
+            Ok(_) => return Ok(KindCheck::Served),
+            Err(kube::Error::Api(status)) if status.code == 404 => {}
+            Err(kube::Error::Discovery(_)) => {}
+            Err(error) => {
+                return Err(api_error(
+                    &self.server,
+                    format!("looking up {kind} ({api_version}) in the API discovery"),
+                )(error));
+            }
+        }
+        if let Some((replacement, removed_in)) = removed_api(api_version, kind) {
+            return Ok(KindCheck::Unserved {
+                replacement: Some(replacement.to_owned()),
+                removed_in: Some(removed_in),
+            });
+        }
+        // Where does the cluster serve this kind? (best effort)
+        let replacement = match kube::Discovery::new(self.client.clone()).run().await {
+            Ok(found) => found.groups().find_map(|api_group| {
+                api_group
+                    .recommended_resources()
+                    .into_iter()
+                    .find(|(resource, _)| resource.kind == kind)
+                    .map(|(resource, _)| resource.api_version)
+            }),
+            Err(_) => None,
+        };
+        Ok(KindCheck::Unserved {
+            replacement,
+            removed_in: None,
         })
     }
 
@@ -179,9 +390,10 @@ impl Cluster {
         let (resource, capabilities) =
             discovery::pinned_kind(&self.client, &gvk)
                 .await
-                .map_err(api_error(format!(
-                    "finding the kind {kind} ({api_version})"
-                )))?;
+                .map_err(api_error(
+                    &self.server,
+                    format!("finding the kind {kind} ({api_version})"),
+                ))?;
         let api = if capabilities.scope == Scope::Namespaced {
             let namespace = document["metadata"]["namespace"]
                 .as_str()
@@ -207,7 +419,7 @@ impl Cluster {
                 &Patch::Apply(document),
             )
             .await
-            .map_err(api_error(format!("applying {kind} {name}")))?;
+            .map_err(api_error(&self.server, format!("applying {kind} {name}")))?;
         serde_json::to_value(applied).map_err(|error| ClusterError::Api {
             action: format!("reading {kind} {name}"),
             message: error.to_string(),
@@ -224,7 +436,9 @@ impl Cluster {
         match api.delete(&name, &DeleteParams::background()).await {
             Ok(_) => Ok(true),
             Err(kube::Error::Api(status)) if status.code == 404 => Ok(false),
-            Err(error) => Err(api_error(format!("deleting {kind} {name}"))(error)),
+            Err(error) => Err(api_error(&self.server, format!("deleting {kind} {name}"))(
+                error,
+            )),
         }
     }
 
@@ -251,10 +465,10 @@ impl Cluster {
             pod: None,
         };
         loop {
-            let listed = pods
-                .list(&selector)
-                .await
-                .map_err(api_error(format!("listing the pods of job {job}")))?;
+            let listed = pods.list(&selector).await.map_err(api_error(
+                &self.server,
+                format!("listing the pods of job {job}"),
+            ))?;
             let mut candidates: Vec<Pod> = listed.items;
             candidates.sort_by(|left, right| {
                 left.metadata
@@ -293,16 +507,16 @@ impl Cluster {
                             .collect()
                     })
                     .unwrap_or_default();
-                let followers = containers
-                    .iter()
-                    .map(|container| follow_container(&pods, &name, container, on_progress));
+                let followers = containers.iter().map(|container| {
+                    follow_container(&pods, &self.server, &name, container, on_progress)
+                });
                 for result in futures_util::future::join_all(followers).await {
                     result?;
                 }
                 let finished = pods
                     .get(&name)
                     .await
-                    .map_err(api_error(format!("reading pod {name}")))?;
+                    .map_err(api_error(&self.server, format!("reading pod {name}")))?;
                 let (phase, reason) = phase_of(&finished);
                 if seen_phase.get(&name) != Some(&(phase.clone(), reason.clone())) {
                     seen_phase.insert(name.clone(), (phase.clone(), reason.clone()));
@@ -321,7 +535,7 @@ impl Cluster {
             let current = jobs
                 .get(job)
                 .await
-                .map_err(api_error(format!("reading job {job}")))?;
+                .map_err(api_error(&self.server, format!("reading job {job}")))?;
             let conditions = current
                 .status
                 .as_ref()
@@ -335,10 +549,10 @@ impl Cluster {
             let complete = done("Complete") || done("SuccessCriteriaMet");
             if complete || done("Failed") || done("FailureTarget") {
                 // Pods that ran and ended between two looks are still followed.
-                let listed = pods
-                    .list(&selector)
-                    .await
-                    .map_err(api_error(format!("listing the pods of job {job}")))?;
+                let listed = pods.list(&selector).await.map_err(api_error(
+                    &self.server,
+                    format!("listing the pods of job {job}"),
+                ))?;
                 let unfollowed = listed.items.iter().any(|pod| {
                     let name = pod.metadata.name.clone().unwrap_or_default();
                     !followed.contains(&name) && phase_of(pod).0 != "Pending"
@@ -461,6 +675,7 @@ impl Position {
 /// Follow one container's log until the container ended and everything is printed.
 async fn follow_container(
     pods: &Api<Pod>,
+    server: &str,
     pod: &str,
     container: &str,
     on_progress: &(dyn Fn(Progress) + Send + Sync),
@@ -488,9 +703,10 @@ async fn follow_container(
                 // 400 while the container starts; anything else is retried a while.
                 failures += 1;
                 if ended && failures > 20 {
-                    return Err(api_error(format!("reading the log of {pod}/{container}"))(
-                        error,
-                    ));
+                    return Err(api_error(
+                        server,
+                        format!("reading the log of {pod}/{container}"),
+                    )(error));
                 }
                 tokio::time::sleep(POLL).await;
                 continue;
