@@ -727,22 +727,28 @@ fn run_inner(
     };
     let on_progress = |progress: Progress| {
         if let Progress::Log {
-            container, line, ..
+            container,
+            line,
+            partial,
+            continued,
+            ..
         } = &progress
         {
-            let text = if several {
-                format!("{container} | {line}")
+            // A long line comes in pieces: the prefix on its first, the newline after its last.
+            let prefix = if several && !continued {
+                format!("{container} | ")
             } else {
-                line.clone()
+                String::new()
             };
+            let end = if *partial { "" } else { "\n" };
             if let Ok(mut file) = log_file.lock() {
-                let _ = writeln!(file, "{text}");
+                let _ = write!(file, "{prefix}{line}{end}");
             }
             if json {
                 emit_json(&serde_json::to_value(&progress).unwrap_or_default());
             } else {
                 let mut stdout = std::io::stdout().lock();
-                let _ = writeln!(stdout, "{text}");
+                let _ = write!(stdout, "{prefix}{line}{end}");
                 let _ = stdout.flush();
             }
             return;
