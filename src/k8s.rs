@@ -770,16 +770,13 @@ impl LogLines {
 
     fn feed(&mut self, mut bytes: &[u8], out: &mut dyn FnMut(Piece)) {
         while !bytes.is_empty() {
-            match bytes.iter().position(|byte| *byte == b'\n') {
-                Some(end) => {
-                    self.segment(&bytes[..end], out);
-                    self.end_line(out);
-                    bytes = &bytes[end + 1..];
-                }
-                None => {
-                    self.segment(bytes, out);
-                    bytes = &[];
-                }
+            if let Some(end) = bytes.iter().position(|byte| *byte == b'\n') {
+                self.segment(&bytes[..end], out);
+                self.end_line(out);
+                bytes = &bytes[end + 1..];
+            } else {
+                self.segment(bytes, out);
+                bytes = &[];
             }
         }
     }
@@ -843,9 +840,8 @@ impl LogLines {
     /// UTF-8 character and a few trailing carriage returns.
     fn flush_partial(&mut self, out: &mut dyn FnMut(Piece)) {
         let mut cut = match std::str::from_utf8(&self.piece) {
-            Ok(_) => self.piece.len(),
             Err(error) if error.error_len().is_none() => error.valid_up_to(),
-            Err(_) => self.piece.len(),
+            _ => self.piece.len(),
         };
         let carriage_returns = self.piece[..cut]
             .iter()
@@ -1064,9 +1060,7 @@ mod tests {
 
     #[test]
     fn a_long_line_cut_mid_piece_resumes_without_repeating_or_losing() {
-        let long: String = (0..400)
-            .map(|index| char::from(b'a' + (index % 26) as u8))
-            .collect();
+        let long: String = (b'a'..=b'z').cycle().take(400).map(char::from).collect();
         let full = format!(
             "2026-11-28T10:00:00.1Z first\n2026-11-28T10:00:00.9Z {long}\n2026-11-28T10:00:01.5Z last\n"
         );

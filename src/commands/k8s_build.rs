@@ -686,13 +686,11 @@ fn run_inner(
             .collect::<Vec<_>>()
             .join("---\n");
         let text = redact(&text, &secrets);
-        let shown: Vec<Value> = match serde_json::from_str(&redact(
+        let shown: Vec<Value> = serde_json::from_str(&redact(
             &serde_json::to_string(&shown).unwrap_or_default(),
             &secrets,
-        )) {
-            Ok(shown) => shown,
-            Err(_) => Vec::new(),
-        };
+        ))
+        .unwrap_or_default();
         return printer
             .result(&format!("---\n{}", text.trim_end()), &shown)
             .map_err(|source| K8sBuildError::File {
