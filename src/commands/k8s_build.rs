@@ -857,6 +857,37 @@ mod tests {
     }
 
     #[test]
+    fn the_token_is_taken_out_raw_and_base64_and_secret_data_is_masked() {
+        let token = SecretString::from("ghp_canary_0123".to_owned());
+        let encoded = base64::engine::general_purpose::STANDARD.encode("ghp_canary_0123");
+        let other = base64::engine::general_purpose::STANDARD.encode("another-secret");
+        let secret = json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "s"},
+            "data": {"github_token": encoded, "other": other}, "stringData": {"plain": "p4ssw0rd!"}});
+        let secrets = secrets_of(Some(&token), std::slice::from_ref(&secret));
+        let message =
+            format!("refused: ghp_canary_0123 / {encoded} / another-secret / {other} / p4ssw0rd!");
+        assert_eq!(
+            redact(&message, &secrets),
+            "refused: *** / *** / *** / *** / ***"
+        );
+        let shown = masked(&secret);
+        assert_eq!(shown["data"]["github_token"], "***");
+        assert_eq!(shown["data"]["other"], "***");
+        assert_eq!(shown["stringData"]["plain"], "***");
+        assert_eq!(
+            masked(&json!({"kind": "ConfigMap", "data": {"a": "b"}}))["data"]["a"],
+            "b"
+        );
+    }
+
+    #[test]
+    fn objects_are_found_by_their_line_in_the_rendered_file() {
+        let text = "# head\n---\napiVersion: v1\nkind: A\n---\n# only a comment\n---\nkind: B\napiVersion: v1\n";
+        assert_eq!(object_lines(text, 2), vec![Some(3), Some(9)]);
+        assert_eq!(object_lines(text, 3), vec![None, None, None]);
+    }
+
+    #[test]
     fn the_secret_holds_the_token_only_in_data_and_masks_it_for_show() {
         let token = SecretString::from("ghp_secret".to_owned());
         let secret = token_secret(
