@@ -5,16 +5,21 @@
 #               from the first line to the last (a reader timestamps each line on arrival);
 #   latency:    the pod writes 1000 lines every 20 ms (50 000 lines/s); each line carries its
 #               write time, and the reader reports how long it took to reach sgr's stdout.
-# Targets: >= 50 000 lines/s; write-to-print latency under 200 ms.
+#   long line:  the pod writes one 300 MB line (carriage-return progress output, as pip and
+#               downloads write without a terminal); sgr's peak RSS (GNU time) and that stdout and
+#               the log file got every byte.
+# Targets: >= 50 000 lines/s; write-to-print latency under 200 ms; peak RSS <= 64 MiB on the long line.
 #
-# Usage: bench/k8s-logs.sh [LINES]   (needs python3)
+# Usage: bench/k8s-logs.sh [LINES] [LONG_BYTES]   (needs python3 and /usr/bin/time)
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 LINES=${1:-200000}
-cargo build --release --locked -p sgr -p sgr-test-support --manifest-path "$ROOT/Cargo.toml" >&2
-SGR=$ROOT/target/release/sgr
-FAKE=$ROOT/target/release/fake-kube
+LONG_BYTES=${2:-300000000}
+TARGET=${CARGO_TARGET_DIR:-$ROOT/target}
+nice cargo build --release --locked -p sgr -p sgr-test-support --manifest-path "$ROOT/Cargo.toml" >&2
+SGR=$TARGET/release/sgr
+FAKE=$TARGET/release/fake-kube
 WORK=$(mktemp -d /tmp/sgr-bench-k8s.XXXXXX)
 FAKE_PID=
 cleanup() { set +e; exec 4>&- 2>/dev/null; [ -n "$FAKE_PID" ] && kill "$FAKE_PID" 2>/dev/null; rm -rf "$WORK"; }
@@ -59,3 +64,18 @@ read -r count rate _ _ _ < <(run "$LINES" "$LINES" 0)
 echo "throughput: $count lines printed at $rate lines/s"
 read -r count _ p50 p99 max < <(run 100000 1000 20)
 echo "latency at 50 000 lines/s: $count lines, write-to-print p50 ${p50} ms, p99 ${p99} ms, max ${max} ms"
+
+# long: one LONG_BYTES line; sgr's peak RSS, and the bytes that reached stdout and the log file.
+rm -f "$WORK/hold" "$WORK/url"
+mkfifo "$WORK/hold"
+"$FAKE" "$WORK/kubeconfig" "long:$LONG_BYTES" 1 0 <"$WORK/hold" >"$WORK/url" &
+FAKE_PID=$!
+exec 4>"$WORK/hold"
+for _ in $(seq 1 100); do [ -s "$WORK/url" ] && break; sleep 0.05; done
+(cd "$WORK" && KUBECONFIG="$WORK/kubeconfig" /usr/bin/time -f "%M" -o "$WORK/rss" "$SGR" k8s-build -q \
+    --attach --image bench --name bench --no-github-token --log-file "$WORK/long.log") | wc -c >"$WORK/printed"
+exec 4>&-
+wait "$FAKE_PID" 2>/dev/null || true
+FAKE_PID=
+echo "one $LONG_BYTES-byte line: sgr peak RSS $(( $(cat "$WORK/rss") / 1024 )) MiB;" \
+    "stdout $(cat "$WORK/printed") bytes, log file $(wc -c <"$WORK/long.log") bytes (each line + newline)"

@@ -453,6 +453,62 @@ impl GitHub {
         .await
     }
 
+    /// Stream an asset's bytes to `sink`, at most `limit` of them (an
+    /// asset that sends more is an error): for assets GitHub holds no
+    /// `digest` of (uploaded before June 2025, GitHub Enterprise Server).
+    ///
+    /// # Errors
+    /// GitHub fails, or the asset is larger than `limit`.
+    pub async fn download(
+        &self,
+        asset: &RemoteAsset,
+        limit: u64,
+        sink: &mut (dyn FnMut(&[u8]) + Send),
+    ) -> Result<u64, GitHubError> {
+        let route = format!(
+            "/repos/{}/{}/releases/assets/{}",
+            self.owner, self.repository, asset.id
+        );
+        let action = format!("download the asset {}", asset.name);
+        let mut headers = http::HeaderMap::new();
+        headers.insert(
+            http::header::ACCEPT,
+            http::HeaderValue::from_static("application/octet-stream"),
+        );
+        let response = self
+            .retrying(&action, || async {
+                let response = self
+                    .client
+                    ._get_with_headers(route.as_str(), Some(headers.clone()))
+                    .await?;
+                octocrab::map_github_error(response).await
+            })
+            .await?;
+        let mut body = response.into_body();
+        let mut received = 0_u64;
+        while let Some(frame) = body.frame().await {
+            let frame = frame.map_err(|error| GitHubError::Api {
+                action: action.clone(),
+                status: 0,
+                message: error.to_string(),
+                codes: Vec::new(),
+            })?;
+            if let Ok(data) = frame.into_data() {
+                received += data.len() as u64;
+                if received > limit {
+                    return Err(GitHubError::Api {
+                        action,
+                        status: 200,
+                        message: format!("the asset is larger than {limit} bytes"),
+                        codes: Vec::new(),
+                    });
+                }
+                sink(&data);
+            }
+        }
+        Ok(received)
+    }
+
     /// Upload `path` as `name`, streamed from disk.
     ///
     /// # Errors

@@ -83,6 +83,19 @@ impl VersionFile {
         })
     }
 
+    /// Refuse nested or conflicting tags (a rewrite would lose one).
+    ///
+    /// # Errors
+    /// The first such line.
+    pub fn check_markers(&self) -> Result<(), VersionFileError> {
+        document::check_markers(&self.text, self.format).map_err(|source| {
+            VersionFileError::Content {
+                path: self.path.clone(),
+                source,
+            }
+        })
+    }
+
     /// How many places hold a version (placeholders included).
     #[must_use]
     pub fn marker_count(&self) -> usize {

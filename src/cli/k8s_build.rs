@@ -12,18 +12,25 @@ with its result: the seed's `stencil | kubectl create`, `kubectl logs -f` and
 `kubectl delete` as one command.
 
 The manifest (build.yaml, or --manifest) is rendered like sgr render (--set
-K=V for its values; --namespace sets `namespace`) and every document is applied
-with server-side apply (field manager sgr; Namespace first). GITHUB_TOKEN (from
+K=V for its values; --namespace sets `namespace`), in its dialect as sgr build
+decides it (a duat-era build.yaml is Go templates). Every object's apiVersion and
+kind is checked against the cluster's discovery before anything is written (a
+removed one, like extensions/v1beta1, is refused with its line and replacement,
+exit 2); then every document is applied with server-side apply (field manager
+sgr; Namespace first). GITHUB_TOKEN (from
 the environment or --github-token-file) goes only into a Secret that sgr
 creates in the build namespace, owned by the Job so it is deleted with it; it
 is never rendered into YAML, a ConfigMap, argv, an annotation or the output.
-The Secret's name and key are those the Job's GITHUB_TOKEN env refers to.
+The Secret's name and key are those the Job's GITHUB_TOKEN env refers to; a
+manifest that declares that Secret fills it itself. Secret data is masked in
+--dry-run output.
 
 sgr then reports each pod's phase (Pending with its reason: ImagePullBackOff,
 Unschedulable for lack of nvidia.com/gpu, ...), follows the build container's log
 as it is written (resuming after dropped connections and log rotation without
 losing or repeating a line; following the replacement pod after a restart;
-prefixing lines with the container when there are several) and keeps a copy in
+prefixing lines with the container when there are several; lines over 1 MiB pass
+through in pieces, never held whole) and keeps a copy in
 --log-file (default <namespace>-<job>.log). Resources are kept afterwards unless
 --cleanup; `sgr k8s-build delete` removes what the manifest created.
 
@@ -34,7 +41,8 @@ The cluster is KUBECONFIG, ~/.kube/config or the in-cluster service account;
 --context picks a kubeconfig context.
 
 Exit codes: 0 the Job completed; the failed container's exit code (or 1) when it
-failed; 2 usage, configuration or API errors; 124 --timeout expired.";
+failed; 2 usage, configuration or API errors, an unknown or removed kind, an
+unreachable API server; 124 --timeout expired.";
 
 pub(crate) const EXAMPLES: &str = "\
 Examples:

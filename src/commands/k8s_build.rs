@@ -18,7 +18,7 @@ use crate::cli::k8s_build::{K8sAction, K8sBuildArgs};
 use crate::cli::template::TemplateArgs;
 use crate::env;
 use crate::error::{ExitStatus, Failure};
-use crate::k8s::{Cluster, ClusterError, Outcome, Progress};
+use crate::k8s::{Cluster, ClusterError, KindCheck, Outcome, Progress};
 use crate::output::{OutputFormat, Printer};
 
 /// The image pull secret of the seed.
@@ -63,6 +63,17 @@ pub enum K8sBuildError {
     /// The cluster.
     #[error(transparent)]
     Cluster(#[from] ClusterError),
+    /// Objects whose group/version/kind the cluster does not serve; nothing was applied.
+    #[error("{}: the cluster does not serve {} of the manifest's objects; nothing was applied:\n{}", .path.display(), .problems.len(), .problems.join("\n"))]
+    UnservedKinds {
+        /// The manifest.
+        path: PathBuf,
+        /// One line per object: its line, kind, name, apiVersion, replacement.
+        problems: Vec<String>,
+    },
+    /// An error message with the token taken out.
+    #[error("{0}")]
+    Redacted(String),
     /// The Job failed.
     #[error("job {job} failed{}", .exit_code.map(|code| format!(" (exit code {code})")).unwrap_or_default())]
     JobFailed {
@@ -92,10 +103,9 @@ impl From<K8sBuildError> for Failure {
                 ExitStatus::TimedOut,
                 Some("the Job keeps running; follow it again with sgr k8s-build, or remove it with sgr k8s-build delete".to_owned()),
             ),
-            K8sBuildError::Cluster(ClusterError::Config(_)) => (
-                ExitStatus::Usage,
-                Some("set KUBECONFIG (or --context), or run inside the cluster".to_owned()),
-            ),
+            K8sBuildError::Cluster(ClusterError::Config(_) | ClusterError::Unreachable { .. }) => {
+                (ExitStatus::Usage, Some(crate::k8s::CLUSTER_HINT.to_owned()))
+            }
             K8sBuildError::File { action: "write", .. } => (ExitStatus::Failed, None),
             _ => (ExitStatus::Usage, None),
         };
@@ -113,7 +123,21 @@ pub fn run(
     printer: &Printer,
     runtime: &tokio::runtime::Runtime,
 ) -> Result<(), Failure> {
-    run_inner(args, global, printer, runtime).map_err(Failure::from)
+    run_inner(args, global, printer, runtime).map_err(|error| {
+        let failure = Failure::from(error);
+        let secrets = secrets_of(read_token(args).ok().flatten().as_ref(), &[]);
+        let message = failure.message();
+        let cleaned = redact(&message, &secrets);
+        if cleaned == message {
+            failure
+        } else {
+            Failure::new(
+                K8sBuildError::Redacted(cleaned),
+                failure.status,
+                failure.hint,
+            )
+        }
+    })
 }
 
 /// `90s`, `30m`, `2h`, `45`.
@@ -281,12 +305,68 @@ fn read_token(args: &K8sBuildArgs) -> Result<Option<SecretString>, K8sBuildError
         .map(|token| SecretString::from(token.trim().to_owned())))
 }
 
-/// Render the manifest into documents, Namespaces first.
+/// The 1-based line where each YAML document of `text` starts (after a
+/// `---` line), with its text.
+fn split_documents(text: &str) -> Vec<(usize, String)> {
+    let mut documents = vec![(1, String::new())];
+    for (index, line) in text.lines().enumerate() {
+        let bare = line.trim_end();
+        if bare == "---" || bare.starts_with("--- ") || bare.starts_with("---\t") {
+            documents.push((index + 2, String::new()));
+            continue;
+        }
+        if let Some((_, current)) = documents.last_mut() {
+            current.push_str(line);
+            current.push('\n');
+        }
+    }
+    documents
+}
+
+/// The line of the document's `apiVersion:` (else of its first content line).
+fn object_line(start: usize, text: &str) -> usize {
+    let lines: Vec<&str> = text.lines().collect();
+    lines
+        .iter()
+        .position(|line| line.starts_with("apiVersion:"))
+        .or_else(|| {
+            lines
+                .iter()
+                .position(|line| !line.trim().is_empty() && !line.trim_start().starts_with('#'))
+        })
+        .map_or(start, |offset| start + offset)
+}
+
+/// The rendered file's line of each object document, in order, when the
+/// documents can be told apart line by line.
+fn object_lines(text: &str, objects: usize) -> Vec<Option<usize>> {
+    let mut lines = Vec::new();
+    for (start, document) in split_documents(text) {
+        match serde_saphyr::from_multiple::<Value>(&document) {
+            Ok(values) => {
+                let count = values.iter().filter(|value| value.is_object()).count();
+                lines.extend(std::iter::repeat_n(
+                    Some(object_line(start, &document)),
+                    count,
+                ));
+            }
+            Err(_) => return vec![None; objects],
+        }
+    }
+    if lines.len() == objects {
+        lines
+    } else {
+        vec![None; objects]
+    }
+}
+
+/// Render the manifest into documents, Namespaces first, each with its
+/// line in the rendered file.
 fn documents(
     args: &K8sBuildArgs,
     printer: &Printer,
     runtime: &tokio::runtime::Runtime,
-) -> Result<Vec<Value>, K8sBuildError> {
+) -> Result<Vec<(Value, Option<usize>)>, K8sBuildError> {
     let mut set = args.set.clone();
     if let Some(namespace) = &args.namespace {
         set.push(format!("namespace={namespace}"));
@@ -307,6 +387,8 @@ fn documents(
     };
     let source: Source = template::read_source(Some(&args.manifest))?;
     let (context, _) = template::gather(&template_args, &source, runtime)?;
+    // The same decision as `sgr build` makes for a Dockerfile template:
+    // duat's `stencil -input build.yaml` files are Go templates.
     let dialect = template::choose_dialect(args.dialect.forced(), None, &source, printer);
     let text = template::render_in(
         dialect,
@@ -319,12 +401,128 @@ fn documents(
             path: args.manifest.clone(),
             message: error.to_string(),
         })?;
-    let (mut namespaces, rest): (Vec<Value>, Vec<Value>) = parsed
+    let objects: Vec<Value> = parsed.into_iter().filter(Value::is_object).collect();
+    let lines = object_lines(&text, objects.len());
+    let (mut namespaces, rest): (Vec<_>, Vec<_>) = objects
         .into_iter()
-        .filter(Value::is_object)
-        .partition(|document| document["kind"] == "Namespace");
+        .zip(lines)
+        .partition(|(document, _)| document["kind"] == "Namespace");
     namespaces.extend(rest);
     Ok(namespaces)
+}
+
+/// The strings that must never be shown: the token as given and as the
+/// manifest or sgr encodes it (base64), and every value of the manifest's
+/// Secrets, encoded and decoded.
+fn secrets_of(token: Option<&SecretString>, documents: &[Value]) -> Vec<String> {
+    let mut secrets: Vec<String> = Vec::new();
+    let mut add = |text: &str| {
+        let engine = &base64::engine::general_purpose::STANDARD;
+        for candidate in [text.to_owned(), engine.encode(text)] {
+            // Very short values would mask ordinary words.
+            if candidate.len() >= 6 && !secrets.contains(&candidate) {
+                secrets.push(candidate);
+            }
+        }
+        if let Ok(decoded) = engine.decode(text)
+            && let Ok(decoded) = String::from_utf8(decoded)
+            && decoded.len() >= 6
+            && !secrets.contains(&decoded)
+        {
+            secrets.push(decoded);
+        }
+    };
+    if let Some(token) = token {
+        add(token.expose_secret());
+    }
+    if let Some(token) = env::process(env::GITHUB_TOKEN).filter(|token| !token.trim().is_empty()) {
+        add(token.trim());
+        add(&token);
+    }
+    for document in documents
+        .iter()
+        .filter(|document| document["kind"] == "Secret")
+    {
+        for field in ["data", "stringData"] {
+            if let Some(values) = document[field].as_object() {
+                for value in values.values().filter_map(Value::as_str) {
+                    add(value);
+                }
+            }
+        }
+    }
+    // Longest first, so a base64 form is not half-masked by a shorter match.
+    secrets.sort_by_key(|secret| std::cmp::Reverse(secret.len()));
+    secrets
+}
+
+/// `text` with every secret replaced by `***`.
+fn redact(text: &str, secrets: &[String]) -> String {
+    secrets.iter().fold(text.to_owned(), |text, secret| {
+        text.replace(secret.as_str(), "***")
+    })
+}
+
+/// A Secret's values masked, for showing.
+fn masked(document: &Value) -> Value {
+    let mut shown = document.clone();
+    if shown["kind"] == "Secret" {
+        for field in ["data", "stringData"] {
+            if let Some(values) = shown[field].as_object_mut() {
+                for value in values.values_mut() {
+                    *value = json!("***");
+                }
+            }
+        }
+    }
+    shown
+}
+
+/// Check every object's group/version/kind against the cluster's discovery
+/// before anything is written.
+async fn check_kinds(
+    cluster: &Cluster,
+    path: &std::path::Path,
+    documents: &[Value],
+    lines: &[Option<usize>],
+) -> Result<(), K8sBuildError> {
+    let mut problems = Vec::new();
+    for (document, line) in documents.iter().zip(lines) {
+        let (Some(api_version), Some(kind)) =
+            (document["apiVersion"].as_str(), document["kind"].as_str())
+        else {
+            continue;
+        };
+        if let KindCheck::Unserved {
+            replacement,
+            removed_in,
+        } = cluster.check_kind(api_version, kind).await?
+        {
+            let (_, name) = kind_name(document);
+            let place = line.map_or_else(String::new, |line| {
+                format!("line {line} of the rendered {}: ", path.display())
+            });
+            let why = removed_in.map_or_else(
+                || "not served by this cluster".to_owned(),
+                |release| format!("removed in Kubernetes {release}"),
+            );
+            let instead = replacement.map_or_else(
+                || "; hint: check the kind and apiVersion (kubectl api-resources)".to_owned(),
+                |replacement| format!("; use apiVersion: {replacement}"),
+            );
+            problems.push(format!(
+                "  {place}{kind} {name}: apiVersion {api_version} is {why}{instead}"
+            ));
+        }
+    }
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(K8sBuildError::UnservedKinds {
+            path: path.to_path_buf(),
+            problems,
+        })
+    }
 }
 
 fn kind_name(document: &Value) -> (String, String) {
@@ -362,7 +560,7 @@ fn run_inner(
     } else {
         Some(runtime.block_on(Cluster::connect(args.context.as_deref()))?)
     };
-    let mut documents = if args.attach {
+    let mut located = if args.attach {
         let namespace = args
             .namespace
             .clone()
@@ -372,14 +570,16 @@ fn run_inner(
                     .map(|cluster| cluster.default_namespace.clone())
             })
             .unwrap_or_else(|| "default".to_owned());
-        vec![attach_job(
-            args,
-            &namespace,
-            args.image.as_deref().unwrap_or_default(),
+        vec![(
+            attach_job(args, &namespace, args.image.as_deref().unwrap_or_default()),
+            None,
         )]
     } else {
         documents(args, printer, runtime)?
     };
+    let lines: Vec<Option<usize>> = located.iter().map(|(_, line)| *line).collect();
+    let mut documents: Vec<Value> = located.drain(..).map(|(document, _)| document).collect();
+    let secrets = secrets_of(token.as_ref(), &documents);
     if matches!(args.action, Some(K8sAction::Delete)) {
         if global.dry_run {
             let names: Vec<String> = documents
@@ -432,13 +632,36 @@ fn run_inner(
         .unwrap_or_else(|| "default".to_owned());
     let (secret_name, secret_key) = token_reference(&job)
         .unwrap_or_else(|| (format!("{job_name}-github-token"), "token".to_owned()));
-    if token.is_none() && !args.no_github_token {
+    // A manifest that declares the Secret fills it itself (studio-go-runner's
+    // `{{ expandenv "$GITHUB_TOKEN" | b64enc }}`): sgr leaves it alone.
+    let declares_secret = documents.iter().any(|document| {
+        document["kind"] == "Secret"
+            && document["metadata"]["name"] == secret_name.as_str()
+            && document["metadata"]["namespace"]
+                .as_str()
+                .is_none_or(|declared| declared == namespace)
+    });
+    let token = if declares_secret { None } else { token };
+    if token.is_none() && !args.no_github_token && !declares_secret {
         printer.warn(
             "GITHUB_TOKEN is not set: the build runs without it (--no-github-token silences this)",
         );
     }
     if global.dry_run {
-        let mut shown = documents.clone();
+        for (document, line) in documents.iter().zip(&lines) {
+            if let (Some(api_version), Some(kind)) =
+                (document["apiVersion"].as_str(), document["kind"].as_str())
+                && let Some((replacement, release)) = crate::k8s::removed_api(api_version, kind)
+            {
+                let (_, name) = kind_name(document);
+                printer.warn(&format!(
+                    "{}{}: {kind} {name}: apiVersion {api_version} was removed in Kubernetes {release}; use apiVersion: {replacement} (a real run refuses it)",
+                    args.manifest.display(),
+                    line.map(|line| format!(":{line}")).unwrap_or_default()
+                ));
+            }
+        }
+        let mut shown: Vec<Value> = documents.iter().map(masked).collect();
         if token.is_some() {
             shown.push(token_secret(
                 &namespace,
@@ -453,6 +676,12 @@ fn run_inner(
             .map(|document| serde_saphyr::to_string(document).unwrap_or_default())
             .collect::<Vec<_>>()
             .join("---\n");
+        let text = redact(&text, &secrets);
+        let shown: Vec<Value> = serde_json::from_str(&redact(
+            &serde_json::to_string(&shown).unwrap_or_default(),
+            &secrets,
+        ))
+        .unwrap_or_default();
         return printer
             .result(&format!("---\n{}", text.trim_end()), &shown)
             .map_err(|source| K8sBuildError::File {
@@ -464,6 +693,8 @@ fn run_inner(
     let Some(cluster) = cluster else {
         return Ok(());
     };
+    // Nothing is written unless the cluster serves every object's kind.
+    runtime.block_on(check_kinds(&cluster, &args.manifest, &documents, &lines))?;
     let log_path = args
         .log_file
         .clone()
@@ -485,22 +716,28 @@ fn run_inner(
     };
     let on_progress = |progress: Progress| {
         if let Progress::Log {
-            container, line, ..
+            container,
+            line,
+            partial,
+            continued,
+            ..
         } = &progress
         {
-            let text = if several {
-                format!("{container} | {line}")
+            // A long line comes in pieces: the prefix on its first, the newline after its last.
+            let prefix = if several && !continued {
+                format!("{container} | ")
             } else {
-                line.clone()
+                String::new()
             };
+            let end = if *partial { "" } else { "\n" };
             if let Ok(mut file) = log_file.lock() {
-                let _ = writeln!(file, "{text}");
+                let _ = write!(file, "{prefix}{line}{end}");
             }
             if json {
                 emit_json(&serde_json::to_value(&progress).unwrap_or_default());
             } else {
                 let mut stdout = std::io::stdout().lock();
-                let _ = writeln!(stdout, "{text}");
+                let _ = write!(stdout, "{prefix}{line}{end}");
                 let _ = stdout.flush();
             }
             return;
@@ -608,6 +845,37 @@ mod tests {
         assert!(parse_duration("soon").is_err());
         assert!(parse_duration("3d").is_err());
         Ok(())
+    }
+
+    #[test]
+    fn the_token_is_taken_out_raw_and_base64_and_secret_data_is_masked() {
+        let token = SecretString::from("ghp_canary_0123".to_owned());
+        let encoded = base64::engine::general_purpose::STANDARD.encode("ghp_canary_0123");
+        let other = base64::engine::general_purpose::STANDARD.encode("another-secret");
+        let secret = json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "s"},
+            "data": {"github_token": encoded, "other": other}, "stringData": {"plain": "p4ssw0rd!"}});
+        let secrets = secrets_of(Some(&token), std::slice::from_ref(&secret));
+        let message =
+            format!("refused: ghp_canary_0123 / {encoded} / another-secret / {other} / p4ssw0rd!");
+        assert_eq!(
+            redact(&message, &secrets),
+            "refused: *** / *** / *** / *** / ***"
+        );
+        let shown = masked(&secret);
+        assert_eq!(shown["data"]["github_token"], "***");
+        assert_eq!(shown["data"]["other"], "***");
+        assert_eq!(shown["stringData"]["plain"], "***");
+        assert_eq!(
+            masked(&json!({"kind": "ConfigMap", "data": {"a": "b"}}))["data"]["a"],
+            "b"
+        );
+    }
+
+    #[test]
+    fn objects_are_found_by_their_line_in_the_rendered_file() {
+        let text = "# head\n---\napiVersion: v1\nkind: A\n---\n# only a comment\n---\nkind: B\napiVersion: v1\n";
+        assert_eq!(object_lines(text, 2), vec![Some(3), Some(9)]);
+        assert_eq!(object_lines(text, 3), vec![None, None, None]);
     }
 
     #[test]

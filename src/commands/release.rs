@@ -667,9 +667,8 @@ async fn publish(
     }
     let remote = github.assets(&release).await?;
     let find = |name: &str| remote.iter().find(|asset| asset.name == name);
-    let same = |local: &LocalAsset, remote: &RemoteAsset| {
-        remote.digest.as_deref() == Some(format!("sha256:{}", local.sha256).as_str())
-    };
+    let identical = identical_assets(github, &plan.assets, &remote, printer).await?;
+    let same = |local: &LocalAsset, _: &RemoteAsset| identical.contains(&local.name);
     let differing: Vec<String> = plan
         .assets
         .iter()
@@ -718,6 +717,80 @@ async fn publish(
         created,
         assets: rows,
     })
+}
+
+/// The most of a SHA256SUMS asset read back.
+const CHECKSUMS_LIMIT: u64 = 1024 * 1024;
+
+/// `<hex>  <name>` lines (`sha256sum` format; `*name` for binary mode too).
+fn parse_checksums(text: &[u8]) -> std::collections::BTreeMap<String, String> {
+    String::from_utf8_lossy(text)
+        .lines()
+        .filter_map(|line| {
+            let (hash, name) = line.split_once(' ')?;
+            let name = name.trim_start_matches(' ').trim_start_matches('*');
+            (hash.len() == 64 && hash.bytes().all(|byte| byte.is_ascii_hexdigit()))
+                .then(|| (name.to_owned(), hash.to_ascii_lowercase()))
+        })
+        .collect()
+}
+
+/// The names of the local assets the release already holds byte for byte.
+/// GitHub's `digest` decides where there is one; assets without it
+/// (uploaded before June 2025, GitHub Enterprise Server) are judged by the
+/// release's own SHA256SUMS first, else by size and a downloaded hash.
+async fn identical_assets(
+    github: &GitHub,
+    locals: &[LocalAsset],
+    remote: &[RemoteAsset],
+    printer: &Printer,
+) -> Result<std::collections::BTreeSet<String>, ReleaseError> {
+    let find = |name: &str| remote.iter().find(|asset| asset.name == name);
+    let without_digest = locals
+        .iter()
+        .any(|local| find(&local.name).is_some_and(|existing| existing.digest.is_none()));
+    let mut listed = std::collections::BTreeMap::new();
+    let mut checksums_hash = None;
+    if without_digest && let Some(sums) = find(CHECKSUMS) {
+        let mut text = Vec::new();
+        github
+            .download(sums, CHECKSUMS_LIMIT, &mut |bytes| {
+                text.extend_from_slice(bytes);
+            })
+            .await?;
+        checksums_hash = Some(hex(&Sha256::digest(&text)));
+        listed = parse_checksums(&text);
+    }
+    let mut identical = std::collections::BTreeSet::new();
+    for local in locals {
+        let Some(existing) = find(&local.name) else {
+            continue;
+        };
+        let same = match &existing.digest {
+            Some(digest) => *digest == format!("sha256:{}", local.sha256),
+            None if existing.size != local.size => false,
+            None if local.name == CHECKSUMS => checksums_hash.as_deref() == Some(&local.sha256),
+            None => {
+                if let Some(hash) = listed.get(&local.name) {
+                    *hash == local.sha256
+                } else {
+                    printer.detail(&format!(
+                        "{} has no digest on GitHub and is not in {CHECKSUMS}: downloading it to compare",
+                        local.name
+                    ));
+                    let mut hasher = Sha256::new();
+                    github
+                        .download(existing, local.size, &mut |bytes| hasher.update(bytes))
+                        .await?;
+                    hex(&hasher.finalize()) == local.sha256
+                }
+            }
+        };
+        if same {
+            identical.insert(local.name.clone());
+        }
+    }
+    Ok(identical)
 }
 
 async fn upload(

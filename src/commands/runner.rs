@@ -46,10 +46,9 @@ pub enum RunnerError {
 impl From<RunnerError> for Failure {
     fn from(error: RunnerError) -> Self {
         let (status, hint) = match &error {
-            RunnerError::Cluster(ClusterError::Config(_)) => (
-                ExitStatus::Usage,
-                Some("set KUBECONFIG (or --context), or run inside the cluster".to_owned()),
-            ),
+            RunnerError::Cluster(ClusterError::Config(_) | ClusterError::Unreachable { .. }) => {
+                (ExitStatus::Usage, Some(crate::k8s::CLUSTER_HINT.to_owned()))
+            }
             RunnerError::Name(_) => (ExitStatus::Usage, None),
             _ => (
                 ExitStatus::Failed,
@@ -111,20 +110,34 @@ pub fn run(
         .map_err(Failure::from)
 }
 
-fn api_error(action: String) -> impl FnOnce(kube::Error) -> RunnerError {
-    move |error| RunnerError::Api {
-        action,
-        message: crate::error::chain(&error),
+fn api_error(server: &str, action: String) -> impl FnOnce(kube::Error) -> RunnerError {
+    let server = server.to_owned();
+    move |error| match error {
+        kube::Error::HyperError(_) | kube::Error::Service(_) => {
+            RunnerError::Cluster(ClusterError::Unreachable {
+                server,
+                action,
+                message: crate::error::chain(&error),
+            })
+        }
+        other => RunnerError::Api {
+            action,
+            message: crate::error::chain(&other),
+        },
     }
 }
 
-async fn connect(args: &RunnerArgs) -> Result<(Api<ConfigMap>, String), RunnerError> {
+async fn connect(args: &RunnerArgs) -> Result<(Api<ConfigMap>, String, String), RunnerError> {
     let cluster = Cluster::connect(args.context.as_deref()).await?;
     let namespace = args
         .namespace
         .clone()
         .unwrap_or_else(|| cluster.default_namespace.clone());
-    Ok((cluster.config_maps(&namespace), namespace))
+    Ok((
+        cluster.config_maps(&namespace),
+        namespace,
+        cluster.server().to_owned(),
+    ))
 }
 
 fn valid_name(name: &str) -> bool {
@@ -169,11 +182,14 @@ async fn set_state(
             })?;
         return Ok(());
     }
-    let (maps, namespace) = connect(args).await?;
+    let (maps, namespace, server) = connect(args).await?;
     let previous = maps
         .get_opt(map)
         .await
-        .map_err(api_error(format!("reading config map {namespace}/{map}")))?
+        .map_err(api_error(
+            &server,
+            format!("reading config map {namespace}/{map}"),
+        ))?
         .and_then(|existing| existing.data)
         .and_then(|data| data.get("STATE").cloned());
     // sgr owns STATE (and only STATE) in the map; applying without it
@@ -199,9 +215,10 @@ async fn set_state(
                 &Patch::Merge(serde_json::json!({"data": {"STATE": null}})),
             )
             .await
-            .map_err(api_error(format!(
-                "removing STATE from config map {namespace}/{map}"
-            )))?;
+            .map_err(api_error(
+                &server,
+                format!("removing STATE from config map {namespace}/{map}"),
+            ))?;
         }
     } else {
         maps.patch(
@@ -210,9 +227,10 @@ async fn set_state(
             &Patch::Apply(&patch),
         )
         .await
-        .map_err(api_error(format!(
-            "setting STATE in config map {namespace}/{map}"
-        )))?;
+        .map_err(api_error(
+            &server,
+            format!("setting STATE in config map {namespace}/{map}"),
+        ))?;
     }
     let human = match (value, &previous) {
         (Some(value), Some(previous)) if previous == value => {
@@ -237,21 +255,23 @@ async fn set_state(
 }
 
 async fn status(args: &RunnerArgs, printer: &Printer) -> Result<(), RunnerError> {
-    let (maps, namespace) = connect(args).await?;
+    let (maps, namespace, server) = connect(args).await?;
     let global_state = maps
         .get_opt(GLOBAL_MAP)
         .await
-        .map_err(api_error(format!(
-            "reading config map {namespace}/{GLOBAL_MAP}"
-        )))?
+        .map_err(api_error(
+            &server,
+            format!("reading config map {namespace}/{GLOBAL_MAP}"),
+        ))?
         .and_then(|map| map.data)
         .and_then(|data| data.get("STATE").cloned());
     let reports = maps
         .get_opt(STATUS_MAP)
         .await
-        .map_err(api_error(format!(
-            "reading config map {namespace}/{STATUS_MAP}"
-        )))?
+        .map_err(api_error(
+            &server,
+            format!("reading config map {namespace}/{STATUS_MAP}"),
+        ))?
         .and_then(|map| map.data)
         .unwrap_or_default();
     let now = jiff::Timestamp::now();

@@ -82,6 +82,9 @@ pub enum SemverError {
     /// stdout could not be written.
     #[error("cannot write the result")]
     Output(#[source] io::Error),
+    /// A bump past the largest version component.
+    #[error(transparent)]
+    Overflow(#[from] crate::version::OverflowError),
 }
 
 impl SemverError {
@@ -109,7 +112,11 @@ impl SemverError {
                 crate::version::document::DocumentError::Invalid { .. } => {
                     Some("a version looks like 1.2.3, v1.2 or 1.2.3-rc.1+build".to_owned())
                 }
+                crate::version::document::DocumentError::NestedTags { .. } => {
+                    Some("keep one <repo-version>VERSION</repo-version> per place, none inside another".to_owned())
+                }
             },
+            Self::Overflow(_) => Some("a version component is at most 18446744073709551615; set the version by hand".to_owned()),
             Self::Git(error) => error.hint(),
             Self::NoVersionTags { .. } => Some("tag a release first (git tag 0.1.0), or read the file instead of -g".to_owned()),
             Self::BadPrefix { .. } => Some("use -p v, or no prefix".to_owned()),
@@ -287,9 +294,9 @@ fn version_command(
         | SemverCommand::Apply
         | SemverCommand::Sort
         | SemverCommand::Stamp(_) => current.clone(),
-        SemverCommand::Major => current.bump_major(),
-        SemverCommand::Minor => current.bump_minor(),
-        SemverCommand::Patch => current.bump_patch(),
+        SemverCommand::Major => current.bump_major()?,
+        SemverCommand::Minor => current.bump_minor()?,
+        SemverCommand::Patch => current.bump_patch()?,
         SemverCommand::Pre => {
             let repository = match repository.take() {
                 Some(repository) => repository,
@@ -332,6 +339,7 @@ fn version_command(
         };
         for target in targets {
             let target_file = VersionFile::read(&target)?;
+            target_file.check_markers()?;
             if target_file.marker_count() == 0 {
                 return Err(SemverError::TargetWithoutMarker {
                     path: target,

@@ -159,6 +159,17 @@ pub enum DocumentError {
         #[source]
         source: ParseError,
     },
+    /// A tag inside a tag, or a closing tag left over after one: a rewrite
+    /// would lose one of them.
+    #[error(
+        "nested or conflicting <repo-version> tags on line {line}: {what}; a rewrite would lose one"
+    )]
+    NestedTags {
+        /// 1-based line.
+        line: usize,
+        /// What was found.
+        what: &'static str,
+    },
     /// Two markers that disagree.
     #[error(
         "version '{found}' disagrees with '{first}' on line {first_line}; every tag must hold the same version"
@@ -181,9 +192,49 @@ impl DocumentError {
     pub const fn line(&self) -> Option<usize> {
         match self {
             Self::NoVersion { .. } => None,
-            Self::Invalid { line, .. } | Self::Disagree { line, .. } => Some(*line),
+            Self::Invalid { line, .. }
+            | Self::Disagree { line, .. }
+            | Self::NestedTags { line, .. } => Some(*line),
         }
     }
+}
+
+/// Refuse tags a rewrite cannot keep: `<repo-version>` inside a tag, or a
+/// `</repo-version>` right after a complete tag on the same line. A lone
+/// closing or opening tag (a tag split over lines) is ignored, as duat did.
+///
+/// # Errors
+/// The first such line.
+pub fn check_markers(text: &[u8], format: Format) -> Result<(), DocumentError> {
+    if format != Format::RepoVersionTag {
+        return Ok(());
+    }
+    for (line_index, line) in text.split(|byte| *byte == b'\n').enumerate() {
+        let mut position = 0;
+        while let Some(open) = find(&line[position..], OPEN_TAG) {
+            let inner_start = position + open + OPEN_TAG.len();
+            let Some(close) = find(&line[inner_start..], CLOSE_TAG) else {
+                break;
+            };
+            let inner_end = inner_start + close;
+            let nested = |what| DocumentError::NestedTags {
+                line: line_index + 1,
+                what,
+            };
+            if find(&line[inner_start..inner_end], OPEN_TAG).is_some() {
+                return Err(nested("a <repo-version> tag inside another"));
+            }
+            position = inner_end + CLOSE_TAG.len();
+            let next_close = find(&line[position..], CLOSE_TAG);
+            let next_open = find(&line[position..], OPEN_TAG);
+            if let Some(next_close) = next_close
+                && next_open.is_none_or(|next_open| next_close < next_open)
+            {
+                return Err(nested("a </repo-version> without its <repo-version>"));
+            }
+        }
+    }
+    Ok(())
 }
 
 /// The version stored in `text`: the first non-empty marker, every other
@@ -193,6 +244,7 @@ impl DocumentError {
 /// # Errors
 /// No version, an invalid one, or markers that disagree.
 pub fn read_version(text: &[u8], format: Format) -> Result<(Version, usize), DocumentError> {
+    check_markers(text, format)?;
     let mut first: Option<(Version, usize)> = None;
     for occurrence in occurrences(text, format) {
         if occurrence.value.is_empty() {
@@ -324,6 +376,43 @@ mod tests {
         assert_eq!(
             error.map(|error| error.to_string()),
             Some("version '1.3.0' disagrees with '1.2.0' on line 1; every tag must hold the same version".to_owned())
+        );
+    }
+
+    #[test]
+    fn nested_and_conflicting_tags_are_refused_with_their_line() {
+        for (text, line) in [
+            (
+                "a\n<repo-version><repo-version>1.0.0</repo-version></repo-version>\n",
+                2,
+            ),
+            (
+                "<repo-version>1.0.0 <repo-version>2.0.0</repo-version>\n",
+                1,
+            ),
+            (
+                "x\r\ny\r\n<repo-version>1.0.0</repo-version>2.0.0</repo-version>\r\n",
+                3,
+            ),
+        ] {
+            let error = read_version(text.as_bytes(), Format::RepoVersionTag).err();
+            assert!(
+                matches!(error, Some(DocumentError::NestedTags { .. })),
+                "{text:?}: {error:?}"
+            );
+            assert_eq!(
+                error.as_ref().and_then(DocumentError::line),
+                Some(line),
+                "{text:?}"
+            );
+        }
+        // Side by side and split over lines stay allowed.
+        assert!(
+            check_markers(
+                b"<repo-version>1</repo-version><repo-version>1</repo-version>\n<repo-version>1\n</repo-version>",
+                Format::RepoVersionTag
+            )
+            .is_ok()
         );
     }
 

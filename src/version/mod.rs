@@ -17,11 +17,27 @@ use thiserror::Error;
 
 /// A semantic version as duat read it: an optional `v` prefix that survives
 /// printing, missing minor/patch read as 0, and leading zeros accepted in the
-/// numeric core.
+/// numeric core and kept byte for byte until the version is changed (duat's
+/// `Original()`: `01.2.3` stays `01.2.3`; `patch` gives `1.2.4`).
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct Version {
     inner: semver::Version,
     v_prefix: bool,
+    /// The core as written (`01.2.3`), only when it has leading zeros.
+    written_core: Option<String>,
+}
+
+/// A bump that would go past the largest version component.
+#[derive(Debug, Error, PartialEq, Eq)]
+#[error(
+    "cannot bump the {component} of {version}: it is already {} (the largest number a version component can hold)",
+    u64::MAX
+)]
+pub struct OverflowError {
+    /// `major`, `minor` or `patch`.
+    pub component: &'static str,
+    /// The version as given.
+    pub version: String,
 }
 
 /// A version string that cannot be read even leniently.
@@ -83,6 +99,9 @@ impl Version {
         }
         let mut numbers = [0_u64; 3];
         let parts: Vec<&str> = core.split('.').collect();
+        let leading_zeros = parts
+            .iter()
+            .any(|part| part.len() > 1 && part.starts_with('0'));
         if parts.len() > 3 {
             return Err(ParseError::new(
                 text,
@@ -120,6 +139,13 @@ impl Version {
                 build,
             },
             v_prefix,
+            written_core: leading_zeros.then(|| {
+                let mut written = parts.join(".");
+                for _ in parts.len()..3 {
+                    written.push_str(".0");
+                }
+                written
+            }),
         })
     }
 
@@ -145,10 +171,21 @@ impl Version {
     /// The version as it is written back: the `v` prefix kept when the input had one.
     #[must_use]
     pub fn original(&self) -> String {
-        if self.v_prefix {
-            format!("v{}", self.inner)
-        } else {
-            self.inner.to_string()
+        let prefix = if self.v_prefix { "v" } else { "" };
+        match &self.written_core {
+            Some(core) => {
+                let mut text = format!("{prefix}{core}");
+                if !self.inner.pre.is_empty() {
+                    text.push('-');
+                    text.push_str(self.inner.pre.as_str());
+                }
+                if !self.inner.build.is_empty() {
+                    text.push('+');
+                    text.push_str(self.inner.build.as_str());
+                }
+                text
+            }
+            None => format!("{prefix}{}", self.inner),
         }
     }
 
@@ -164,28 +201,54 @@ impl Version {
         self.inner.build.as_str()
     }
 
+    fn overflow(&self, component: &'static str) -> OverflowError {
+        OverflowError {
+            component,
+            version: self.original(),
+        }
+    }
+
     /// `M+1.0.0`, pre-release and metadata dropped.
-    #[must_use]
-    pub fn bump_major(&self) -> Self {
-        self.with_core(self.inner.major.saturating_add(1), 0, 0)
+    ///
+    /// # Errors
+    /// When the major number is already `u64::MAX`.
+    pub fn bump_major(&self) -> Result<Self, OverflowError> {
+        let major = self
+            .inner
+            .major
+            .checked_add(1)
+            .ok_or_else(|| self.overflow("major"))?;
+        Ok(self.with_core(major, 0, 0))
     }
 
     /// `M.m+1.0`, pre-release and metadata dropped.
-    #[must_use]
-    pub fn bump_minor(&self) -> Self {
-        self.with_core(self.inner.major, self.inner.minor.saturating_add(1), 0)
+    ///
+    /// # Errors
+    /// When the minor number is already `u64::MAX`.
+    pub fn bump_minor(&self) -> Result<Self, OverflowError> {
+        let minor = self
+            .inner
+            .minor
+            .checked_add(1)
+            .ok_or_else(|| self.overflow("minor"))?;
+        Ok(self.with_core(self.inner.major, minor, 0))
     }
 
     /// `M.m.p+1`, metadata dropped; a pre-release is released instead
     /// (`1.2.3-x` becomes `1.2.3`), as duat did.
-    #[must_use]
-    pub fn bump_patch(&self) -> Self {
+    ///
+    /// # Errors
+    /// When the patch number is already `u64::MAX` (and there is no pre-release).
+    pub fn bump_patch(&self) -> Result<Self, OverflowError> {
         let patch = if self.inner.pre.is_empty() {
-            self.inner.patch.saturating_add(1)
+            self.inner
+                .patch
+                .checked_add(1)
+                .ok_or_else(|| self.overflow("patch"))?
         } else {
             self.inner.patch
         };
-        self.with_core(self.inner.major, self.inner.minor, patch)
+        Ok(self.with_core(self.inner.major, self.inner.minor, patch))
     }
 
     /// The same version with its pre-release replaced; build metadata is kept.
@@ -204,6 +267,8 @@ impl Version {
         })?;
         let mut next = self.clone();
         next.inner.pre = pre;
+        // duat printed a changed version normalised.
+        next.written_core = None;
         Ok(next)
     }
 
@@ -225,6 +290,7 @@ impl Version {
         Self {
             inner: semver::Version::new(major, minor, patch),
             v_prefix: self.v_prefix,
+            written_core: None,
         }
     }
 }
@@ -255,7 +321,9 @@ mod tests {
             ("v1.2.3", "1.2.3", "v1.2.3"),
             ("1", "1.0.0", "1.0.0"),
             ("v1.2", "1.2.0", "v1.2.0"),
-            ("01.2.3", "1.2.3", "1.2.3"),
+            ("01.2.3", "1.2.3", "01.2.3"),
+            ("v1.02", "1.2.0", "v1.02.0"),
+            ("1.2.003-rc.1+b", "1.2.3-rc.1+b", "1.2.003-rc.1+b"),
             (" 1.2.3\t", "1.2.3", "1.2.3"),
             ("1.0.0-pre+build", "1.0.0-pre+build", "1.0.0-pre+build"),
             ("0.17.0-rc.8", "0.17.0-rc.8", "0.17.0-rc.8"),
@@ -301,11 +369,40 @@ mod tests {
 
     #[test]
     fn bumps_follow_duat() {
-        assert_eq!(parse("1.2.3-x+m").bump_major().original(), "2.0.0");
-        assert_eq!(parse("1.2.3-x+m").bump_minor().original(), "1.3.0");
-        assert_eq!(parse("1.2.3-x+m").bump_patch().original(), "1.2.3");
-        assert_eq!(parse("1.2.3+m").bump_patch().original(), "1.2.4");
-        assert_eq!(parse("v0.9.9").bump_patch().original(), "v0.9.10");
+        let bumped = |text: &str, bump: fn(&Version) -> Result<Version, OverflowError>| {
+            bump(&parse(text)).map(|version| version.original())
+        };
+        assert_eq!(
+            bumped("1.2.3-x+m", Version::bump_major),
+            Ok("2.0.0".to_owned())
+        );
+        assert_eq!(
+            bumped("1.2.3-x+m", Version::bump_minor),
+            Ok("1.3.0".to_owned())
+        );
+        assert_eq!(
+            bumped("1.2.3-x+m", Version::bump_patch),
+            Ok("1.2.3".to_owned())
+        );
+        assert_eq!(
+            bumped("1.2.3+m", Version::bump_patch),
+            Ok("1.2.4".to_owned())
+        );
+        assert_eq!(
+            bumped("v0.9.9", Version::bump_patch),
+            Ok("v0.9.10".to_owned())
+        );
+        assert_eq!(
+            bumped("01.02.03", Version::bump_patch),
+            Ok("1.2.4".to_owned())
+        );
+        assert_eq!(
+            parse("01.2.3")
+                .with_prerelease("x")
+                .map(|version| version.original())
+                .ok(),
+            Some("1.2.3-x".to_owned())
+        );
         assert_eq!(
             parse("1.0.0-pre+build")
                 .with_prerelease("main-aaaagipajnu")
@@ -315,19 +412,55 @@ mod tests {
         );
     }
 
+    #[test]
+    fn bumps_past_the_largest_component_are_errors() {
+        let max = u64::MAX;
+        let top = parse(&format!("{max}.0.{max}"));
+        assert_eq!(
+            top.bump_patch().err().map(|error| error.component),
+            Some("patch")
+        );
+        assert_eq!(
+            parse(&format!("{max}.0.0"))
+                .bump_major()
+                .err()
+                .map(|error| error.component),
+            Some("major")
+        );
+        assert_eq!(
+            parse(&format!("0.{max}.0"))
+                .bump_minor()
+                .err()
+                .map(|error| error.component),
+            Some("minor")
+        );
+        // A pre-release of the largest patch is released without overflow.
+        assert_eq!(
+            parse(&format!("0.0.{max}-rc.1"))
+                .bump_patch()
+                .map(|version| version.original()),
+            Ok(format!("0.0.{max}"))
+        );
+        assert_eq!(
+            top.bump_minor().map(|version| version.original()),
+            Ok(format!("{max}.1.0"))
+        );
+    }
+
     proptest! {
         #[test]
         fn bumps_increase_precedence(major in 0_u64..1000, minor in 0_u64..1000, patch in 0_u64..1000, pre in proptest::option::of("[a-z][a-z0-9]{0,6}")) {
             let text = match &pre { Some(pre) => format!("{major}.{minor}.{patch}-{pre}"), None => format!("{major}.{minor}.{patch}") };
             let version = parse(&text);
             for bumped in [version.bump_major(), version.bump_minor(), version.bump_patch()] {
+                let bumped = bumped.map_err(|error| TestCaseError::fail(error.to_string()))?;
                 prop_assert_eq!(bumped.precedence(&version), Ordering::Greater);
                 prop_assert!(bumped.prerelease().is_empty());
                 prop_assert!(bumped.build_metadata().is_empty());
             }
-            prop_assert_eq!(version.bump_major().semver().major, major + 1);
-            prop_assert_eq!(version.bump_minor().semver().minor, minor + 1);
-            prop_assert_eq!(version.bump_minor().semver().major, major);
+            prop_assert_eq!(version.bump_major().map(|bumped| bumped.semver().major), Ok(major + 1));
+            prop_assert_eq!(version.bump_minor().map(|bumped| bumped.semver().minor), Ok(minor + 1));
+            prop_assert_eq!(version.bump_minor().map(|bumped| bumped.semver().major), Ok(major));
         }
 
         #[test]

@@ -5,12 +5,15 @@
 //! - API host: `GET/POST /repos/{o}/{r}/releases` (the list includes drafts),
 //!   `GET /repos/{o}/{r}/releases/tags/{tag}` (published only, as GitHub),
 //!   `GET/PATCH /repos/{o}/{r}/releases/{id}`, `GET /repos/{o}/{r}/releases/{id}/assets`,
-//!   `DELETE /repos/{o}/{r}/releases/assets/{id}`;
+//!   `DELETE /repos/{o}/{r}/releases/assets/{id}`, `GET /repos/{o}/{r}/releases/assets/{id}`
+//!   (`Accept: application/octet-stream`: the bytes, for assets of at most 16 MiB);
 //! - uploads host (a second port, as `uploads.github.com`):
 //!   `POST /repos/{o}/{r}/releases/{id}/assets?name=`, 422 `already_exists` for a taken name.
 //!
-//! Uploaded bodies are hashed as they arrive and not kept, so a 500 MiB
-//! asset costs the fake no memory. Scripted failures: uploads failing after
+//! Uploaded bodies are hashed as they arrive and kept only up to 16 MiB, so a
+//! 500 MiB asset costs the fake no memory. `omit_digests` answers as GitHub
+//! did before June 2025 (and GitHub Enterprise Server does): assets without
+//! `digest`. Scripted failures: uploads failing after
 //! N successes, 500s, rate limits with `Retry-After`.
 
 use std::convert::Infallible;
@@ -83,7 +86,12 @@ struct State {
     fault: Option<Fault>,
     log: Vec<(String, String)>,
     authorization_failures: usize,
+    omit_digests: bool,
+    contents: std::collections::HashMap<u64, Bytes>,
 }
+
+/// The largest upload the fake keeps for downloads.
+const KEPT_CONTENT: u64 = 16 * 1024 * 1024;
 
 /// The running fake; stops when dropped.
 pub struct FakeGitHub {
@@ -156,6 +164,19 @@ impl FakeGitHub {
     /// Script a failure.
     pub fn fault(&self, fault: Fault) {
         lock(&self.state).fault = Some(fault);
+    }
+
+    /// Remove the assets named `name` from every release.
+    pub fn remove_asset(&self, name: &str) {
+        for release in &mut lock(&self.state).releases {
+            release.assets.retain(|asset| asset.name != name);
+        }
+    }
+
+    /// Answer assets without `digest`, as GitHub before June 2025 and
+    /// GitHub Enterprise Server do.
+    pub fn omit_digests(&self, omit: bool) {
+        lock(&self.state).omit_digests = omit;
     }
 
     /// The releases as they are now.
@@ -243,7 +264,7 @@ fn asset_json(state: &State, asset: &FakeAsset) -> Value {
         "browser_download_url": format!("{base}/download/{}", asset.id),
         "id": asset.id, "node_id": format!("RA_{}", asset.id), "name": asset.name, "label": null,
         "state": "uploaded", "content_type": "application/octet-stream", "size": asset.size,
-        "digest": asset.digest, "download_count": 0,
+        "digest": (!state.omit_digests).then(|| asset.digest.clone()), "download_count": 0,
         "created_at": "2026-11-28T00:00:00Z", "updated_at": "2026-11-28T00:00:00Z",
         "uploader": user(base)
     })
@@ -438,6 +459,33 @@ async fn handle(state: &Mutex<State>, request: Request<Incoming>) -> Response<Fu
                 None => error(StatusCode::NOT_FOUND, "Not Found"),
             }
         }
+        (Method::GET, ["assets", id]) => {
+            let id: u64 = id.parse().unwrap_or_default();
+            let state = lock(state);
+            let wants_bytes = request
+                .headers()
+                .get(hyper::header::ACCEPT)
+                .is_some_and(|value| value.as_bytes().starts_with(b"application/octet-stream"));
+            let asset = state
+                .releases
+                .iter()
+                .flat_map(|release| release.assets.iter())
+                .find(|asset| asset.id == id);
+            match (asset, wants_bytes) {
+                (Some(_), true) => match state.contents.get(&id) {
+                    Some(bytes) => Response::builder()
+                        .status(StatusCode::OK)
+                        .header(hyper::header::CONTENT_TYPE, "application/octet-stream")
+                        .body(Full::new(bytes.clone()))
+                        .unwrap_or_else(|_| {
+                            error(StatusCode::INTERNAL_SERVER_ERROR, "Server Error")
+                        }),
+                    None => error(StatusCode::NOT_FOUND, "Not Found"),
+                },
+                (Some(asset), false) => reply(StatusCode::OK, &asset_json(&state, asset)),
+                (None, _) => error(StatusCode::NOT_FOUND, "Not Found"),
+            }
+        }
         (Method::DELETE, ["assets", id]) => {
             let id: u64 = id.parse().unwrap_or_default();
             let mut state = lock(state);
@@ -544,6 +592,7 @@ async fn upload_asset(
         .and_then(|value| value.parse().ok());
     let mut hasher = Sha256::new();
     let mut size = 0u64;
+    let mut kept = Vec::new();
     let mut body = request.into_body().into_data_stream();
     while let Some(chunk) = body.next().await {
         let Ok(chunk) = chunk else {
@@ -551,6 +600,9 @@ async fn upload_asset(
         };
         size += chunk.len() as u64;
         hasher.update(&chunk);
+        if size <= KEPT_CONTENT {
+            kept.extend_from_slice(&chunk);
+        }
     }
     if declared.is_some_and(|declared| declared != size) {
         return error(
@@ -575,6 +627,10 @@ async fn upload_asset(
         digest,
     };
     let answer = asset_json(&state, &asset);
+    if size <= KEPT_CONTENT {
+        let asset_id = asset.id;
+        state.contents.insert(asset_id, Bytes::from(kept));
+    }
     let Some(release) = state.releases.iter_mut().find(|release| release.id == id) else {
         return error(StatusCode::NOT_FOUND, "Not Found");
     };

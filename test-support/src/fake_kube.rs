@@ -136,6 +136,18 @@ const RESOURCES: &[(&str, &str, &str, bool)] = &[
     ("/api/v1", "services", "Service", true),
     ("/api/v1", "serviceaccounts", "ServiceAccount", true),
     ("/api/v1", "pods", "Pod", true),
+    (
+        "/api/v1",
+        "persistentvolumeclaims",
+        "PersistentVolumeClaim",
+        true,
+    ),
+    (
+        "/api/v1",
+        "replicationcontrollers",
+        "ReplicationController",
+        true,
+    ),
     ("/apis/apps/v1", "deployments", "Deployment", true),
     ("/apis/batch/v1", "jobs", "Job", true),
     ("/apis/rbac.authorization.k8s.io/v1", "roles", "Role", true),
@@ -144,6 +156,18 @@ const RESOURCES: &[(&str, &str, &str, bool)] = &[
         "rolebindings",
         "RoleBinding",
         true,
+    ),
+    (
+        "/apis/rbac.authorization.k8s.io/v1",
+        "clusterroles",
+        "ClusterRole",
+        false,
+    ),
+    (
+        "/apis/rbac.authorization.k8s.io/v1",
+        "clusterrolebindings",
+        "ClusterRoleBinding",
+        false,
     ),
 ];
 

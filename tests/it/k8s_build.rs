@@ -558,3 +558,211 @@ fn the_fake_api_server_watch_resyncs_after_410_gone() -> TestResult {
     );
     Ok(())
 }
+
+/// studio-go-runner's files at a 2019 and a 2021 commit, read in place.
+fn reference(commit: &str) -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../shared/reference/studio-go-runner")
+        .join(commit)
+}
+
+/// The namespace studio-go-runner's build.yaml makes for `USER=ci`.
+const REFERENCE_NAMESPACE: &str = "build-studio-go-runner-ci";
+
+fn encoded(text: &str) -> String {
+    base64::engine::general_purpose::STANDARD.encode(text)
+}
+
+fn assert_no_token(text: &str) {
+    assert!(
+        !text.contains(CANARY) && !text.contains(&encoded(CANARY)),
+        "the token is shown:\n{text}"
+    );
+}
+
+#[test]
+fn dry_run_renders_the_reference_build_yaml_in_duat_dialect_with_its_secret_masked() -> TestResult {
+    // The checkouts have no .git: the git values come from a repository beside them.
+    let git = Repo::new("feature/ci_x")?;
+    git.write(
+        "README.md",
+        "Version: <repo-version>0.12.1</repo-version>\n",
+    )?;
+    git.commit("fixture")?;
+    for commit in ["19b9df9e", "4f816e5c"] {
+        let output = crate::common::sgr_command()
+            .current_dir(reference(commit))
+            .args(["k8s-build", "--dry-run", "--git"])
+            .arg(git.path())
+            .env("USER", "ci")
+            .env("GITHUB_TOKEN", CANARY)
+            .env_remove("KUBECONFIG")
+            .assert()
+            .success()
+            .stderr(contains("extensions/v1beta1").and(contains("apps/v1")))
+            .get_output()
+            .clone();
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        assert_no_token(&stdout);
+        assert_no_token(&String::from_utf8_lossy(&output.stderr));
+        assert!(
+            stdout.contains(&format!("name: {REFERENCE_NAMESPACE}"))
+                && stdout.contains("image: leafai/")
+                && stdout.contains("-standalone-build:feature-ci-x")
+                && stdout.contains("github_token: \"***\""),
+            "{commit}:\n{stdout}"
+        );
+    }
+    Ok(())
+}
+
+/// A kubeconfig-holding repository with the 2021 build.yaml, `edit` applied to a copy.
+fn reference_cluster(edit: fn(&str) -> String) -> Result<Cluster, Box<dyn std::error::Error>> {
+    let repo = Repo::new("main")?;
+    repo.write(
+        "README.md",
+        "Version: <repo-version>0.12.1</repo-version>\n",
+    )?;
+    let original = std::fs::read_to_string(reference("4f816e5c").join("build.yaml"))?;
+    repo.write("build.yaml", edit(&original))?;
+    repo.commit("fixture")?;
+    let kube = FakeKube::start()?;
+    let kubeconfig = repo.file("kubeconfig");
+    std::fs::write(&kubeconfig, kube.kubeconfig("fake-bearer"))?;
+    Ok(Cluster {
+        repo,
+        kube,
+        kubeconfig,
+    })
+}
+
+fn reference_command(cluster: &Cluster) -> assert_cmd::Command {
+    let mut command = cluster.repo.sgr();
+    command
+        .arg("k8s-build")
+        .env("KUBECONFIG", &cluster.kubeconfig)
+        .env("USER", "ci")
+        .env("GITHUB_TOKEN", CANARY)
+        .timeout(Duration::from_mins(2));
+    command
+}
+
+#[test]
+fn the_2021_build_yaml_with_apps_v1_runs_to_exit_0_and_fills_its_own_secret() -> TestResult {
+    let cluster = reference_cluster(|text| text.replace("extensions/v1beta1", "apps/v1"))?;
+    cluster
+        .kube
+        .script("build", vec![PodScript::lines(numbered("ref", 5), 0)]);
+    let output = reference_command(&cluster)
+        .assert()
+        .success()
+        .stderr(contains("job build completed"))
+        .get_output()
+        .clone();
+    assert_eq!(stdout_lines(&output), numbered("ref", 5));
+    assert_no_token(&String::from_utf8_lossy(&output.stderr));
+    for (plural, namespace, name) in [
+        ("namespaces", "", REFERENCE_NAMESPACE),
+        ("clusterrolebindings", "", "run-cluster-admin"),
+        (
+            "persistentvolumeclaims",
+            REFERENCE_NAMESPACE,
+            "minio-pv-claim",
+        ),
+        ("deployments", REFERENCE_NAMESPACE, "minio-deployment"),
+        (
+            "replicationcontrollers",
+            REFERENCE_NAMESPACE,
+            "rabbitmq-controller",
+        ),
+        ("jobs", REFERENCE_NAMESPACE, "build"),
+    ] {
+        assert!(
+            cluster.kube.object(plural, namespace, name).is_some(),
+            "{plural} {name} was not applied"
+        );
+    }
+    // The file's own Secret, filled by `expandenv "$GITHUB_TOKEN" | b64enc`; sgr adds none.
+    let secret = cluster
+        .kube
+        .object(
+            "secrets",
+            REFERENCE_NAMESPACE,
+            "studioml-runner-github-token",
+        )
+        .ok_or("the file's Secret was not applied")?;
+    assert_eq!(secret["data"]["github_token"], encoded(CANARY));
+    assert_eq!(cluster.kube.objects("secrets").len(), 1);
+    Ok(())
+}
+
+#[test]
+fn a_removed_api_version_is_refused_before_anything_is_written() -> TestResult {
+    let cluster = reference_cluster(str::to_owned)?;
+    let output = reference_command(&cluster)
+        .assert()
+        .code(2)
+        .stderr(
+            contains("line 75 of the rendered build.yaml")
+                .and(contains(
+                    "Deployment build-studio-go-runner-ci/minio-deployment",
+                ))
+                .and(contains("extensions/v1beta1 is removed in Kubernetes 1.16"))
+                .and(contains("use apiVersion: apps/v1"))
+                .and(contains("nothing was applied")),
+        )
+        .get_output()
+        .clone();
+    assert_no_token(&String::from_utf8_lossy(&output.stderr));
+    let writes: Vec<_> = cluster
+        .kube
+        .received()
+        .into_iter()
+        .filter(|(method, ..)| method != "GET")
+        .collect();
+    assert!(writes.is_empty(), "the cluster was written to: {writes:?}");
+    Ok(())
+}
+
+#[test]
+fn an_unreachable_cluster_is_exit_2_naming_the_server_in_every_command() -> TestResult {
+    let repo = Repo::new("main")?;
+    repo.write("README.md", "Version: <repo-version>1.0.0</repo-version>\n")?;
+    repo.write(
+        "build.yaml",
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/build.yaml"))?,
+    )?;
+    repo.commit("fixture")?;
+    // A port nobody listens on.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port();
+    let server = format!("http://127.0.0.1:{port}");
+    let kubeconfig = repo.file("kubeconfig");
+    std::fs::write(
+        &kubeconfig,
+        format!(
+            "apiVersion: v1\nkind: Config\nclusters:\n- name: gone\n  cluster:\n    server: {server}\ncontexts:\n- name: gone\n  context:\n    cluster: gone\n    user: gone\ncurrent-context: gone\nusers:\n- name: gone\n  user:\n    token: t\n"
+        ),
+    )?;
+    for args in [
+        vec!["k8s-build", "--namespace", NAMESPACE],
+        vec!["runner", "status"],
+    ] {
+        repo.sgr()
+            .args(&args)
+            .env("KUBECONFIG", &kubeconfig)
+            .env("GITHUB_TOKEN", CANARY)
+            .timeout(Duration::from_mins(2))
+            .assert()
+            .code(2)
+            .stderr(
+                contains(format!(
+                    "cannot reach the Kubernetes API server at {server}"
+                ))
+                .and(contains("hint:"))
+                .and(contains("KUBECONFIG")),
+            );
+    }
+    Ok(())
+}

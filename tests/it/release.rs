@@ -449,3 +449,60 @@ fn images_are_promoted_and_the_version_file_changes_only_after_success() -> Test
     assert_eq!(manifest.status(), reqwest::StatusCode::OK);
     Ok(())
 }
+
+fn downloads(github: &FakeGitHub) -> Vec<String> {
+    github
+        .log()
+        .into_iter()
+        .filter(|(method, path)| method == "GET" && path.contains("/releases/assets/"))
+        .map(|(_, path)| path)
+        .collect()
+}
+
+#[test]
+fn assets_without_a_digest_are_recognised_by_sha256sums_then_by_size_and_hash() -> TestResult {
+    let repo = project("2.0.0", &[("a.bin", "alpha"), ("b.bin", "bravo")])?;
+    let github = FakeGitHub::start("leaf-ai", "demo", TOKEN)?;
+    // GitHub before June 2025, or GitHub Enterprise Server: no `digest`.
+    github.omit_digests(true);
+    release(&repo, &github).arg("dist/*.bin").assert().success();
+
+    // The release's own SHA256SUMS decides: it is the only download.
+    github.clear_log();
+    release(&repo, &github)
+        .arg("dist/*.bin")
+        .assert()
+        .success()
+        .stdout(contains("up to date").and(contains("uploaded").not()));
+    assert_eq!(uploads(&github), 0, "{:?}", github.log());
+    assert_eq!(downloads(&github).len(), 1, "{:?}", github.log());
+
+    // Same size, other bytes: told apart.
+    repo.write("dist/b.bin", "bravX")?;
+    release(&repo, &github)
+        .arg("dist/*.bin")
+        .assert()
+        .code(1)
+        .stderr(contains("differ from the local files: b.bin, SHA256SUMS"));
+    repo.write("dist/b.bin", "bravo")?;
+
+    // Without SHA256SUMS on the release: size, then a downloaded hash.
+    github.remove_asset("SHA256SUMS");
+    repo.write("dist/a.bin", "alphA")?;
+    github.clear_log();
+    release(&repo, &github)
+        .arg("dist/*.bin")
+        .assert()
+        .code(1)
+        .stderr(contains("differ from the local files: a.bin").and(contains("b.bin").not()));
+    assert_eq!(downloads(&github).len(), 2, "{:?}", github.log());
+    repo.write("dist/a.bin", "alpha")?;
+    github.clear_log();
+    release(&repo, &github)
+        .arg("dist/*.bin")
+        .assert()
+        .success()
+        .stdout(contains("uploaded").and(contains("SHA256SUMS")));
+    assert_eq!(uploads(&github), 1, "only SHA256SUMS: {:?}", github.log());
+    Ok(())
+}

@@ -664,3 +664,84 @@ fn a_failed_write_exits_1_and_leaves_the_file() -> TestResult {
     );
     Ok(())
 }
+
+#[test]
+fn a_bump_past_the_largest_component_is_refused_and_writes_nothing() -> TestResult {
+    let max = u64::MAX;
+    let readme = format!("<repo-version>{max}.0.{max}</repo-version>\n");
+    let repo = repo_with(&readme)?;
+    for command in ["patch", "major"] {
+        repo.sgr()
+            .args(["semver", command])
+            .assert()
+            .code(2)
+            .stdout("")
+            .stderr(contains(format!(
+                "cannot bump the {command} of {max}.0.{max}"
+            )));
+    }
+    assert_eq!(readme_of(&repo)?, readme);
+    repo.sgr()
+        .args(["semver", "minor"])
+        .assert()
+        .success()
+        .stdout(format!("{max}.1.0\n"));
+    Ok(())
+}
+
+#[test]
+fn nested_or_conflicting_tags_are_refused_with_their_line() -> TestResult {
+    for readme in [
+        "# P\n\nVersion: <repo-version><repo-version>1.0.0</repo-version></repo-version>\n",
+        "# P\n\nVersion: <repo-version>1.0.0</repo-version>1.0.0</repo-version>\n",
+    ] {
+        let repo = repo_with(readme)?;
+        repo.sgr()
+            .args(["semver", "patch"])
+            .assert()
+            .code(2)
+            .stderr(contains("README.md:3").and(contains("nested or conflicting")));
+        assert_eq!(readme_of(&repo)?, readme);
+    }
+    // An apply target is checked too.
+    let repo = repo_with(README)?;
+    repo.write(
+        "Dockerfile",
+        "LABEL v=<repo-version>1<repo-version>2</repo-version></repo-version>\n",
+    )?;
+    repo.sgr()
+        .args(["semver", "apply", "-t", "Dockerfile"])
+        .assert()
+        .code(2)
+        .stderr(contains("Dockerfile:1"));
+    Ok(())
+}
+
+#[test]
+fn leading_zeros_are_kept_byte_for_byte_as_duat_did() -> TestResult {
+    let readme = "Version: <repo-version>01.2.3</repo-version>\n";
+    let repo = repo_with(readme)?;
+    repo.sgr()
+        .args(["semver", "extract"])
+        .assert()
+        .success()
+        .stdout("01.2.3\n");
+    repo.write("Dockerfile", "LABEL v=<repo-version></repo-version>\n")?;
+    repo.sgr()
+        .args(["semver", "apply", "-t", "Dockerfile"])
+        .assert()
+        .success()
+        .stdout("01.2.3\n");
+    assert_eq!(
+        String::from_utf8(repo.read("Dockerfile")?)?,
+        "LABEL v=<repo-version>01.2.3</repo-version>\n"
+    );
+    assert_eq!(readme_of(&repo)?, readme);
+    // A changed version is printed normalised, as duat's String() did.
+    repo.sgr()
+        .args(["semver", "patch"])
+        .assert()
+        .success()
+        .stdout("1.2.4\n");
+    Ok(())
+}

@@ -2,7 +2,9 @@
 //! benchmarks: `fake-kube KUBECONFIG LINES BURST PAUSE_MS` writes a
 //! kubeconfig for it, scripts the Job `bench` to write LINES log lines
 //! (BURST at a time, `PAUSE_MS` apart, each ending in ` wall=<unix ns>`),
-//! prints the server URL and serves until stdin closes.
+//! prints the server URL and serves until stdin closes. `LINES` of the form
+//! `long:BYTES` makes one log line of BYTES bytes instead (carriage-return
+//! progress output, as pip and downloads write without a terminal).
 
 use std::io::{BufRead as _, Write as _};
 use std::time::Duration;
@@ -16,13 +18,17 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     };
     let kube = FakeKube::start()?;
     std::fs::write(kubeconfig, kube.kubeconfig("bench"))?;
-    let count: usize = lines.parse()?;
-    let mut script = PodScript::lines(
+    let log: Vec<String> = if let Some(bytes) = lines.strip_prefix("long:") {
+        let bytes: usize = bytes.parse()?;
+        let unit = "downloading  42% |#######             |\r";
+        vec![unit.repeat(bytes / unit.len() + 1)[..bytes].to_owned()]
+    } else {
+        let count: usize = lines.parse()?;
         (0..count)
             .map(|index| format!("bench line {index:07}"))
-            .collect(),
-        0,
-    );
+            .collect()
+    };
+    let mut script = PodScript::lines(log, 0);
     script.burst = burst.parse()?;
     script.pause = Duration::from_millis(pause.parse()?);
     script.wall_clock = true;
