@@ -3,10 +3,12 @@
 //!
 //! The original deleted a message file as soon as it read it, so a runner
 //! killed mid-experiment lost the message. Here a message is claimed by an
-//! atomic rename into the queue's `.inflight/` directory, deleted only on
-//! ack, moved back on nack, and moved back at start-up if a previous runner
-//! died holding it (at-least-once). Unusable messages go to `.dead/` with a
-//! `.reason` file next to them, never requeued for ever.
+//! atomic rename into the queue's `.inflight/<owner>/` directory, deleted
+//! only on ack, moved back on nack, and moved back at start-up if a previous
+//! runner of the same owner died holding it (at-least-once). Several runners
+//! may share one root, each with its own owner name, so a runner starting
+//! never takes back what another live runner holds. Unusable messages go to
+//! `.dead/` with a `.reason` file next to them, never requeued for ever.
 //!
 //! Other programs write into these directories, so the queue is lenient
 //! about what it finds: dot files and the `StudioML` client's `lock.lock`
@@ -16,12 +18,27 @@
 //! message (the experiment's results are stored either way): settling it
 //! logs a warning instead of failing the runner, and the queue is not
 //! created again, since deleting it was the operator's decision.
+//!
+//! The runner is often root and the writers are not, so nothing a writer
+//! plants is followed: every operation goes through directory descriptors
+//! opened with `O_NOFOLLOW` (a symbolic link as `.inflight`, `.dead` or a
+//! queue directory stops that queue, with a warning, instead of moving or
+//! writing files elsewhere), a message is opened non-blocking and read only
+//! if it is a regular file (a FIFO or link swapped in reads as empty and is
+//! dead-lettered as unreadable), and the `.reason` file is created afresh,
+//! never written through what was there.
 
+use std::collections::HashSet;
 use std::fs;
 use std::io;
+use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, SystemTime};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Mutex, PoisonError};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use rustix::fs::{AtFlags, FileType, Mode, OFlags, Stat, Timespec, Timestamps};
+use rustix::io::Errno;
 use thiserror::Error;
 
 use super::QueueFilter;
@@ -31,6 +48,9 @@ const INFLIGHT: &str = ".inflight";
 const DEAD: &str = ".dead";
 /// The `StudioML` client's lock file for its local queue: never a message.
 const CLIENT_LOCK: &str = "lock.lock";
+/// The owner of [`DirQueues::new`]: runners that share a root must each
+/// give their own with [`DirQueues::with_owner`].
+pub const DEFAULT_OWNER: &str = "runner";
 
 /// How long a file that is not JSON yet is given to be finished by its
 /// writer before it is taken (and dead-lettered as unreadable).
@@ -50,14 +70,24 @@ pub enum DirQueueError {
         #[source]
         source: io::Error,
     },
+    /// Something that must be a directory of the queue is a symbolic link
+    /// or another kind of file: the queue is not served until it is removed.
+    #[error(
+        "{} is a symbolic link or not a directory: its queue is not served until it is removed",
+        .path.display()
+    )]
+    NotADirectory {
+        /// The entry.
+        path: PathBuf,
+    },
 }
 
 impl Classify for DirQueueError {
     /// Local file system trouble (a full disk, permissions, a vanished
-    /// directory) may pass.
+    /// directory, an entry an operator must remove) may pass.
     fn class(&self) -> Class {
         match self {
-            Self::Io { .. } => Class::Transient,
+            Self::Io { .. } | Self::NotADirectory { .. } => Class::Transient,
         }
     }
 }
@@ -65,6 +95,28 @@ impl Classify for DirQueueError {
 /// Whether a file named `name` in a queue directory may be a message.
 fn is_message_name(name: &str) -> bool {
     !name.starts_with('.') && name != CLIENT_LOCK
+}
+
+/// An owner name safe as a directory name: letters, digits, `-` and `_`
+/// kept, anything else `_`, at most 64 characters; [`DEFAULT_OWNER`] if
+/// nothing is left.
+fn owner_name(owner: &str) -> String {
+    let name: String = owner
+        .chars()
+        .take(64)
+        .map(|character| {
+            if character.is_ascii_alphanumeric() || character == '-' || character == '_' {
+                character
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    if name.is_empty() {
+        DEFAULT_OWNER.to_owned()
+    } else {
+        name
+    }
 }
 
 /// Whether `body`, last modified at `modified`, may still be being written
@@ -88,16 +140,108 @@ fn io_error(action: &'static str, path: &Path) -> impl FnOnce(io::Error) -> DirQ
     }
 }
 
-/// A message file's bytes, at most one more than a request may have (so an
-/// oversized file is refused as such without being read whole).
-fn read_bounded(path: &Path) -> io::Result<Vec<u8>> {
+/// `error` with its causes, for a log line.
+fn described(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
+/// When a file was last modified, from its status.
+fn modified(stat: &Stat) -> SystemTime {
+    let seconds = u64::try_from(stat.st_mtime).unwrap_or(0);
+    let nanoseconds = u32::try_from(stat.st_mtime_nsec).unwrap_or(0);
+    UNIX_EPOCH + Duration::new(seconds, nanoseconds)
+}
+
+fn is_regular(stat: &Stat) -> bool {
+    FileType::from_raw_mode(stat.st_mode) == FileType::RegularFile
+}
+
+/// The directory `name` in `at`, never through a symbolic link.
+fn open_directory(at: &OwnedFd, name: &str) -> io::Result<OwnedFd> {
+    rustix::fs::openat(
+        at,
+        name,
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(io::Error::from)
+}
+
+/// Whether opening a directory failed because something else is there (a
+/// symbolic link gives `ELOOP`, another file `ENOTDIR`).
+fn planted(error: &io::Error) -> bool {
+    matches!(
+        error.raw_os_error().map(Errno::from_raw_os_error),
+        Some(Errno::LOOP | Errno::NOTDIR)
+    )
+}
+
+/// The directory `name` in `at`, made if missing, never through a link.
+fn make_directory(at: &OwnedFd, name: &str) -> io::Result<OwnedFd> {
+    match rustix::fs::mkdirat(at, name, Mode::from_raw_mode(0o755)) {
+        Ok(()) | Err(Errno::EXIST) => {}
+        Err(errno) => return Err(errno.into()),
+    }
+    open_directory(at, name)
+}
+
+/// The names in the directory `directory`, without `.` and `..`.
+fn names(directory: &OwnedFd) -> io::Result<Vec<String>> {
+    let mut names = Vec::new();
+    for entry in rustix::fs::Dir::read_from(directory)? {
+        let entry = entry?;
+        let Ok(name) = entry.file_name().to_str() else {
+            continue;
+        };
+        if name != "." && name != ".." {
+            names.push(name.to_owned());
+        }
+    }
+    Ok(names)
+}
+
+/// A message's bytes (at most one more than a request may have, so an
+/// oversized file is refused as such without being read whole) and when it
+/// was modified. The file is opened without following a link and without
+/// blocking, and read only if it is a regular file: anything else (a FIFO,
+/// a device, a link swapped in) reads as empty, so it is left to settle and
+/// then dead-lettered, never waited on.
+fn look(directory: &OwnedFd, name: &str) -> io::Result<(Vec<u8>, SystemTime)> {
     use std::io::Read as _;
+    let stat = rustix::fs::statat(directory, name, AtFlags::SYMLINK_NOFOLLOW)?;
+    if !is_regular(&stat) {
+        return Ok((Vec::new(), modified(&stat)));
+    }
+    let descriptor = match rustix::fs::openat(
+        directory,
+        name,
+        OFlags::RDONLY | OFlags::NONBLOCK | OFlags::NOFOLLOW | OFlags::CLOEXEC | OFlags::NOCTTY,
+        Mode::empty(),
+    ) {
+        Ok(descriptor) => descriptor,
+        // Swapped for a link since: not followed.
+        Err(Errno::LOOP) => return Ok((Vec::new(), modified(&stat))),
+        Err(errno) => return Err(errno.into()),
+    };
+    let stat = rustix::fs::fstat(&descriptor)?;
+    if !is_regular(&stat) {
+        return Ok((Vec::new(), modified(&stat)));
+    }
     let limit = u64::try_from(crate::request::MAX_BODY)
         .unwrap_or(u64::MAX)
         .saturating_add(1);
     let mut body = Vec::new();
-    fs::File::open(path)?.take(limit).read_to_end(&mut body)?;
-    Ok(body)
+    fs::File::from(descriptor)
+        .take(limit)
+        .read_to_end(&mut body)?;
+    Ok((body, modified(&stat)))
 }
 
 /// A message taken from a queue, held until ack, nack or dead-letter.
@@ -109,6 +253,8 @@ pub struct Claimed {
     pub name: String,
     /// Its bytes.
     pub body: Vec<u8>,
+    /// Whether this runner recovered it at start-up (it may have run).
+    pub redelivered: bool,
     inflight: PathBuf,
 }
 
@@ -117,19 +263,40 @@ pub struct Claimed {
 pub struct DirQueues {
     root: PathBuf,
     filter: QueueFilter,
+    /// The name of this runner's directory in each `.inflight/`.
+    owner: String,
     /// Files left alone since the last listing because they are still
     /// being written (so `--once` waits for them).
-    settling: std::sync::atomic::AtomicUsize,
+    settling: AtomicUsize,
+    /// The messages (queue, name) [`DirQueues::recover`] returned, until
+    /// they are acked or dead-lettered.
+    recovered: Mutex<HashSet<(String, String)>>,
+    /// Names already warned about as symbolic links to directories.
+    warned: Mutex<HashSet<String>>,
 }
 
 impl DirQueues {
-    /// The queues under `root` that `filter` selects.
+    /// The queues under `root` that `filter` selects, claimed as
+    /// [`DEFAULT_OWNER`]: for a runner alone on its root.
     #[must_use]
     pub fn new(root: &Path, filter: QueueFilter) -> Self {
+        Self::with_owner(root, filter, DEFAULT_OWNER)
+    }
+
+    /// The queues under `root` that `filter` selects, claimed into
+    /// `.inflight/<owner>/`: runners sharing a root each give a stable
+    /// `owner` of their own (e.g. a hash of the host name and work
+    /// directory), so that one starting recovers only what it held itself.
+    /// Characters other than ASCII letters, digits, `-` and `_` become `_`.
+    #[must_use]
+    pub fn with_owner(root: &Path, filter: QueueFilter, owner: &str) -> Self {
         Self {
             root: root.to_path_buf(),
             filter,
-            settling: std::sync::atomic::AtomicUsize::new(0),
+            owner: owner_name(owner),
+            settling: AtomicUsize::new(0),
+            recovered: Mutex::new(HashSet::new()),
+            warned: Mutex::new(HashSet::new()),
         }
     }
 
@@ -137,45 +304,164 @@ impl DirQueues {
     /// alone because they were still being written.
     #[must_use]
     pub fn settling(&self) -> usize {
-        self.settling.load(std::sync::atomic::Ordering::Relaxed)
+        self.settling.load(Ordering::Relaxed)
     }
 
-    /// The queue names, sorted.
+    /// The queue names, sorted. A symbolic link to a directory is not a
+    /// queue (it is never followed); it is warned about once.
     ///
     /// # Errors
     /// The root cannot be read.
     pub fn queues(&self) -> Result<Vec<String>, DirQueueError> {
-        self.settling.store(0, std::sync::atomic::Ordering::Relaxed);
-        let names = fs::read_dir(&self.root)
+        self.settling.store(0, Ordering::Relaxed);
+        let mut names = Vec::new();
+        let mut links = Vec::new();
+        for entry in fs::read_dir(&self.root)
             .map_err(io_error("reading the queue root", &self.root))?
             .filter_map(Result::ok)
-            .filter(|entry| entry.file_type().is_ok_and(|kind| kind.is_dir()))
-            .filter_map(|entry| entry.file_name().into_string().ok())
-            .filter(|name| !name.starts_with('.'))
-            .collect::<Vec<_>>();
+        {
+            let Ok(name) = entry.file_name().into_string() else {
+                continue;
+            };
+            if name.starts_with('.') {
+                continue;
+            }
+            match entry.file_type() {
+                Ok(kind) if kind.is_dir() => names.push(name),
+                Ok(kind) if kind.is_symlink() && entry.path().is_dir() => links.push(name),
+                _ => {}
+            }
+        }
+        for name in self.filter.select(links) {
+            let first = self
+                .warned
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .insert(name.clone());
+            if first {
+                crate::log::warn(&format!(
+                    "{}: a symbolic link, not served as a queue (links are never followed)",
+                    self.root.join(&name).display()
+                ));
+            }
+        }
         Ok(self.filter.select(names))
     }
 
-    /// Put messages a dead runner was holding back in their queues.
-    /// Returns how many were recovered.
+    /// The directory of `queue`, never through a symbolic link.
+    fn open_queue(&self, queue: &str) -> io::Result<OwnedFd> {
+        rustix::fs::open(
+            self.root.join(queue),
+            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(io::Error::from)
+    }
+
+    /// The sub-directory `name` of `queue` (opened as `at`), made if `make`,
+    /// never through a link: `None` if it (or the queue) is gone.
+    fn subdirectory(
+        at: &OwnedFd,
+        name: &str,
+        path: &Path,
+        make: bool,
+    ) -> Result<Option<OwnedFd>, DirQueueError> {
+        let opened = if make {
+            make_directory(at, name)
+        } else {
+            open_directory(at, name)
+        };
+        match opened {
+            Ok(descriptor) => Ok(Some(descriptor)),
+            Err(error) if error.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(error) if planted(&error) => Err(DirQueueError::NotADirectory {
+                path: path.to_path_buf(),
+            }),
+            Err(error) => Err(io_error("opening", path)(error)),
+        }
+    }
+
+    /// Put messages this owner (a runner that died) was holding back in
+    /// their queues, and messages in the previous layout (files directly in
+    /// `.inflight/`, which only an older runner made). Another owner's
+    /// messages are never touched. What cannot be returned (a queue whose
+    /// `.inflight` is a link, a name taken by a directory) is skipped with a
+    /// warning. Returns how many were recovered; later claims of those say
+    /// [`Claimed::redelivered`].
     ///
     /// # Errors
-    /// A directory cannot be read or a file moved.
+    /// The root cannot be read.
     pub fn recover(&self) -> Result<usize, DirQueueError> {
         let mut recovered = 0;
         for queue in self.queues()? {
-            let inflight = self.root.join(&queue).join(INFLIGHT);
-            let Ok(entries) = fs::read_dir(&inflight) else {
-                continue;
-            };
-            for entry in entries.filter_map(Result::ok) {
-                let target = self.root.join(&queue).join(entry.file_name());
-                match fs::rename(entry.path(), &target) {
-                    Ok(()) => recovered += 1,
-                    // The queue was deleted meanwhile, or another runner recovered it.
-                    Err(error) if error.kind() == io::ErrorKind::NotFound => {}
-                    Err(error) => return Err(io_error("returning", &target)(error)),
+            match self.recover_queue(&queue) {
+                Ok(count) => recovered += count,
+                Err(error) => crate::log::warn(&format!(
+                    "{queue}: held messages not recovered: {}",
+                    described(&error)
+                )),
+            }
+        }
+        Ok(recovered)
+    }
+
+    fn recover_queue(&self, queue: &str) -> Result<usize, DirQueueError> {
+        let directory = self.root.join(queue);
+        let queue_descriptor = match self.open_queue(queue) {
+            Ok(descriptor) => descriptor,
+            Err(error) if error.kind() == io::ErrorKind::NotFound => return Ok(0),
+            Err(error) => return Err(io_error("opening", &directory)(error)),
+        };
+        let inflight_path = directory.join(INFLIGHT);
+        let Some(inflight) =
+            Self::subdirectory(&queue_descriptor, INFLIGHT, &inflight_path, false)?
+        else {
+            return Ok(0);
+        };
+        let mut recovered = 0;
+        // The previous layout: messages directly in `.inflight/`.
+        recovered += self.return_files(queue, &inflight, &inflight_path, &queue_descriptor)?;
+        let owner_path = inflight_path.join(&self.owner);
+        if let Some(owned) = Self::subdirectory(&inflight, &self.owner, &owner_path, false)? {
+            recovered += self.return_files(queue, &owned, &owner_path, &queue_descriptor)?;
+        }
+        Ok(recovered)
+    }
+
+    /// Move the files (not directories) of `from` back into the queue.
+    fn return_files(
+        &self,
+        queue: &str,
+        from: &OwnedFd,
+        from_path: &Path,
+        queue_descriptor: &OwnedFd,
+    ) -> Result<usize, DirQueueError> {
+        let mut recovered = 0;
+        for name in names(from).map_err(io_error("reading", from_path))? {
+            let held = from_path.join(&name);
+            match rustix::fs::statat(from, name.as_str(), AtFlags::SYMLINK_NOFOLLOW) {
+                Ok(stat) if FileType::from_raw_mode(stat.st_mode) == FileType::Directory => {
+                    continue;
                 }
+                Ok(_) => {}
+                Err(_) => continue,
+            }
+            match rustix::fs::renameat(from, name.as_str(), queue_descriptor, name.as_str()) {
+                Ok(()) => {
+                    recovered += 1;
+                    self.recovered
+                        .lock()
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .insert((queue.to_owned(), name));
+                }
+                // The queue was deleted meanwhile, or another runner recovered it.
+                Err(Errno::NOENT) => {}
+                Err(errno) => crate::log::warn(&format!(
+                    "{queue}: held message {} not returned to {}: {}",
+                    held.display(),
+                    self.root.join(queue).display(),
+                    io::Error::from(errno)
+                )),
             }
         }
         Ok(recovered)
@@ -201,80 +487,131 @@ impl DirQueues {
     /// (see [`SETTLING`]) is left where it is.
     ///
     /// # Errors
-    /// The queue cannot be read.
+    /// The queue cannot be read, or its `.inflight` is not a directory.
     pub fn claim(&self, queue: &str) -> Result<Option<Claimed>, DirQueueError> {
         self.claim_at(queue, SystemTime::now())
     }
 
     fn claim_at(&self, queue: &str, now: SystemTime) -> Result<Option<Claimed>, DirQueueError> {
         let directory = self.root.join(queue);
-        let entries = match fs::read_dir(&directory) {
-            Ok(entries) => entries,
+        let queue_descriptor = match self.open_queue(queue) {
+            Ok(descriptor) => descriptor,
             Err(error) if error.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(error) if planted(&error) => {
+                return Err(DirQueueError::NotADirectory { path: directory });
+            }
             Err(error) => return Err(io_error("reading the queue", &directory)(error)),
         };
-        let mut files: Vec<(SystemTime, String)> = entries
-            .filter_map(Result::ok)
-            .filter(|entry| entry.file_type().is_ok_and(|kind| kind.is_file()))
-            .filter_map(|entry| {
-                let name = entry.file_name().into_string().ok()?;
-                if !is_message_name(&name) {
-                    return None;
-                }
-                Some((entry.metadata().ok()?.modified().ok()?, name))
+        let mut files: Vec<(SystemTime, String)> = names(&queue_descriptor)
+            .map_err(io_error("reading the queue", &directory))?
+            .into_iter()
+            .filter(|name| is_message_name(name))
+            .filter_map(|name| {
+                // Links and special files are never messages.
+                let stat =
+                    rustix::fs::statat(&queue_descriptor, name.as_str(), AtFlags::SYMLINK_NOFOLLOW)
+                        .ok()?;
+                is_regular(&stat).then(|| (modified(&stat), name))
             })
             .collect();
         if files.is_empty() {
             return Ok(None);
         }
         files.sort();
-        let inflight_directory = directory.join(INFLIGHT);
-        // Not create_dir_all: a queue deleted meanwhile is not made again.
-        match fs::create_dir(&inflight_directory) {
-            Ok(()) => {}
-            Err(error) if error.kind() == io::ErrorKind::AlreadyExists => {}
-            Err(error) if error.kind() == io::ErrorKind::NotFound => return Ok(None),
-            Err(error) => return Err(io_error("creating", &inflight_directory)(error)),
-        }
+        let inflight_path = directory.join(INFLIGHT);
+        // Made relative to the queue's descriptor: a queue deleted meanwhile is not made again.
+        let Some(inflight) = Self::subdirectory(&queue_descriptor, INFLIGHT, &inflight_path, true)?
+        else {
+            return Ok(None);
+        };
+        let owner_path = inflight_path.join(&self.owner);
+        let Some(owned) = Self::subdirectory(&inflight, &self.owner, &owner_path, true)? else {
+            return Ok(None);
+        };
         for (modified, name) in files {
-            let waiting = directory.join(&name);
             // A fresh file is looked at where it is, so a half-written one is never moved.
             if now
                 .duration_since(modified)
                 .map_or(true, |age| age < SETTLING)
-                && read_bounded(&waiting).is_ok_and(|body| settling(&body, modified, now))
+                && look(&queue_descriptor, &name)
+                    .is_ok_and(|(body, modified)| settling(&body, modified, now))
             {
-                self.settling
-                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                self.settling.fetch_add(1, Ordering::Relaxed);
                 continue;
             }
-            let inflight = inflight_directory.join(&name);
-            match fs::rename(&waiting, &inflight) {
+            let held = owner_path.join(&name);
+            match rustix::fs::renameat(&queue_descriptor, name.as_str(), &owned, name.as_str()) {
                 Ok(()) => {
-                    let body = read_bounded(&inflight).map_err(io_error("reading", &inflight))?;
+                    let (body, modified) =
+                        look(&owned, &name).map_err(io_error("reading", &held))?;
                     // It changed since it was looked at: give it back to its writer.
-                    let modified = fs::metadata(&inflight)
-                        .and_then(|metadata| metadata.modified())
-                        .map_err(io_error("reading", &inflight))?;
                     if settling(&body, modified, now) {
-                        fs::rename(&inflight, &waiting).map_err(io_error("returning", &waiting))?;
-                        self.settling
-                            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        rustix::fs::renameat(
+                            &owned,
+                            name.as_str(),
+                            &queue_descriptor,
+                            name.as_str(),
+                        )
+                        .map_err(|errno| {
+                            io_error("returning", &directory.join(&name))(errno.into())
+                        })?;
+                        self.settling.fetch_add(1, Ordering::Relaxed);
                         continue;
                     }
+                    let redelivered = self
+                        .recovered
+                        .lock()
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .contains(&(queue.to_owned(), name.clone()));
                     return Ok(Some(Claimed {
                         queue: queue.to_owned(),
                         name,
                         body,
-                        inflight,
+                        redelivered,
+                        inflight: held,
                     }));
                 }
                 // Another runner took it first.
-                Err(error) if error.kind() == io::ErrorKind::NotFound => {}
-                Err(error) => return Err(io_error("claiming", &inflight)(error)),
+                Err(Errno::NOENT) => {}
+                Err(errno) => return Err(io_error("claiming", &held)(errno.into())),
             }
         }
         Ok(None)
+    }
+
+    /// The queue's directory and this owner's in-flight directory of a held
+    /// message, never through links; `None` if either is gone.
+    fn held_directories(
+        &self,
+        claimed_queue: &str,
+    ) -> Result<Option<(OwnedFd, OwnedFd)>, DirQueueError> {
+        let directory = self.root.join(claimed_queue);
+        let queue_descriptor = match self.open_queue(claimed_queue) {
+            Ok(descriptor) => descriptor,
+            Err(error) if error.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(error) if planted(&error) => {
+                return Err(DirQueueError::NotADirectory { path: directory });
+            }
+            Err(error) => return Err(io_error("opening", &directory)(error)),
+        };
+        let inflight_path = directory.join(INFLIGHT);
+        let Some(inflight) =
+            Self::subdirectory(&queue_descriptor, INFLIGHT, &inflight_path, false)?
+        else {
+            return Ok(None);
+        };
+        let owner_path = inflight_path.join(&self.owner);
+        let Some(owned) = Self::subdirectory(&inflight, &self.owner, &owner_path, false)? else {
+            return Ok(None);
+        };
+        Ok(Some((queue_descriptor, owned)))
+    }
+
+    fn forget(&self, queue: &str, name: &str) {
+        self.recovered
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(&(queue.to_owned(), name.to_owned()));
     }
 
     /// Done with it: the message is gone. A message file already gone
@@ -289,13 +626,19 @@ impl DirQueues {
             inflight,
             ..
         } = claimed;
-        match fs::remove_file(&inflight) {
+        self.forget(&queue, &name);
+        let removed = match self.held_directories(&queue)? {
+            // The link itself, if one was swapped in: never what it points to.
+            Some((_, owned)) => rustix::fs::unlinkat(&owned, name.as_str(), AtFlags::empty()),
+            None => Err(Errno::NOENT),
+        };
+        match removed {
             Ok(()) => Ok(()),
-            Err(error) if error.kind() == io::ErrorKind::NotFound => {
+            Err(Errno::NOENT) => {
                 self.vanished(&queue, &name, "removed (it was done)");
                 Ok(())
             }
-            Err(error) => Err(io_error("acknowledging", &inflight)(error)),
+            Err(errno) => Err(io_error("acknowledging", &inflight)(errno.into())),
         }
     }
 
@@ -306,29 +649,43 @@ impl DirQueues {
     /// # Errors
     /// The file cannot be moved.
     pub fn nack(&self, claimed: Claimed) -> Result<(), DirQueueError> {
-        let Claimed {
-            queue,
-            name,
-            inflight,
-            ..
-        } = claimed;
+        let Claimed { queue, name, .. } = claimed;
         let target = self.root.join(&queue).join(&name);
-        match fs::rename(&inflight, &target) {
+        let Some((queue_descriptor, owned)) = self.held_directories(&queue)? else {
+            self.vanished(&queue, &name, "returned to its queue (dropped)");
+            return Ok(());
+        };
+        match rustix::fs::renameat(&owned, name.as_str(), &queue_descriptor, name.as_str()) {
             Ok(()) => {}
-            Err(error) if error.kind() == io::ErrorKind::NotFound => {
+            Err(Errno::NOENT) => {
                 self.vanished(&queue, &name, "returned to its queue (dropped)");
                 return Ok(());
             }
-            Err(error) => return Err(io_error("returning", &target)(error)),
+            Err(errno) => return Err(io_error("returning", &target)(errno.into())),
         }
-        let now = fs::File::options()
-            .write(true)
-            .open(&target)
-            .and_then(|file| file.set_modified(SystemTime::now()));
-        match now {
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default();
+        let times = Timestamps {
+            last_access: Timespec {
+                tv_sec: 0,
+                tv_nsec: rustix::fs::UTIME_OMIT,
+            },
+            last_modification: Timespec {
+                tv_sec: i64::try_from(now.as_secs()).unwrap_or(i64::MAX),
+                tv_nsec: i64::from(now.subsec_nanos()),
+            },
+        };
+        // Without opening it, and never through a link.
+        match rustix::fs::utimensat(
+            &queue_descriptor,
+            name.as_str(),
+            &times,
+            AtFlags::SYMLINK_NOFOLLOW,
+        ) {
             // Taken by another runner, or its queue deleted, this instant.
-            Err(error) if error.kind() == io::ErrorKind::NotFound => Ok(()),
-            other => other.map_err(io_error("touching", &target)),
+            Ok(()) | Err(Errno::NOENT) => Ok(()),
+            Err(errno) => Err(io_error("touching", &target)(errno.into())),
         }
     }
 
@@ -337,48 +694,51 @@ impl DirQueues {
     /// that gives the reason (`None`).
     ///
     /// # Errors
-    /// The files cannot be written.
+    /// The files cannot be written, or `.dead` is not a directory.
     pub fn dead_letter(
         &self,
         claimed: Claimed,
         reason: &str,
     ) -> Result<Option<PathBuf>, DirQueueError> {
-        let Claimed {
-            queue,
-            name,
-            inflight,
-            ..
-        } = claimed;
+        use std::io::Write as _;
+        let Claimed { queue, name, .. } = claimed;
+        self.forget(&queue, &name);
+        let dropped = format!("dead-lettered (dropped; the reason: {reason})");
+        let Some((queue_descriptor, owned)) = self.held_directories(&queue)? else {
+            self.vanished(&queue, &name, &dropped);
+            return Ok(None);
+        };
         let directory = self.root.join(&queue).join(DEAD);
-        // Not create_dir_all: a deleted queue is not made again.
-        match fs::create_dir(&directory) {
-            Ok(()) => {}
-            Err(error) if error.kind() == io::ErrorKind::AlreadyExists => {}
-            Err(error) if error.kind() == io::ErrorKind::NotFound => {
-                self.vanished(
-                    &queue,
-                    &name,
-                    &format!("dead-lettered (dropped; the reason: {reason})"),
-                );
-                return Ok(None);
-            }
-            Err(error) => return Err(io_error("creating", &directory)(error)),
-        }
+        // Relative to the queue's descriptor: a deleted queue is not made again.
+        let Some(dead) = Self::subdirectory(&queue_descriptor, DEAD, &directory, true)? else {
+            self.vanished(&queue, &name, &dropped);
+            return Ok(None);
+        };
         let target = directory.join(&name);
-        match fs::rename(&inflight, &target) {
+        match rustix::fs::renameat(&owned, name.as_str(), &dead, name.as_str()) {
             Ok(()) => {}
-            Err(error) if error.kind() == io::ErrorKind::NotFound => {
-                self.vanished(
-                    &queue,
-                    &name,
-                    &format!("dead-lettered (dropped; the reason: {reason})"),
-                );
+            Err(Errno::NOENT) => {
+                self.vanished(&queue, &name, &dropped);
                 return Ok(None);
             }
-            Err(error) => return Err(io_error("dead-lettering", &target)(error)),
+            Err(errno) => return Err(io_error("dead-lettering", &target)(errno.into())),
         }
-        let reason_file = directory.join(format!("{name}.reason"));
-        fs::write(&reason_file, format!("{reason}\n"))
+        let reason_name = format!("{name}.reason");
+        let reason_file = directory.join(&reason_name);
+        // Whatever is there (a link planted by a writer) is removed, never written through.
+        match rustix::fs::unlinkat(&dead, reason_name.as_str(), AtFlags::empty()) {
+            Ok(()) | Err(Errno::NOENT) => {}
+            Err(errno) => return Err(io_error("replacing", &reason_file)(errno.into())),
+        }
+        let descriptor = rustix::fs::openat(
+            &dead,
+            reason_name.as_str(),
+            OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            Mode::from_raw_mode(0o644),
+        )
+        .map_err(|errno| io_error("writing", &reason_file)(errno.into()))?;
+        fs::File::from(descriptor)
+            .write_all(format!("{reason}\n").as_bytes())
             .map_err(io_error("writing", &reason_file))?;
         Ok(Some(target))
     }
@@ -402,6 +762,7 @@ impl DirQueues {
 
 #[cfg(test)]
 mod tests {
+    use std::os::unix::fs::FileTypeExt as _;
     use std::time::Duration;
 
     use super::*;
@@ -540,7 +901,13 @@ mod tests {
                 .is_none()
         );
         assert!(partial.is_file());
-        assert!(!directory.join(INFLIGHT).join("partial.json").exists());
+        assert!(
+            !directory
+                .join(INFLIGHT)
+                .join(DEFAULT_OWNER)
+                .join("partial.json")
+                .exists()
+        );
         // A fresh file that is whole JSON is taken at once.
         let whole = queues.publish("local_a", "whole.json", br#"{"experiment": {}}"#)?;
         let taken = queues.claim_at("local_a", modified(&whole) + Duration::from_secs(1))?;
@@ -649,10 +1016,271 @@ mod tests {
         let claimed = queues
             .claim("local_a")?
             .ok_or_else(|| io_error("claiming", root.path())(io::ErrorKind::NotFound.into()))?;
-        let inflight = root.path().join("local_a").join(INFLIGHT).join("job");
+        let inflight = root
+            .path()
+            .join("local_a")
+            .join(INFLIGHT)
+            .join(DEFAULT_OWNER)
+            .join("job");
         fs::remove_file(&inflight).map_err(io_error("removing", &inflight))?;
         queues.ack(claimed)?;
         assert!(root.path().join("local_a").is_dir());
+        Ok(())
+    }
+
+    fn fails(action: &'static str, path: &Path) -> DirQueueError {
+        io_error(action, path)(io::ErrorKind::NotFound.into())
+    }
+
+    fn symlink(target: &Path, link: &Path) {
+        std::os::unix::fs::symlink(target, link).unwrap_or_else(|error| panic!("{error}"));
+    }
+
+    #[test]
+    fn a_linked_inflight_directory_is_never_followed() -> Result<(), DirQueueError> {
+        let root = tempfile::tempdir().map_err(io_error("creating", Path::new("tmp")))?;
+        let victim = tempfile::tempdir().map_err(io_error("creating", Path::new("tmp")))?;
+        let precious = victim.path().join("precious");
+        fs::write(&precious, b"mine").map_err(io_error("writing", &precious))?;
+        let queues = queues(root.path());
+        let message = queues.publish("local_a", "job", b"{}")?;
+        age(&message, 60);
+        symlink(victim.path(), &root.path().join("local_a").join(INFLIGHT));
+        // Start-up: nothing is taken out of the victim directory.
+        assert_eq!(queues.recover()?, 0);
+        assert!(precious.is_file());
+        assert!(!root.path().join("local_a").join("precious").exists());
+        // Claiming refuses the queue instead of moving the message there.
+        assert!(matches!(
+            queues.claim("local_a"),
+            Err(DirQueueError::NotADirectory { .. })
+        ));
+        assert!(message.is_file());
+        assert_eq!(
+            fs::read_dir(victim.path())
+                .map_err(io_error("reading", victim.path()))?
+                .count(),
+            1
+        );
+        Ok(())
+    }
+
+    #[test]
+    fn dead_letters_never_write_through_planted_links() -> Result<(), DirQueueError> {
+        let root = tempfile::tempdir().map_err(io_error("creating", Path::new("tmp")))?;
+        let victim = tempfile::tempdir().map_err(io_error("creating", Path::new("tmp")))?;
+        let passwd = victim.path().join("passwd");
+        fs::write(&passwd, b"root:x:0:0").map_err(io_error("writing", &passwd))?;
+        let queues = queues(root.path());
+        let dead = root.path().join("local_b").join(DEAD);
+        fs::create_dir_all(&dead).map_err(io_error("creating", &dead))?;
+        symlink(&passwd, &dead.join("x.reason"));
+        let message = queues.publish("local_b", "x", b"{bad")?;
+        age(&message, 60);
+        let claimed = queues
+            .claim("local_b")?
+            .ok_or_else(|| fails("claiming", &message))?;
+        let target = queues
+            .dead_letter(claimed, "not JSON")?
+            .ok_or_else(|| fails("dead-lettering", &message))?;
+        assert_eq!(target, dead.join("x"));
+        assert_eq!(
+            fs::read(&passwd).map_err(io_error("reading", &passwd))?,
+            b"root:x:0:0"
+        );
+        let reason = dead.join("x.reason");
+        assert!(
+            fs::symlink_metadata(&reason)
+                .map_err(io_error("reading", &reason))?
+                .is_file()
+        );
+        assert_eq!(
+            fs::read(&reason).map_err(io_error("reading", &reason))?,
+            b"not JSON\n"
+        );
+        // A `.dead` that is a link: refused, nothing moved into the victim.
+        let other = queues.publish("local_c", "y", b"{bad")?;
+        age(&other, 60);
+        symlink(victim.path(), &root.path().join("local_c").join(DEAD));
+        let claimed = queues
+            .claim("local_c")?
+            .ok_or_else(|| fails("claiming", &other))?;
+        assert!(matches!(
+            queues.dead_letter(claimed, "not JSON"),
+            Err(DirQueueError::NotADirectory { .. })
+        ));
+        assert!(!victim.path().join("y").exists());
+        assert!(!victim.path().join("y.reason").exists());
+        Ok(())
+    }
+
+    fn fifo(path: &Path, seconds_ago: u64) {
+        rustix::fs::mknodat(
+            rustix::fs::CWD,
+            path,
+            FileType::Fifo,
+            Mode::from_raw_mode(0o644),
+            0,
+        )
+        .unwrap_or_else(|error| panic!("{error}"));
+        let then = SystemTime::now() - Duration::from_secs(seconds_ago);
+        let since = then.duration_since(UNIX_EPOCH).unwrap_or_default();
+        let time = Timespec {
+            tv_sec: i64::try_from(since.as_secs()).unwrap_or(0),
+            tv_nsec: 0,
+        };
+        rustix::fs::utimensat(
+            rustix::fs::CWD,
+            path,
+            &Timestamps {
+                last_access: time,
+                last_modification: time,
+            },
+            AtFlags::empty(),
+        )
+        .unwrap_or_else(|error| panic!("{error}"));
+    }
+
+    #[test]
+    fn a_fifo_is_read_as_empty_without_blocking() -> Result<(), DirQueueError> {
+        let root = tempfile::tempdir().map_err(io_error("creating", Path::new("tmp")))?;
+        let directory = root.path().join("local_a");
+        fs::create_dir(&directory).map_err(io_error("creating", &directory))?;
+        let pipe = directory.join("pipe");
+        fifo(&pipe, 60);
+        // As a message swapped in after the listing would be opened.
+        let descriptor = rustix::fs::open(
+            &directory,
+            OFlags::RDONLY | OFlags::DIRECTORY,
+            Mode::empty(),
+        )
+        .map_err(|errno| io_error("opening", &directory)(errno.into()))?;
+        let (body, _) = look(&descriptor, "pipe").map_err(io_error("reading", &pipe))?;
+        assert!(body.is_empty());
+        // Listed, it is no message: left where it is, never opened.
+        let queues = queues(root.path());
+        assert!(queues.claim("local_a")?.is_none());
+        assert!(
+            fs::symlink_metadata(&pipe)
+                .map_err(io_error("reading", &pipe))?
+                .file_type()
+                .is_fifo()
+        );
+        Ok(())
+    }
+
+    #[test]
+    fn a_runner_recovers_only_what_it_held_itself() -> Result<(), DirQueueError> {
+        let root = tempfile::tempdir().map_err(io_error("creating", Path::new("tmp")))?;
+        let filter = QueueFilter::all();
+        let first = DirQueues::with_owner(root.path(), filter.clone(), "host-a/work");
+        first.publish("local_a", "theirs", b"{}")?;
+        let held = first
+            .claim("local_a")?
+            .ok_or_else(|| fails("claiming", root.path()))?;
+        // A file of an older runner, in the previous layout.
+        let legacy = root.path().join("local_a").join(INFLIGHT).join("legacy");
+        fs::write(&legacy, b"{}").map_err(io_error("writing", &legacy))?;
+        let second = DirQueues::with_owner(root.path(), filter, "host-b");
+        assert_eq!(second.recover()?, 1);
+        let taken = second
+            .claim("local_a")?
+            .ok_or_else(|| fails("claiming", &legacy))?;
+        assert_eq!(taken.name, "legacy");
+        assert!(taken.redelivered);
+        assert!(second.claim("local_a")?.is_none());
+        // The first runner's message is still its own.
+        assert_eq!(held.name, "theirs");
+        assert!(!held.redelivered);
+        first.ack(held)?;
+        second.ack(taken)?;
+        assert!(
+            fs::read_dir(
+                root.path()
+                    .join("local_a")
+                    .join(INFLIGHT)
+                    .join("host-a_work")
+            )
+            .map_err(io_error("reading", root.path()))?
+            .next()
+            .is_none()
+        );
+        Ok(())
+    }
+
+    #[test]
+    fn an_entry_that_cannot_be_returned_is_skipped() -> Result<(), DirQueueError> {
+        let root = tempfile::tempdir().map_err(io_error("creating", Path::new("tmp")))?;
+        let queues = queues(root.path());
+        let queue = root.path().join("local_x");
+        for directory in [
+            queue.join(INFLIGHT).join("blocker"),
+            queue.join("blocker").join("sub"),
+            queue.join("held").join("sub"),
+            queue.join(INFLIGHT).join(DEFAULT_OWNER),
+        ] {
+            fs::create_dir_all(&directory).map_err(io_error("creating", &directory))?;
+        }
+        // A held file whose name is taken in the queue by a non-empty directory.
+        let stuck = queue.join(INFLIGHT).join(DEFAULT_OWNER).join("held");
+        fs::write(&stuck, b"{}").map_err(io_error("writing", &stuck))?;
+        let fine = queue.join(INFLIGHT).join(DEFAULT_OWNER).join("fine");
+        fs::write(&fine, b"{}").map_err(io_error("writing", &fine))?;
+        assert_eq!(queues.recover()?, 1);
+        assert!(queue.join("fine").is_file());
+        assert!(stuck.is_file());
+        assert!(queue.join(INFLIGHT).join("blocker").is_dir());
+        Ok(())
+    }
+
+    #[test]
+    fn only_recovered_messages_are_redeliveries() -> Result<(), DirQueueError> {
+        use super::super::Queues as _;
+        let root = tempfile::tempdir().map_err(io_error("creating", Path::new("tmp")))?;
+        let queues = queues(root.path());
+        queues.publish("local_a", "job", b"{}")?;
+        let (_, fresh) = super::super::Queues::claim(&queues, "local_a")?
+            .ok_or_else(|| fails("claiming", root.path()))?;
+        assert!(!queues.redelivered(&fresh));
+        drop(fresh);
+        let restarted = self::queues(root.path());
+        assert_eq!(restarted.recover()?, 1);
+        let (_, again) = super::super::Queues::claim(&restarted, "local_a")?
+            .ok_or_else(|| fails("claiming", root.path()))?;
+        assert!(restarted.redelivered(&again));
+        restarted.ack(again)?;
+        // The same file queued again on purpose runs again.
+        restarted.publish("local_a", "job", b"{}")?;
+        let (_, queued_again) = super::super::Queues::claim(&restarted, "local_a")?
+            .ok_or_else(|| fails("claiming", root.path()))?;
+        assert!(!restarted.redelivered(&queued_again));
+        Ok(())
+    }
+
+    #[test]
+    fn a_linked_queue_directory_is_not_served() -> Result<(), DirQueueError> {
+        let root = tempfile::tempdir().map_err(io_error("creating", Path::new("tmp")))?;
+        let elsewhere = tempfile::tempdir().map_err(io_error("creating", Path::new("tmp")))?;
+        let message = elsewhere.path().join("job");
+        fs::write(&message, b"{}").map_err(io_error("writing", &message))?;
+        age(&message, 60);
+        symlink(elsewhere.path(), &root.path().join("local_link"));
+        let queues = queues(root.path());
+        assert!(queues.queues()?.is_empty());
+        assert!(queues.queues()?.is_empty());
+        assert_eq!(
+            queues
+                .warned
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .len(),
+            1
+        );
+        assert!(matches!(
+            queues.claim("local_link"),
+            Err(DirQueueError::NotADirectory { .. })
+        ));
+        assert!(message.is_file());
         Ok(())
     }
 

@@ -140,6 +140,12 @@ impl Queues for dir::DirQueues {
         dir::DirQueues::dead_letter(self, claim, reason).map(drop)
     }
 
+    /// Only a message this runner recovered at start-up: a file queued
+    /// again on purpose, even byte for byte, is a new request.
+    fn redelivered(&self, claim: &Self::Claim) -> bool {
+        claim.redelivered
+    }
+
     fn not_yet(&self) -> usize {
         self.settling()
     }
