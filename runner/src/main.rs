@@ -445,13 +445,28 @@ fn serve_queues(
         ))
         .hint("create it, with a directory per queue (e.g. local_experiments/) holding one JSON request per file"));
     }
-    let queues = DirQueues::new(root, QueueFilter::all());
+    // This runner's messages in flight are its own: another runner sharing
+    // the root never takes them back while this one lives.
+    let queues = DirQueues::with_owner(root, QueueFilter::all(), &owner(&cli.work_dir));
     match queues.recover() {
         Ok(0) => {}
         Ok(count) => report(Event::Recovered(count), metrics),
         Err(error) => return Err(Fatal::new(error.to_string())),
     }
     Ok(served(scheduler.serve(&queues), settings))
+}
+
+/// Who this runner is among those sharing a queue root: its host and its
+/// (locked, so unique on the host) work directory.
+fn owner(work_dir: &std::path::Path) -> String {
+    use sha2::Digest as _;
+    let host = rustix::system::uname()
+        .nodename()
+        .to_string_lossy()
+        .into_owned();
+    let directory = std::fs::canonicalize(work_dir).unwrap_or_else(|_| work_dir.to_path_buf());
+    let digest = sha2::Sha256::digest(format!("{host}\0{}", directory.display()).as_bytes());
+    format!("{digest:x}")[..16].to_owned()
 }
 
 /// The Pythons experiments may use, said in the log.

@@ -125,8 +125,24 @@ impl Setup {
         Ok(target)
     }
 
+    /// The message files of the queue (`""`), its dead letters
+    /// (`".dead"`) or held by runners (`".inflight"`: one directory per runner).
     pub fn queue_files(&self, sub: &str) -> Vec<String> {
         let directory = self.root.join("queues/local_experiments").join(sub);
+        if sub == ".inflight" {
+            return fs::read_dir(&directory)
+                .map(|entries| {
+                    entries
+                        .filter_map(Result::ok)
+                        .filter(|entry| entry.file_type().is_ok_and(|kind| kind.is_dir()))
+                        .flat_map(|entry| {
+                            let held = format!(".inflight/{}", entry.file_name().to_string_lossy());
+                            self.queue_files(&held)
+                        })
+                        .collect()
+                })
+                .unwrap_or_default();
+        }
         fs::read_dir(directory)
             .map(|entries| {
                 entries
