@@ -976,9 +976,24 @@ fn has_entry(environment: &[u8], entry: &[u8]) -> bool {
         .any(|item| item == entry)
 }
 
-/// SIGKILL every process (but this one) whose environment block `matches`;
-/// returns how many. Processes of other users cannot be read and are left.
+/// SIGKILL every process (but this one) whose environment block `matches`,
+/// looking again while a look finds some (a daemon may be forking while
+/// /proc is read), a few times at most; returns how many. Processes of
+/// other users cannot be read and are left.
 fn kill_marked(matches: &dyn Fn(&[u8]) -> bool) -> usize {
+    let mut killed = 0;
+    for _ in 0..10 {
+        let now = kill_marked_once(matches);
+        if now == 0 {
+            break;
+        }
+        killed += now;
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    killed
+}
+
+fn kill_marked_once(matches: &dyn Fn(&[u8]) -> bool) -> usize {
     let Ok(entries) = fs::read_dir("/proc") else {
         return 0;
     };

@@ -142,8 +142,9 @@ fn gpus_are_given_whole_to_concurrent_experiments_and_ecc_cards_never() -> TestR
     for key in ["gpu-a", "gpu-b"] {
         let text = output_of(&setup, key)?;
         let card = text
-            .split_whitespace()
-            .nth(1)
+            .lines()
+            .find(|line| line.starts_with("cuda "))
+            .and_then(|line| line.split_whitespace().nth(1))
             .ok_or("no cuda line")?
             .to_owned();
         assert!(text.contains("threads 1"), "{text}");
