@@ -56,6 +56,74 @@ fn all_text(root: &Path, into: &mut String) {
     }
 }
 
+/// The canary: `served` and no file under `root` holds the private key,
+/// its passphrase or anything of the decrypted request.
+fn assert_no_secret(root: &Path, served: &str) -> TestResult {
+    let mut written = served.to_owned();
+    all_text(root, &mut written);
+    let passphrase = fs::read_to_string(fixture("encrypt/passphrase/ssh-passphrase"))?;
+    let private_key = fs::read_to_string(fixture("encrypt/encryption/ssh-privatekey"))?;
+    let request = fs::read_to_string(fixture("request.json"))?;
+    assert!(!passphrase.is_empty() && request.contains("FAKE-secret-access-key"));
+    let mut secrets = vec![
+        passphrase.trim(),
+        "FAKE-secret-access-key",
+        "16146dc8-d23d-4432",
+    ];
+    secrets.extend(
+        private_key
+            .lines()
+            .filter(|line| !line.starts_with("-----")),
+    );
+    for secret in secrets {
+        assert!(!written.contains(secret), "{secret:?} leaked:\n{written}");
+    }
+    Ok(())
+}
+
+/// Run the runner (not `--once`) with the fixture's keys, `signatures`,
+/// `--clear-text-messages=false` and /metrics until `done` (or a minute);
+/// its log and its last /metrics.
+fn serve_until(
+    setup: &Setup,
+    signatures: &Path,
+    done: impl Fn() -> bool,
+) -> Result<(String, String), Box<dyn std::error::Error>> {
+    let mut child = setup
+        .command()
+        .arg("--encrypt-dir")
+        .arg(fixture("encrypt"))
+        .arg("--request-signatures-dir")
+        .arg(signatures)
+        .args(["--clear-text-messages=false", "--http-addr", "127.0.0.1:0"])
+        .args(["--log-level", "debug", "--queue-match", "^local_"])
+        .stderr(std::process::Stdio::piped())
+        .spawn()?;
+    let mut lines = std::io::BufReader::new(child.stderr.take().ok_or("no stderr")?).lines();
+    let mut log = String::new();
+    let address = loop {
+        let line = lines.next().ok_or("no serving line")??;
+        log.push_str(&line);
+        log.push('\n');
+        if line.contains("serving /healthz") {
+            break line.rsplit(' ').next().ok_or("no address")?.to_owned();
+        }
+    };
+    let deadline = Instant::now() + Duration::from_mins(1);
+    while !done() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let (_, metrics) = crate::cli::http_get(&address, "/metrics")?;
+    let pid = rustix::process::Pid::from_raw(i32::try_from(child.id())?).ok_or("no pid")?;
+    rustix::process::kill_process(pid, rustix::process::Signal::TERM)?;
+    for line in lines {
+        log.push_str(&line?);
+        log.push('\n');
+    }
+    assert!(child.wait()?.success(), "{log}");
+    Ok((log, metrics))
+}
+
 #[test]
 fn bad_envelopes_are_dead_lettered_and_no_secret_leaks() -> TestResult {
     let setup = Setup::new()?;
@@ -125,26 +193,6 @@ fn bad_envelopes_are_dead_lettered_and_no_secret_leaks() -> TestResult {
         "huge.json",
         &envelope_with("resources_needed", serde_json::json!({"cpus": 100_000}))?,
     )?;
-    let mut child = setup
-        .command()
-        .arg("--encrypt-dir")
-        .arg(fixture("encrypt"))
-        .arg("--request-signatures-dir")
-        .arg(&signatures)
-        .args(["--clear-text-messages=false", "--http-addr", "127.0.0.1:0"])
-        .args(["--log-level", "debug", "--queue-match", "^local_"])
-        .stderr(std::process::Stdio::piped())
-        .spawn()?;
-    let mut lines = std::io::BufReader::new(child.stderr.take().ok_or("no stderr")?).lines();
-    let mut log = String::new();
-    let address = loop {
-        let line = lines.next().ok_or("no serving line")??;
-        log.push_str(&line);
-        log.push('\n');
-        if line.contains("serving /healthz") {
-            break line.rsplit(' ').next().ok_or("no address")?.to_owned();
-        }
-    };
     let reason = |queue: &str, name: &str| {
         fs::read_to_string(
             queues
@@ -154,22 +202,11 @@ fn bad_envelopes_are_dead_lettered_and_no_secret_leaks() -> TestResult {
         )
         .ok()
     };
-    let deadline = Instant::now() + Duration::from_mins(1);
-    while expected
-        .iter()
-        .any(|(queue, name, _, _)| reason(queue, name).is_none())
-        && Instant::now() < deadline
-    {
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    let (_, metrics) = crate::cli::http_get(&address, "/metrics")?;
-    let pid = rustix::process::Pid::from_raw(i32::try_from(child.id())?).ok_or("no pid")?;
-    rustix::process::kill_process(pid, rustix::process::Signal::TERM)?;
-    for line in lines {
-        log.push_str(&line?);
-        log.push('\n');
-    }
-    assert!(child.wait()?.success(), "{log}");
+    let (log, metrics) = serve_until(&setup, &signatures, || {
+        expected
+            .iter()
+            .all(|(queue, name, _, _)| reason(queue, name).is_some())
+    })?;
     for (queue, name, _, text) in &expected {
         let found = reason(queue, name).unwrap_or_default();
         assert!(found.contains(text), "{queue}/{name}: {found:?}\n{log}");
@@ -177,27 +214,7 @@ fn bad_envelopes_are_dead_lettered_and_no_secret_leaks() -> TestResult {
     assert!(queues.join("local_experiments/huge.json").exists(), "{log}");
     assert!(log.contains("100000 cores asked"), "{log}");
 
-    // The canary: nothing the runner wrote or served holds a secret.
-    let mut written = format!("{log}\n{metrics}\n");
-    all_text(&setup.root, &mut written);
-    let passphrase = fs::read_to_string(fixture("encrypt/passphrase/ssh-passphrase"))?;
-    let private_key = fs::read_to_string(fixture("encrypt/encryption/ssh-privatekey"))?;
-    let request = fs::read_to_string(fixture("request.json"))?;
-    assert!(!passphrase.is_empty() && request.contains("FAKE-secret-access-key"));
-    let mut secrets = vec![
-        passphrase.trim(),
-        "FAKE-secret-access-key",
-        "16146dc8-d23d-4432",
-    ];
-    secrets.extend(
-        private_key
-            .lines()
-            .filter(|line| !line.starts_with("-----")),
-    );
-    for secret in secrets {
-        assert!(!written.contains(secret), "{secret:?} leaked:\n{written}");
-    }
-    Ok(())
+    assert_no_secret(&setup.root, &format!("{log}\n{metrics}\n"))
 }
 
 #[test]
