@@ -585,3 +585,79 @@ fn a_signing_key_added_while_running_is_used_for_the_next_request() -> TestResul
     runner.wait()?;
     result
 }
+
+/// The dead-letter reasons of `<queue>.dead` on the broker at `url` (taken).
+fn rabbitmq_dead_letters(
+    url: &str,
+    queue: &str,
+) -> Result<Vec<String>, Box<dyn std::error::Error>> {
+    let runtime = sgr_test_support::runtime()?;
+    runtime.block_on(async {
+        let connection =
+            lapin::Connection::connect(url, lapin::ConnectionProperties::default()).await?;
+        let channel = connection.create_channel().await?;
+        let mut reasons = Vec::new();
+        while let Some(message) = channel
+            .basic_get(
+                format!("{queue}.dead").as_str().into(),
+                lapin::options::BasicGetOptions { no_ack: true },
+            )
+            .await?
+        {
+            let reason = message
+                .delivery
+                .properties
+                .headers()
+                .as_ref()
+                .and_then(|headers| headers.inner().get("x-runner-reason").cloned());
+            reasons.push(match reason {
+                Some(lapin::types::AMQPValue::LongString(text)) => {
+                    String::from_utf8_lossy(text.as_bytes()).into_owned()
+                }
+                other => format!("{other:?}"),
+            });
+        }
+        connection.close(200, "drained".into()).await?;
+        Ok(reasons)
+    })
+}
+
+/// Over RabbitMQ: a request signed by a key not registered for `rmq_` is
+/// dead-lettered with the reason, and so is clear text under
+/// `--clear-text-messages=false`.
+#[test]
+fn requests_that_must_not_run_are_dead_lettered_over_rabbitmq() -> TestResult {
+    let Some(transport) = rabbitmq() else {
+        return Ok(());
+    };
+    let Transport::RabbitMq { url, .. } = &transport else {
+        return Ok(());
+    };
+    let url = url.clone();
+    let Some(client) = Client::new("enc-dead-rmq", transport)? else {
+        return Ok(());
+    };
+    let client = client.encrypted(&crate::envelope::fixture("other-signing.pub"))?;
+    client.submit(&[])?;
+    client.set_privacy(false)?;
+    client.submit(&[])?;
+    let output = client.run()?;
+    let log = both(&output);
+    assert!(output.status.success(), "the runner failed:\n{log}");
+    assert!(!log.contains("Succeeded"), "{log}");
+    let reasons = rabbitmq_dead_letters(&url, &client.queue)?;
+    assert_eq!(reasons.len(), 2, "{reasons:?}\n{log}");
+    assert!(
+        reasons.iter().any(|reason| reason
+            .contains("does not verify with the signing key registered for queue")
+            && reason.contains("prefix 'rmq_'")),
+        "{reasons:?}"
+    );
+    assert!(
+        reasons
+            .iter()
+            .any(|reason| reason.contains("the request is not encrypted")),
+        "{reasons:?}"
+    );
+    Ok(())
+}
