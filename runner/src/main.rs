@@ -14,6 +14,7 @@ use clap::Parser;
 use regex::Regex;
 use runner::cache::Cache;
 use runner::cluster::{self, Placement};
+use runner::envelope::{Envelopes, Keys};
 use runner::execute::Settings;
 use runner::ledger::Ledger;
 use runner::queue::QueueFilter;
@@ -179,6 +180,43 @@ struct Cli {
     /// requirement specifiers from the package index).
     #[arg(long, env = "RUNNER_ALLOW_PIP_URLS")]
     allow_pip_urls: bool,
+
+    /// Decrypt encrypted requests with the RSA key of this directory:
+    /// `encryption/ssh-privatekey` (PEM, PKCS#8, passphrase-protected) and
+    /// `passphrase/ssh-passphrase`, as the Secrets `studioml-runner-key-secret`
+    /// and `studioml-runner-passphrase-secret` are mounted (docs/studioml.md).
+    #[arg(
+        long,
+        value_name = "DIR",
+        env = "ENCRYPT_DIR",
+        requires = "request_signatures_dir"
+    )]
+    encrypt_dir: Option<PathBuf>,
+
+    /// Verify the signature every encrypted request needs with the Ed25519
+    /// keys of this directory: a file per queue-name prefix holding one
+    /// `ssh-ed25519 …` line (the Secret `studioml-signing`); the longest
+    /// prefix of a queue's name picks its key. Read again when it changes.
+    #[arg(
+        long,
+        value_name = "DIR",
+        env = "REQUEST_SIGNATURES_DIR",
+        requires = "encrypt_dir"
+    )]
+    request_signatures_dir: Option<PathBuf>,
+
+    /// Take clear-text (unencrypted) requests; `false` dead-letters them
+    /// (and needs --encrypt-dir).
+    #[arg(
+        long,
+        value_name = "BOOL",
+        env = "CLEAR_TEXT_MESSAGES",
+        default_value_t = true,
+        num_args = 0..=1,
+        default_missing_value = "true",
+        action = clap::ArgAction::Set
+    )]
+    clear_text_messages: bool,
 
     /// Answer 503 on /healthz once taking work from the queues has failed
     /// continuously for this long (Go duration, e.g. `5m`); `--once` gives
@@ -359,6 +397,7 @@ fn start(cli: &Cli) -> Result<ExitCode, Fatal> {
     let mut metrics = Metrics::default();
     metrics.register_state(&control);
     let resources = resources(cli, &metrics)?;
+    let envelopes = envelopes(cli, &resources)?;
     let cache = open_cache(cli, &mut metrics)?;
     let settings = Settings {
         work_dir: cli.work_dir.clone(),
@@ -399,6 +438,7 @@ fn start(cli: &Cli) -> Result<ExitCode, Fatal> {
         ledger: &ledger,
         policy: &policy,
         python: &settings.python,
+        envelopes: &envelopes,
         options: Options {
             once: cli.once,
             max_attempts: cli.max_attempts,
@@ -467,6 +507,36 @@ fn owner(work_dir: &std::path::Path) -> String {
     let directory = std::fs::canonicalize(work_dir).unwrap_or_else(|_| work_dir.to_path_buf());
     let digest = sha2::Sha256::digest(format!("{host}\0{}", directory.display()).as_bytes());
     format!("{digest:x}")[..16].to_owned()
+}
+
+/// How requests are opened: the keys of --encrypt-dir and
+/// --request-signatures-dir, and the clear-text policy.
+fn envelopes(cli: &Cli, resources: &Resources) -> Result<Envelopes, Fatal> {
+    let keys = match (&cli.encrypt_dir, &cli.request_signatures_dir) {
+        (Some(encrypt_dir), Some(signatures_dir)) => {
+            let keys = Keys::load(encrypt_dir, signatures_dir)
+                .map_err(|error| Fatal::new(runner::error_text(&error)).hint(error.hint()))?;
+            log::info(&format!(
+                "encrypted requests are decrypted with the key of {} and verified with the signing keys of {} ({} now)",
+                encrypt_dir.display(),
+                signatures_dir.display(),
+                keys.signing.len()
+            ));
+            Some(keys)
+        }
+        _ => None,
+    };
+    if !cli.clear_text_messages && keys.is_none() {
+        return Err(Fatal::new(
+            "--clear-text-messages=false without --encrypt-dir: this runner could run no request",
+        )
+        .hint("give --encrypt-dir and --request-signatures-dir (docs/studioml.md), or take clear-text requests"));
+    }
+    Ok(Envelopes::new(
+        cli.clear_text_messages,
+        keys,
+        Some(resources.clone()),
+    ))
 }
 
 /// The Pythons experiments may use, said in the log.

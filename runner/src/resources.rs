@@ -94,11 +94,17 @@ impl Demand {
     /// What `request` asks for.
     #[must_use]
     pub fn of(request: &Request) -> Self {
-        let needed = &request.experiment.resources_needed;
+        Self::needed(&request.experiment.resources_needed)
+    }
+
+    /// What a `resources_needed` object asks for (also the clear-text
+    /// header of an encrypted request).
+    #[must_use]
+    pub fn needed(needed: &crate::request::Resources) -> Self {
         Self {
             cores: needed.cpus.max(1),
-            memory: request.ram(),
-            disk: request.hdd(),
+            memory: parse_size(&needed.ram).unwrap_or(0),
+            disk: parse_size(&needed.hdd).unwrap_or(0),
             slots: needed.gpus,
             gpu_memory: parse_size(&needed.gpu_mem).unwrap_or(0),
         }
@@ -157,6 +163,13 @@ impl Resources {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .experiments
+    }
+
+    /// Why `demand` can never fit on this runner, even idle; `None` when
+    /// it can (now or later). Holds nothing.
+    #[must_use]
+    pub fn never(&self, demand: Demand) -> Option<String> {
+        never(&self.inner.limits, demand)
     }
 
     /// Take what `demand` needs if it is free.

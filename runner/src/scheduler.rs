@@ -99,6 +99,8 @@ pub struct Scheduler<'run> {
     pub policy: &'run Policy,
     /// The Pythons experiments may use.
     pub python: &'run crate::python::Interpreters,
+    /// Opens encrypted requests; the clear-text policy.
+    pub envelopes: &'run crate::envelope::Envelopes,
     /// How the loop behaves.
     pub options: Options,
     /// Told after every look at the queues: `None` when it worked, else why not.
@@ -167,6 +169,7 @@ impl Scheduler<'_> {
             ledger: self.ledger,
             policy: self.policy,
             python: self.python,
+            envelopes: self.envelopes,
         };
         let (report_to, results) = mpsc::channel::<Done>();
         let mut book = Book::default();

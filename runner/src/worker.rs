@@ -132,6 +132,8 @@ pub struct Intaker<'run> {
     pub policy: &'run crate::request::Policy,
     /// The Pythons experiments may use.
     pub python: &'run crate::python::Interpreters,
+    /// Opens encrypted requests; the clear-text policy.
+    pub envelopes: &'run crate::envelope::Envelopes,
 }
 
 /// Claim messages from the first queue (not `skip`ped) that has one and
@@ -204,6 +206,22 @@ fn search<Q: Queues>(
                 left.waiting += 1;
                 continue;
             }
+            // An encrypted request is verified and decrypted here; one that
+            // this runner cannot open or run is left for another runner.
+            let body = match intaker.envelopes.open(&body, &queue) {
+                Ok(opened) => opened,
+                Err(crate::envelope::EnvelopeError::Elsewhere(reason)) => {
+                    held.push(claim);
+                    left.never.push(format!("{queue}: message {id}: {reason}"));
+                    continue;
+                }
+                Err(error) => {
+                    let reason = error.to_string();
+                    queues.dead_letter(claim, &reason)?;
+                    let _ = intaker.ledger.settled(&id);
+                    return Ok(Some(Intake::Settled(Event::DeadLettered { queue, reason })));
+                }
+            };
             let request = match Request::parse_with(&body, intaker.policy) {
                 Ok(request) => request,
                 Err(error) => {

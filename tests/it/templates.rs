@@ -109,6 +109,32 @@ fn values_change_the_manifests() -> TestResult {
         !rendered.contains("amqp://"),
         "the broker URL comes from a Secret"
     );
+    // Message privacy is opt-in: the keys' Secrets are mounted and the flags point at them.
+    assert!(!rendered.contains("ENCRYPT_DIR") && !rendered.contains("volumes:"));
+    let private = render(
+        &repo,
+        "templates/runner-deployment.yaml",
+        &["--set", "message_privacy=true"],
+    )?;
+    for expected in [
+        "name: ENCRYPT_DIR\n              value: \"/runner/certs/message\"",
+        "name: REQUEST_SIGNATURES_DIR\n              value: \"/runner/certs/queues/signing\"",
+        "name: CLEAR_TEXT_MESSAGES\n              value: \"false\"",
+        "mountPath: /runner/certs/message/encryption",
+        "mountPath: /runner/certs/message/passphrase",
+        "secretName: studioml-runner-key-secret",
+        "secretName: studioml-runner-passphrase-secret",
+        "secretName: studioml-signing",
+    ] {
+        assert!(
+            private.contains(expected),
+            "{expected} missing from:\n{private}"
+        );
+    }
+    assert!(
+        !private.contains("subPath:"),
+        "Secret updates must reach the pod"
+    );
     let without_node = render(&repo, "templates/runner-configmaps.yaml", &[])?;
     assert_eq!(without_node.matches("kind: ConfigMap").count(), 2);
     assert!(without_node.contains("name: studioml-go-runner-status"));
@@ -125,12 +151,13 @@ fn manifests_pass_kubernetes_validate() -> TestResult {
         return Ok(());
     };
     let repo = checkout()?;
-    for name in [
-        "build.yaml",
-        "templates/runner-deployment.yaml",
-        "templates/runner-configmaps.yaml",
+    for (name, value) in [
+        ("build.yaml", "node=gpu-node-1"),
+        ("templates/runner-deployment.yaml", "node=gpu-node-1"),
+        ("templates/runner-deployment.yaml", "message_privacy=true"),
+        ("templates/runner-configmaps.yaml", "node=gpu-node-1"),
     ] {
-        let rendered = render(&repo, name, &["--set", "node=gpu-node-1"])?;
+        let rendered = render(&repo, name, &["--set", value])?;
         let file = repo.file("rendered.yaml");
         std::fs::write(&file, &rendered)?;
         let output = Command::new(Path::new(&venv).join("kubernetes-validate"))

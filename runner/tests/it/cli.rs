@@ -685,7 +685,7 @@ fn sigterm_drains_and_requeues_what_did_not_finish() -> TestResult {
 }
 
 /// One plain HTTP GET on loopback: status line and body.
-fn http_get(address: &str, path: &str) -> Result<(String, String), Box<dyn std::error::Error>> {
+pub fn http_get(address: &str, path: &str) -> Result<(String, String), Box<dyn std::error::Error>> {
     use std::io::{Read as _, Write as _};
     let mut stream = std::net::TcpStream::connect(address)?;
     write!(

@@ -2,6 +2,7 @@
 
 mod cache;
 mod cli;
+mod envelope;
 mod faults;
 mod hostile;
 mod kubernetes;

@@ -80,6 +80,8 @@ struct Client {
     bin: PathBuf,
     queue: String,
     transport: Transport,
+    /// Flags the runner gets besides the transport's.
+    runner_args: Vec<std::ffi::OsString>,
 }
 
 impl Client {
@@ -141,7 +143,83 @@ impl Client {
             bin: PathBuf::from(bin),
             queue,
             transport,
+            runner_args: Vec::new(),
         }))
+    }
+
+    /// Message privacy on: the client encrypts for the fixture's runner key
+    /// and signs with the fixture's submitter key (`public_key_path`,
+    /// `signing_key_path`); the runner takes only encrypted requests and
+    /// verifies them with `registered` (a public key file) as the key of
+    /// the transport's queue prefix (`local_`, `rmq_`, `sqs_`).
+    fn encrypted(mut self, registered: &Path) -> Result<Self, Box<dyn std::error::Error>> {
+        let signatures = self.root.join("signatures");
+        fs::create_dir_all(&signatures)?;
+        fs::copy(registered, signatures.join(self.prefix()))?;
+        self.set_privacy(true)?;
+        self.runner_args.extend([
+            "--encrypt-dir".into(),
+            crate::envelope::fixture("encrypt").into(),
+            "--request-signatures-dir".into(),
+            signatures.into(),
+            "--clear-text-messages=false".into(),
+        ]);
+        Ok(self)
+    }
+
+    /// The queue-name prefix of the transport.
+    fn prefix(&self) -> &'static str {
+        match self.transport {
+            Transport::RabbitMq { .. } => "rmq_",
+            Transport::Sqs => "sqs_",
+            Transport::Local => "local_",
+        }
+    }
+
+    /// Turn the client's message privacy on or off in its config.yaml.
+    fn set_privacy(&self, on: bool) -> TestResult {
+        let path = self.root.join("config.yaml");
+        let config = fs::read_to_string(&path)?;
+        let mut kept = String::new();
+        for line in config.lines().filter(|line| {
+            !line.starts_with("public_key_path") && !line.starts_with("signing_key_path")
+        }) {
+            kept.push_str(line);
+            kept.push('\n');
+        }
+        if on {
+            use std::fmt::Write as _;
+            write!(
+                kept,
+                "public_key_path: \"{}\"\nsigning_key_path: \"{}\"\n",
+                crate::envelope::fixture("runner-public.pem").display(),
+                crate::envelope::fixture("client-signing").display()
+            )?;
+        }
+        fs::write(path, kept)?;
+        Ok(())
+    }
+
+    /// The client's local queue directory (`Transport::Local`).
+    fn local_queue(&self) -> PathBuf {
+        self.root
+            .join("client-home/.studioml/queue")
+            .join(&self.queue)
+    }
+
+    /// The dead-letter reasons of the local queue, by message file.
+    fn dead_letters(&self) -> Vec<String> {
+        let mut reasons: Vec<String> = fs::read_dir(self.local_queue().join(".dead"))
+            .map(|entries| {
+                entries
+                    .filter_map(Result::ok)
+                    .filter(|entry| entry.file_name().to_string_lossy().ends_with(".reason"))
+                    .filter_map(|entry| fs::read_to_string(entry.path()).ok())
+                    .collect()
+            })
+            .unwrap_or_default();
+        reasons.sort();
+        reasons
     }
 
     /// A client program run as the user: in the project, with its HOME.
@@ -177,9 +255,25 @@ impl Client {
 
     /// The runner, `--once`, on this client's queue, with an empty HOME.
     fn run(&self) -> Result<Output, Box<dyn std::error::Error>> {
+        let mut command = self.runner();
+        command.arg("--once");
+        let started = std::time::Instant::now();
+        let output = assert_cmd::Command::from_std(command)
+            .timeout(RUNNER_DEADLINE)
+            .output()?;
+        eprintln!(
+            "runner on {} took {:.1} s",
+            self.queue,
+            started.elapsed().as_secs_f64()
+        );
+        Ok(output)
+    }
+
+    /// The runner on this client's queue, with an empty HOME.
+    fn runner(&self) -> Command {
         let mut command = Command::new(assert_cmd::cargo::cargo_bin!("runner"));
         command
-            .arg("--once")
+            .args(&self.runner_args)
             .arg("--work-dir")
             .arg(self.root.join("work"))
             .arg("--venv-cache")
@@ -203,16 +297,7 @@ impl Client {
                     .arg(self.root.join("client-home/.studioml/queue"));
             }
         }
-        let started = std::time::Instant::now();
-        let output = assert_cmd::Command::from_std(command)
-            .timeout(RUNNER_DEADLINE)
-            .output()?;
-        eprintln!(
-            "runner on {} took {:.1} s",
-            self.queue,
-            started.elapsed().as_secs_f64()
-        );
-        Ok(output)
+        command
     }
 
     /// What the client's API reads back for `keys`.
@@ -355,4 +440,224 @@ fn a_hyperparameter_search_runs_every_experiment() -> TestResult {
         &["--hyperparam=learning_rate=0.25,0.75,1.5"],
         &["0.25", "0.75", "1.5"],
     )
+}
+
+/// Message privacy on: the client encrypts and signs, the runner verifies,
+/// decrypts and runs it, the client reads the results back.
+#[test]
+fn an_encrypted_signed_request_runs_over_the_local_queue() -> TestResult {
+    let Some(client) = Client::new("enc-local", Transport::Local)? else {
+        return Ok(());
+    };
+    let client = client.encrypted(&crate::envelope::fixture("client-signing.pub"))?;
+    client.round_trip(&[], &["0.5"])
+}
+
+#[test]
+fn an_encrypted_signed_request_runs_over_rabbitmq() -> TestResult {
+    let Some(transport) = rabbitmq() else {
+        return Ok(());
+    };
+    let Some(client) = Client::new("enc-rmq", transport)? else {
+        return Ok(());
+    };
+    let client = client.encrypted(&crate::envelope::fixture("client-signing.pub"))?;
+    client.round_trip(&[], &["0.5"])
+}
+
+/// What the client sends that must not run is dead-lettered with the
+/// reason: signed by a key not registered for the queue's prefix, tampered
+/// with on the queue, clear text under `--clear-text-messages=false`.
+#[test]
+fn requests_that_must_not_run_are_dead_lettered() -> TestResult {
+    let Some(client) = Client::new("enc-dead", Transport::Local)? else {
+        return Ok(());
+    };
+    // Another key is registered for `local_`.
+    let client = client.encrypted(&crate::envelope::fixture("other-signing.pub"))?;
+    let run_and_expect = |count: usize, reason: &str| -> TestResult {
+        let output = client.run()?;
+        let log = both(&output);
+        assert!(output.status.success(), "the runner failed:\n{log}");
+        let reasons = client.dead_letters();
+        assert_eq!(reasons.len(), count, "{reasons:?}\n{log}");
+        assert!(
+            reasons
+                .iter()
+                .filter(|found| found.contains(reason))
+                .count()
+                >= 1,
+            "no dead letter says {reason:?}: {reasons:?}\n{log}"
+        );
+        assert!(!log.contains("Succeeded"), "{log}");
+        Ok(())
+    };
+    client.submit(&[])?;
+    run_and_expect(
+        1,
+        "does not verify with the signing key registered for queue",
+    )?;
+
+    // The right key, but the payload changed on the queue.
+    fs::copy(
+        crate::envelope::fixture("client-signing.pub"),
+        client.root.join("signatures/local_"),
+    )?;
+    client.submit(&[])?;
+    let queued: Vec<PathBuf> = fs::read_dir(client.local_queue())?
+        .filter_map(Result::ok)
+        .map(|entry| entry.path())
+        .filter(|path| path.is_file())
+        .collect();
+    assert_eq!(queued.len(), 1, "{queued:?}");
+    for path in &queued {
+        let body = fs::read_to_string(path)?;
+        fs::write(path, crate::envelope::tampered(&body)?)?;
+    }
+    run_and_expect(2, "tampered with")?;
+
+    // Privacy off on the client: clear text.
+    client.set_privacy(false)?;
+    client.submit(&[])?;
+    run_and_expect(3, "the request is not encrypted")
+}
+
+/// A key added to the signatures directory while the runner runs is used
+/// for the next request (as a Kubernetes Secret updates in place).
+#[test]
+fn a_signing_key_added_while_running_is_used_for_the_next_request() -> TestResult {
+    let Some(client) = Client::new("enc-added", Transport::Local)? else {
+        return Ok(());
+    };
+    let client = client.encrypted(&crate::envelope::fixture("other-signing.pub"))?;
+    fs::remove_file(client.root.join("signatures/local_"))?;
+    let _guard = ONE_AT_A_TIME
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let log_path = client.root.join("runner.log");
+    let mut runner = client
+        .runner()
+        .stderr(fs::File::create(&log_path)?)
+        .stdout(std::process::Stdio::null())
+        .spawn()?;
+    let result = (|| -> TestResult {
+        client.submit(&[])?;
+        let deadline = std::time::Instant::now() + Duration::from_mins(1);
+        while client.dead_letters().is_empty() && std::time::Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        let reasons = client.dead_letters();
+        assert!(
+            reasons.len() == 1 && reasons[0].contains("no signing key is registered"),
+            "{reasons:?}\n{}",
+            fs::read_to_string(&log_path)?
+        );
+        fs::copy(
+            crate::envelope::fixture("client-signing.pub"),
+            client.root.join("signatures/local_tmp"),
+        )?;
+        fs::rename(
+            client.root.join("signatures/local_tmp"),
+            client.root.join("signatures/local_"),
+        )?;
+        let keys = client.submit(&[])?;
+        let done = format!("experiment {}: Succeeded", keys[0]);
+        let deadline = std::time::Instant::now() + RUNNER_DEADLINE;
+        loop {
+            let log = fs::read_to_string(&log_path)?;
+            if log.contains(&done) {
+                break;
+            }
+            assert!(
+                std::time::Instant::now() < deadline && !log.contains("Failed"),
+                "{done:?} not in\n{log}"
+            );
+            std::thread::sleep(Duration::from_millis(500));
+        }
+        let found = client.read_back(&keys)?;
+        let output = found[&keys[0]]["output"].as_str().unwrap_or_default();
+        assert!(output.contains("rate 0.5"), "{output}");
+        assert_eq!(client.dead_letters().len(), 1);
+        Ok(())
+    })();
+    let pid = rustix::process::Pid::from_raw(i32::try_from(runner.id())?).ok_or("no pid")?;
+    rustix::process::kill_process(pid, rustix::process::Signal::TERM)?;
+    runner.wait()?;
+    result
+}
+
+/// The dead-letter reasons of `<queue>.dead` on the broker at `url` (taken).
+fn rabbitmq_dead_letters(
+    url: &str,
+    queue: &str,
+) -> Result<Vec<String>, Box<dyn std::error::Error>> {
+    let runtime = sgr_test_support::runtime()?;
+    runtime.block_on(async {
+        let connection =
+            lapin::Connection::connect(url, lapin::ConnectionProperties::default()).await?;
+        let channel = connection.create_channel().await?;
+        let mut reasons = Vec::new();
+        while let Some(message) = channel
+            .basic_get(
+                format!("{queue}.dead").as_str().into(),
+                lapin::options::BasicGetOptions { no_ack: true },
+            )
+            .await?
+        {
+            let reason = message
+                .delivery
+                .properties
+                .headers()
+                .as_ref()
+                .and_then(|headers| headers.inner().get("x-runner-reason").cloned());
+            reasons.push(match reason {
+                Some(lapin::types::AMQPValue::LongString(text)) => {
+                    String::from_utf8_lossy(text.as_bytes()).into_owned()
+                }
+                other => format!("{other:?}"),
+            });
+        }
+        connection.close(200, "drained".into()).await?;
+        Ok(reasons)
+    })
+}
+
+/// Over RabbitMQ: a request signed by a key not registered for `rmq_` is
+/// dead-lettered with the reason, and so is clear text under
+/// `--clear-text-messages=false`.
+#[test]
+fn requests_that_must_not_run_are_dead_lettered_over_rabbitmq() -> TestResult {
+    let Some(transport) = rabbitmq() else {
+        return Ok(());
+    };
+    let Transport::RabbitMq { url, .. } = &transport else {
+        return Ok(());
+    };
+    let url = url.clone();
+    let Some(client) = Client::new("enc-dead-rmq", transport)? else {
+        return Ok(());
+    };
+    let client = client.encrypted(&crate::envelope::fixture("other-signing.pub"))?;
+    client.submit(&[])?;
+    client.set_privacy(false)?;
+    client.submit(&[])?;
+    let output = client.run()?;
+    let log = both(&output);
+    assert!(output.status.success(), "the runner failed:\n{log}");
+    assert!(!log.contains("Succeeded"), "{log}");
+    let reasons = rabbitmq_dead_letters(&url, &client.queue)?;
+    assert_eq!(reasons.len(), 2, "{reasons:?}\n{log}");
+    assert!(
+        reasons.iter().any(|reason| reason
+            .contains("does not verify with the signing key registered for queue")
+            && reason.contains("prefix 'rmq_'")),
+        "{reasons:?}"
+    );
+    assert!(
+        reasons
+            .iter()
+            .any(|reason| reason.contains("the request is not encrypted")),
+        "{reasons:?}"
+    );
+    Ok(())
 }
