@@ -26,7 +26,7 @@ STUDIOML_VENV=${SGR_TEST_STUDIOML_VENV:-$ROOT/.venv-studioml}
 # The StudioML Python client, as its users install it; 0.0.49 imports only
 # with urllib3 1.x and requests-toolbelt 0.x (both unpinned by its metadata).
 STUDIOML_PACKAGES=("studioml==0.0.49" "urllib3<2" "requests-toolbelt<1")
-DEBIAN_PACKAGES=(docker.io docker-registry rabbitmq-server busybox-static apache2-utils python3-venv curl git
+DEBIAN_PACKAGES=(docker.io docker-registry rabbitmq-server busybox-static apache2-utils python3-venv curl git openssh-client
     golang-go golang-github-masterminds-sprig-dev)
 STARTED=()          # "name:pid" of every process group this script started
 PORTS_TAKEN=" "

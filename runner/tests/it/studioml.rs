@@ -13,12 +13,84 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
-use std::sync::Mutex;
+use std::sync::{Mutex, OnceLock};
 use std::time::Duration;
 
 use sgr_test_support::{Service, service};
 
 use crate::cli::TestResult;
+
+/// The runner's RSA key (passphrase-protected PKCS#8, with its public half
+/// in PEM for the client) and two submitters' Ed25519 signing keys, made
+/// for this test run with `ssh-keygen` as docs/studioml.md tells users to
+/// make them: `encrypt/` (as mounted from the Secrets), `runner-public.pem`,
+/// `client-signing[.pub]`, `other-signing[.pub]`.
+fn made_keys() -> Result<PathBuf, String> {
+    let directory = Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("studioml-keys-{}", std::process::id()));
+    let run = |arguments: &[&str]| -> Result<Vec<u8>, String> {
+        let output = Command::new("ssh-keygen")
+            .args(arguments)
+            .current_dir(&directory)
+            .output()
+            .map_err(|error| format!("ssh-keygen (openssh-client): {error}"))?;
+        if !output.status.success() {
+            return Err(format!(
+                "ssh-keygen {arguments:?}: {}",
+                String::from_utf8_lossy(&output.stderr)
+            ));
+        }
+        Ok(output.stdout)
+    };
+    let _ = fs::remove_dir_all(&directory);
+    for sub in ["encrypt/encryption", "encrypt/passphrase"] {
+        fs::create_dir_all(directory.join(sub)).map_err(|error| error.to_string())?;
+    }
+    let passphrase = "a passphrase made for this run";
+    fs::write(
+        directory.join("encrypt/passphrase/ssh-passphrase"),
+        passphrase,
+    )
+    .map_err(|error| error.to_string())?;
+    run(&[
+        "-q",
+        "-t",
+        "rsa",
+        "-b",
+        "2048",
+        "-m",
+        "PKCS8",
+        "-N",
+        passphrase,
+        "-C",
+        "runner",
+        "-f",
+        "encrypt/encryption/ssh-privatekey",
+    ])?;
+    let public = run(&[
+        "-f",
+        "encrypt/encryption/ssh-privatekey.pub",
+        "-e",
+        "-m",
+        "PEM",
+    ])?;
+    fs::write(directory.join("runner-public.pem"), public).map_err(|error| error.to_string())?;
+    fs::remove_file(directory.join("encrypt/encryption/ssh-privatekey.pub"))
+        .map_err(|error| error.to_string())?;
+    for name in ["client-signing", "other-signing"] {
+        run(&["-q", "-t", "ed25519", "-N", "", "-C", name, "-f", name])?;
+    }
+    Ok(directory)
+}
+
+/// A file of the keys made for this run (see [`made_keys`]).
+fn keys(name: &str) -> PathBuf {
+    static MADE: OnceLock<Result<PathBuf, String>> = OnceLock::new();
+    match MADE.get_or_init(made_keys) {
+        Ok(directory) => directory.join(name),
+        Err(error) => panic!("cannot make the test keys: {error}"),
+    }
+}
 
 /// One client run at a time: they share the venv cache and two cores.
 static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
@@ -147,8 +219,8 @@ impl Client {
         }))
     }
 
-    /// Message privacy on: the client encrypts for the fixture's runner key
-    /// and signs with the fixture's submitter key (`public_key_path`,
+    /// Message privacy on: the client encrypts for the runner key made for
+    /// this run and signs with its submitter key (`public_key_path`,
     /// `signing_key_path`); the runner takes only encrypted requests and
     /// verifies them with `registered` (a public key file) as the key of
     /// the transport's queue prefix (`local_`, `rmq_`, `sqs_`).
@@ -159,7 +231,7 @@ impl Client {
         self.set_privacy(true)?;
         self.runner_args.extend([
             "--encrypt-dir".into(),
-            crate::envelope::fixture("encrypt").into(),
+            keys("encrypt").into(),
             "--request-signatures-dir".into(),
             signatures.into(),
             "--clear-text-messages=false".into(),
@@ -192,8 +264,8 @@ impl Client {
             write!(
                 kept,
                 "public_key_path: \"{}\"\nsigning_key_path: \"{}\"\n",
-                crate::envelope::fixture("runner-public.pem").display(),
-                crate::envelope::fixture("client-signing").display()
+                keys("runner-public.pem").display(),
+                keys("client-signing").display()
             )?;
         }
         fs::write(path, kept)?;
@@ -449,7 +521,7 @@ fn an_encrypted_signed_request_runs_over_the_local_queue() -> TestResult {
     let Some(client) = Client::new("enc-local", Transport::Local)? else {
         return Ok(());
     };
-    let client = client.encrypted(&crate::envelope::fixture("client-signing.pub"))?;
+    let client = client.encrypted(&keys("client-signing.pub"))?;
     client.round_trip(&[], &["0.5"])
 }
 
@@ -461,7 +533,7 @@ fn an_encrypted_signed_request_runs_over_rabbitmq() -> TestResult {
     let Some(client) = Client::new("enc-rmq", transport)? else {
         return Ok(());
     };
-    let client = client.encrypted(&crate::envelope::fixture("client-signing.pub"))?;
+    let client = client.encrypted(&keys("client-signing.pub"))?;
     client.round_trip(&[], &["0.5"])
 }
 
@@ -474,7 +546,7 @@ fn requests_that_must_not_run_are_dead_lettered() -> TestResult {
         return Ok(());
     };
     // Another key is registered for `local_`.
-    let client = client.encrypted(&crate::envelope::fixture("other-signing.pub"))?;
+    let client = client.encrypted(&keys("other-signing.pub"))?;
     let run_and_expect = |count: usize, reason: &str| -> TestResult {
         let output = client.run()?;
         let log = both(&output);
@@ -500,7 +572,7 @@ fn requests_that_must_not_run_are_dead_lettered() -> TestResult {
 
     // The right key, but the payload changed on the queue.
     fs::copy(
-        crate::envelope::fixture("client-signing.pub"),
+        keys("client-signing.pub"),
         client.root.join("signatures/local_"),
     )?;
     client.submit(&[])?;
@@ -529,7 +601,7 @@ fn a_signing_key_added_while_running_is_used_for_the_next_request() -> TestResul
     let Some(client) = Client::new("enc-added", Transport::Local)? else {
         return Ok(());
     };
-    let client = client.encrypted(&crate::envelope::fixture("other-signing.pub"))?;
+    let client = client.encrypted(&keys("other-signing.pub"))?;
     fs::remove_file(client.root.join("signatures/local_"))?;
     let _guard = ONE_AT_A_TIME
         .lock()
@@ -553,7 +625,7 @@ fn a_signing_key_added_while_running_is_used_for_the_next_request() -> TestResul
             fs::read_to_string(&log_path)?
         );
         fs::copy(
-            crate::envelope::fixture("client-signing.pub"),
+            keys("client-signing.pub"),
             client.root.join("signatures/local_tmp"),
         )?;
         fs::rename(
@@ -637,7 +709,7 @@ fn requests_that_must_not_run_are_dead_lettered_over_rabbitmq() -> TestResult {
     let Some(client) = Client::new("enc-dead-rmq", transport)? else {
         return Ok(());
     };
-    let client = client.encrypted(&crate::envelope::fixture("other-signing.pub"))?;
+    let client = client.encrypted(&keys("other-signing.pub"))?;
     client.submit(&[])?;
     client.set_privacy(false)?;
     client.submit(&[])?;
