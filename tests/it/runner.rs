@@ -218,6 +218,7 @@ fn bad_input_and_no_cluster_are_usage_errors() -> TestResult {
         .env_remove("KUBERNETES_SERVICE_HOST")
         .assert()
         .code(2)
-        .stderr(contains("hint: set KUBECONFIG"));
+        .stderr(contains("no Kubernetes cluster configured"))
+        .stderr(contains("hint: check KUBECONFIG"));
     Ok(())
 }
