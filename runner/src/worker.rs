@@ -616,6 +616,12 @@ mod tests {
     /// Settle the same message once per entry of `runs`, as its
     /// redeliveries would be: what happened each time.
     fn settle_each(runs: &[Ran], retry_failed: u32) -> Vec<(Did, Event)> {
+        with_finisher(retry_failed, |finisher, _| settle_runs(runs, finisher))
+    }
+
+    /// `test` with a finisher of `--max-attempts 3` and `retry_failed`,
+    /// and its in-memory ledger.
+    fn with_finisher<T>(retry_failed: u32, test: impl FnOnce(&Finisher<'_>, &Ledger) -> T) -> T {
         let settings = settings(retry_failed);
         let ledger = Ledger::in_memory();
         let lookup = |_: &str| None;
@@ -627,6 +633,10 @@ mod tests {
             lookup: &lookup,
             on_event: &on_event,
         };
+        test(&finisher, &ledger)
+    }
+
+    fn settle_runs(runs: &[Ran], finisher: &Finisher<'_>) -> Vec<(Did, Event)> {
         let queues = Recorder::default();
         let message = Message {
             queue: "local_q".to_owned(),
@@ -635,7 +645,7 @@ mod tests {
         };
         runs.iter()
             .map(|ran| {
-                let event = settle(&queues, (), ran.clone(), message.clone(), &finisher)
+                let event = settle(&queues, (), ran.clone(), message.clone(), finisher)
                     .unwrap_or_else(|error| panic!("{error}"));
                 let did = queues
                     .did
@@ -750,36 +760,27 @@ mod tests {
 
     #[test]
     fn a_completed_message_is_recorded_before_its_ack() {
-        let settings = settings(0);
-        let ledger = Ledger::in_memory();
-        let lookup = |_: &str| None;
-        let on_event = |_: Event| {};
-        let finisher = Finisher {
-            settings: &settings,
-            ledger: &ledger,
-            max_attempts: 3,
-            lookup: &lookup,
-            on_event: &on_event,
-        };
-        let message = Message {
-            queue: "q".to_owned(),
-            id: "done".to_owned(),
-            key: "k".to_owned(),
-        };
-        let event = settle(
-            &Recorder::default(),
-            (),
-            Ran::Outcome(Outcome::Succeeded),
-            message,
-            &finisher,
-        );
-        assert!(matches!(event, Ok(Event::Finished { .. })));
-        assert!(
-            ledger
-                .get("done")
-                .and_then(|record| record.completed)
-                .is_some()
-        );
+        with_finisher(0, |finisher, ledger| {
+            let message = Message {
+                queue: "q".to_owned(),
+                id: "done".to_owned(),
+                key: "k".to_owned(),
+            };
+            let event = settle(
+                &Recorder::default(),
+                (),
+                Ran::Outcome(Outcome::Succeeded),
+                message,
+                finisher,
+            );
+            assert!(matches!(event, Ok(Event::Finished { .. })));
+            assert!(
+                ledger
+                    .get("done")
+                    .and_then(|record| record.completed)
+                    .is_some()
+            );
+        });
     }
 
     #[test]

@@ -12,6 +12,7 @@ use predicates::prelude::*;
 use predicates::str::contains;
 
 use crate::cli::{Setup, TestResult, require_python};
+use crate::scheduling::alive;
 
 /// Prints its environment (sorted), its arguments, and writes a file into
 /// its output artifact named after `KEY`, checking it stays its own.
@@ -671,14 +672,6 @@ fn pip_errors_reach_the_stored_output() -> TestResult {
     );
     assert_eq!(dead_reasons(&setup)?.len(), 1);
     Ok(())
-}
-
-/// Whether process `pid` lives (a zombie does not count).
-fn alive(pid: &str) -> bool {
-    fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
-        stat.rsplit_once(") ")
-            .is_some_and(|(_, rest)| !rest.starts_with('Z'))
-    })
 }
 
 /// A daemon started with fork + setsid + fork leaves the experiment's

@@ -346,7 +346,8 @@ for step in range(5):
     Ok(())
 }
 
-fn alive(pid: &str) -> bool {
+/// Whether process `pid` lives (a zombie does not count).
+pub fn alive(pid: &str) -> bool {
     fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
         // The state follows the parenthesised command name; Z is a zombie.
         stat.rsplit_once(") ")

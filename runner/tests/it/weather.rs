@@ -3,8 +3,7 @@
 //! intake, and `--once` gives up with exit 1 after that long instead of
 //! spinning or waiting for ever.
 
-use std::io::{BufRead as _, Read as _, Write as _};
-use std::net::TcpStream;
+use std::io::BufRead as _;
 use std::process::{Child, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
@@ -19,21 +18,13 @@ fn closed_port() -> std::io::Result<u16> {
 }
 
 /// `GET path` on `address`: the status code and the body.
-fn get(address: &str, path: &str) -> std::io::Result<(u16, String)> {
-    let mut stream = TcpStream::connect(address)?;
-    stream.set_read_timeout(Some(Duration::from_secs(5)))?;
-    write!(stream, "GET {path} HTTP/1.0\r\nHost: test\r\n\r\n")?;
-    let mut response = String::new();
-    stream.read_to_string(&mut response)?;
-    let code = response
+fn get(address: &str, path: &str) -> Result<(u16, String), Box<dyn std::error::Error>> {
+    let (status, body) = crate::cli::http_get(address, path)?;
+    let code = status
         .split_whitespace()
         .nth(1)
         .and_then(|code| code.parse().ok())
         .unwrap_or(0);
-    let body = response
-        .split_once("\r\n\r\n")
-        .map(|(_, body)| body.to_owned())
-        .unwrap_or_default();
     Ok((code, body))
 }
 
