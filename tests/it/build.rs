@@ -517,7 +517,11 @@ fn dependent_project(
             "FROM {prefix}-base:feature-deps\nRUN [\"/bin/busybox\", \"test\", \"-f\", \"/base\"]\n"
         ),
     )?;
-    repo.write("other/Dockerfile", "FROM scratch\nCOPY x /x\n")?;
+    // Ends with a LABEL of its own: sgr's labels join it instead of adding a step.
+    repo.write(
+        "other/Dockerfile",
+        "FROM scratch\nCOPY x /x\nLABEL keep=me \\\n  also=this\n",
+    )?;
     repo.write("other/x", "x")?;
     repo.write(
         "sgr.toml",
@@ -620,7 +624,14 @@ fn depends_on_orders_builds_without_delaying_others_and_labels_cost_one_step() -
             }
             assert_eq!(labels["dev.sgr.branch"], "feature/deps");
             assert_eq!(labels["org.opencontainers.image.version"], "2.0.0");
-            // top inherits base's LABEL step; each image adds exactly one of its own.
+            if image == "other" {
+                assert_eq!(
+                    (labels["keep"].as_str(), labels["also"].as_str()),
+                    ("me", "this")
+                );
+            }
+            // top inherits base's LABEL step; each image adds exactly one of its own, and
+            // other's own final LABEL takes them (one step, not two).
             let history = docker.image_history(&reference).await?;
             let label_steps: Vec<&str> = history
                 .iter()
