@@ -555,7 +555,9 @@ impl RegistryClient {
     /// constant) in one monolithic PUT after opening an upload session.
     /// The transfer fails when no chunk moves for [`Timeouts::idle`] (a
     /// stalled source or a stalled upload alike) and, once every byte is
-    /// sent, when the answer takes longer than [`Timeouts::request`].
+    /// handed to the connection, when the answer takes longer than
+    /// [`Timeouts::request`] plus [`Timeouts::idle`] (what the socket
+    /// buffers still hold drains at the link's speed, unseen).
     ///
     /// # Errors
     /// As [`Self::manifest`], and [`ClientError::Stalled`]. The body cannot
@@ -627,7 +629,13 @@ impl RegistryClient {
                 host: self.host.clone(),
                 source,
             })?,
-            (moved, limit) = progress.stalled(self.timeouts.idle, self.timeouts.request) => {
+            // Once the last byte is handed to the socket, some of it may
+            // still sit in buffers on a slow link: the answer gets the
+            // request deadline plus one idle limit.
+            (moved, limit) = progress.stalled(
+                self.timeouts.idle,
+                self.timeouts.request + self.timeouts.idle,
+            ) => {
                 return Err(if moved < size {
                     ClientError::Stalled {
                         host: self.host.clone(),
