@@ -5,7 +5,13 @@
 # blob is already there. Then a re-run of sgr with nothing changed.
 # Reports medians of RUNS runs, the ratios, and sgr's peak RSS (/usr/bin/time).
 #
-# Usage: bench/push.sh [RUNS]   (needs docker.io, docker-registry, time, bc, curl)
+# With SGR_BENCH_LARGE=1, then one large-layer push: a single 2 GiB layer of random data
+# (SGR_BENCH_LARGE_MIB to change it) pushed by sgr to a direct registry and to a second one
+# behind a throttling TCP proxy (SGR_BENCH_THROTTLE_MIBS MiB/s, default 20: the copy takes
+# well over the old 60 s whole-request deadline). Reports its time, and whether sgr retried
+# or fell back to an engine push (both would show in its -v log). Minutes of machine time.
+#
+# Usage: bench/push.sh [RUNS]   (needs docker.io, docker-registry, time, bc, curl, python3)
 # Uses DOCKER_HOST when it answers; otherwise starts a private dockerd under /tmp.
 set -euo pipefail
 
@@ -97,3 +103,61 @@ echo "two sequential docker push: median ${docker_median} s"
 echo "sgr push to both:           median ${sgr_median} s, ratio $(echo "scale=2; $sgr_median / $docker_median" | bc)"
 echo "sgr push re-run:            median ${rerun_median} s, ratio to the first push $(echo "scale=3; $rerun_median / $sgr_median" | bc)"
 echo "sgr peak RSS: $((rss / 1024)) MiB"
+
+[ "${SGR_BENCH_LARGE:-0}" = 1 ] || exit 0
+
+# A throttling TCP proxy (tc is not available here): each direction at RATE bytes/s.
+THROTTLE_PY=$WORK/throttle.py
+cat >"$THROTTLE_PY" <<'PY'
+import asyncio, sys
+listen, upstream, rate = int(sys.argv[1]), sys.argv[2], float(sys.argv[3])
+async def pump(reader, writer):
+    try:
+        while True:
+            data = await reader.read(max(1, int(rate / 20)))
+            if not data:
+                break
+            writer.write(data)
+            await writer.drain()
+            await asyncio.sleep(len(data) / rate)
+    finally:
+        writer.close()
+async def handle(client_reader, client_writer):
+    host, port = upstream.rsplit(":", 1)
+    server_reader, server_writer = await asyncio.open_connection(host, int(port))
+    await asyncio.gather(pump(client_reader, server_writer), pump(server_reader, client_writer),
+                         return_exceptions=True)
+async def main():
+    server = await asyncio.start_server(handle, "127.0.0.1", listen)
+    async with server:
+        await server.serve_forever()
+asyncio.run(main())
+PY
+
+LARGE_MIB=${SGR_BENCH_LARGE_MIB:-2048}
+THROTTLE_MIBS=${SGR_BENCH_THROTTLE_MIBS:-20}
+LARGE=sgr-bench/large:1
+if ! docker image inspect "$LARGE" >/dev/null 2>&1; then
+    context=$WORK/large-image
+    rm -rf "$context"
+    mkdir -p "$context"
+    head -c $((LARGE_MIB * 1024 * 1024)) /dev/urandom >"$context/layer.bin"
+    printf 'FROM scratch\nCOPY layer.bin /\n' >"$context/Dockerfile"
+    DOCKER_BUILDKIT=0 docker build -q -t "$LARGE" "$context" >/dev/null
+    rm -rf "$context"
+fi
+start_registry; direct=$REGISTRY; start_registry; slow_upstream=$REGISTRY
+slow_port=$(free_port)
+python3 "$THROTTLE_PY" "$slow_port" "$slow_upstream" "$((THROTTLE_MIBS * 1024 * 1024))" &
+REGISTRY_PIDS+=("$!")
+for _ in $(seq 1 100); do curl -s -o /dev/null "http://127.0.0.1:$slow_port/v2/" && break; sleep 0.05; done
+start=$(now)
+status=0
+"$SGR" -v push --image "$LARGE" --registry "$direct" --registry "127.0.0.1:$slow_port" \
+    >"$WORK/large-out" 2>"$WORK/large-log" || status=$?
+seconds=$(echo "$(now) - $start" | bc)
+retries=$(grep -c -e 'retrying' -e 'pushing through the engine' "$WORK/large-log" || true)
+echo "large layer (${LARGE_MIB} MiB, one registry behind ${THROTTLE_MIBS} MiB/s): exit $status in ${seconds} s, ${retries} retry or fallback line(s)"
+for registry in "$direct" "127.0.0.1:$slow_port"; do docker rmi "$registry/sgr-bench/large:1" >/dev/null 2>&1 || true; done
+stop_registries
+[ "$status" = 0 ] && [ "$retries" = 0 ]

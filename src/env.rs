@@ -68,3 +68,9 @@ pub const GITHUB_TOKEN_FILE: &str = "SGR_GITHUB_TOKEN_FILE";
 pub const GITHUB_API_URL: &str = "SGR_GITHUB_API_URL";
 /// `owner/name` of the GitHub repository (`--repo`).
 pub const GITHUB_REPOSITORY: &str = "SGR_GITHUB_REPO";
+/// Seconds a small registry request (manifest, token, HEAD) may take in all,
+/// and the wait for the answer's headers around a blob transfer (default 60).
+pub const REGISTRY_REQUEST_TIMEOUT: &str = "SGR_REGISTRY_REQUEST_TIMEOUT";
+/// Seconds a blob transfer may go without moving a byte before it fails
+/// (default 60); a transfer that keeps moving has no deadline.
+pub const REGISTRY_IDLE_TIMEOUT: &str = "SGR_REGISTRY_IDLE_TIMEOUT";

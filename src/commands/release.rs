@@ -15,7 +15,6 @@ use thiserror::Error;
 use super::build::{PlanSelection, prepare};
 use super::push::{self, PushCommandError};
 use crate::cli::GlobalArgs;
-use crate::cli::push::PushArgs;
 use crate::cli::release::ReleaseArgs;
 use crate::env;
 use crate::error::{ExitStatus, Failure};
@@ -23,6 +22,8 @@ use crate::git::{GitError, GitRepository};
 use crate::github::{GitHub, GitHubError, NewRelease, ReleaseInfo, RemoteAsset};
 use crate::output::Printer;
 use crate::output::progress::human_bytes;
+use crate::registry::client::Timeouts;
+use crate::registry::transfer::TransferSettings;
 use crate::version::Version;
 use crate::version_file::{VersionFile, VersionFileError};
 
@@ -605,18 +606,15 @@ fn release_images(
             Ok::<_, ReleaseError>(())
         })?;
     }
-    let push = PushArgs {
-        images: Vec::new(),
-        image: targets,
-        targets: args.targets.clone(),
-        tags: Vec::new(),
+    let settings = TransferSettings {
+        images: push::reference_images(&targets, &prepared.naming)?,
+        registries: push::registry_selections(&args.targets)?,
         atomic: true,
-        org: args.org.clone(),
-        config: args.config.clone(),
-        git_dir: args.git_dir.clone(),
+        create_repositories: !args.targets.no_create_repos,
         docker_host: args.docker_host.clone(),
+        timeouts: Timeouts::from_lookup(&crate::env::process).map_err(PushCommandError::from)?,
     };
-    push::run_inner(&push, global, printer, runtime)?;
+    push::deliver(settings, global, printer, runtime)?;
     Ok(())
 }
 

@@ -1,14 +1,38 @@
 //! The few OCI distribution API calls sgr makes itself (the engine does the
-//! uploads): read a manifest to learn whether a push is needed, and copy a
-//! manifest to a new tag. Handles Basic and Bearer challenges (token
-//! services such as ACR's and docker-registry's) and retries what is
-//! transient (5xx, 429, dropped connections) with backoff.
+//! first upload): read a manifest to learn whether a push is needed, copy a
+//! manifest to a new tag, and stream blobs from one registry to another.
+//! Handles Basic and Bearer challenges (token services such as ACR's and
+//! docker-registry's) and retries what is transient (5xx, 429, dropped
+//! connections) with backoff, through `backon` rather than loops of our own.
+//!
+//! Time limits differ by kind of request, because a whole-request deadline
+//! cannot fit both: a manifest, a token or a HEAD is small and gets
+//! [`Timeouts::request`] for all of it, while a blob of several GiB on an
+//! ordinary link may take an hour and must still fail fast when it stops
+//! moving. Blob transfers therefore have a connect timeout, the request
+//! deadline for the answer's headers, and an idle limit
+//! ([`Timeouts::idle`]): no byte moved for that long is a failure, and every
+//! chunk moved resets it.
+//!
+//! Why not the `oci-client` crate: it speaks the protocol (token auth,
+//! blob mounts, and, in recent versions, streamed blobs), but it is not in
+//! Cargo.lock (adopting it changes the locked tree and, until its reqwest
+//! 0.13 release, pulled a second reqwest), its time limits are per client
+//! rather than per kind of request, so the idle-versus-deadline split above
+//! would still be ours, and the parts sgr needs beyond the protocol (ACR's
+//! refresh-token exchange, ECR's tokens, registry-to-registry copies with one
+//! stream and a progress watchdog) would stay ours too. What it would replace
+//! is the few hundred lines below, which the push tests run against real
+//! registries.
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
-use std::time::Duration;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
+use backon::{ExponentialBuilder, Retryable as _};
 use bytes::Bytes;
+use futures_util::{Stream, StreamExt as _};
 use reqwest::header::{ACCEPT, CONTENT_TYPE, HeaderMap, RETRY_AFTER, WWW_AUTHENTICATE};
 use reqwest::{Method, StatusCode};
 use secrecy::{ExposeSecret, SecretString};
@@ -24,13 +48,83 @@ application/vnd.oci.image.manifest.v1+json, \
 application/vnd.docker.distribution.manifest.list.v2+json, \
 application/vnd.oci.image.index.v1+json";
 /// Attempts for a request that keeps failing transiently.
-const ATTEMPTS: u32 = 4;
+const ATTEMPTS: usize = 4;
 /// First backoff; doubled per attempt.
 const BACKOFF: Duration = Duration::from_millis(250);
 /// The longest `Retry-After` honoured.
 const MAX_RETRY_AFTER: Duration = Duration::from_secs(30);
-/// Timeout of one request.
-const REQUEST_TIMEOUT: Duration = Duration::from_mins(1);
+
+/// The backoff of every retried registry call: exponential from
+/// [`BACKOFF`], with jitter, `attempts` tries in all.
+#[must_use]
+pub fn backoff(first: Duration, attempts: usize) -> ExponentialBuilder {
+    ExponentialBuilder::default()
+        .with_min_delay(first)
+        .with_max_delay(MAX_RETRY_AFTER)
+        .with_max_times(attempts.saturating_sub(1))
+        .with_jitter()
+}
+
+/// How long registry calls may take.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Timeouts {
+    /// Opening a connection (TCP and TLS).
+    pub connect: Duration,
+    /// All of a small request (manifest, token, HEAD, opening an upload),
+    /// and the wait for the answer's headers around a blob transfer.
+    pub request: Duration,
+    /// A blob transfer that moves no byte for this long has failed.
+    pub idle: Duration,
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        Self {
+            connect: Duration::from_secs(10),
+            request: Duration::from_mins(1),
+            idle: Duration::from_mins(1),
+        }
+    }
+}
+
+/// A bad time limit in the environment.
+#[derive(Debug, Error)]
+#[error("{name}={value:?} is not a number of seconds between 0.1 and 3600")]
+pub struct TimeoutError {
+    /// The variable.
+    pub name: &'static str,
+    /// What it held.
+    pub value: String,
+}
+
+impl Timeouts {
+    /// The defaults, with [`crate::env::REGISTRY_REQUEST_TIMEOUT`] and
+    /// [`crate::env::REGISTRY_IDLE_TIMEOUT`] (seconds, fractions allowed)
+    /// read through `lookup`.
+    ///
+    /// # Errors
+    /// A value that is not a number of seconds in 0.1..=3600.
+    pub fn from_lookup(lookup: &dyn Fn(&str) -> Option<String>) -> Result<Self, TimeoutError> {
+        let read = |name: &'static str, default: Duration| -> Result<Duration, TimeoutError> {
+            let Some(value) = lookup(name).filter(|value| !value.trim().is_empty()) else {
+                return Ok(default);
+            };
+            value
+                .trim()
+                .parse::<f64>()
+                .ok()
+                .filter(|seconds| (0.1..=3600.0).contains(seconds))
+                .map(Duration::from_secs_f64)
+                .ok_or(TimeoutError { name, value })
+        };
+        let defaults = Self::default();
+        Ok(Self {
+            connect: defaults.connect,
+            request: read(crate::env::REGISTRY_REQUEST_TIMEOUT, defaults.request)?,
+            idle: read(crate::env::REGISTRY_IDLE_TIMEOUT, defaults.idle)?,
+        })
+    }
+}
 
 /// A failed registry call. Messages name the registry and never carry credentials.
 #[derive(Debug, Error)]
@@ -78,6 +172,30 @@ pub enum ClientError {
         /// The registry.
         host: String,
     },
+    /// No answer within the request deadline.
+    #[error("{host} did not answer {action} within {} s", .limit.as_secs_f64())]
+    Deadline {
+        /// The registry.
+        host: String,
+        /// What was asked.
+        action: String,
+        /// The deadline.
+        limit: Duration,
+    },
+    /// A blob transfer stopped moving.
+    #[error("{action} to {host} made no progress for {} s (after {moved} of {size} bytes)", .idle.as_secs_f64())]
+    Stalled {
+        /// The registry uploaded to.
+        host: String,
+        /// The transfer (`upload <repository>@<digest>`).
+        action: String,
+        /// The idle limit.
+        idle: Duration,
+        /// Bytes sent before it stopped.
+        moved: u64,
+        /// The blob's size.
+        size: u64,
+    },
 }
 
 impl ClientError {
@@ -85,6 +203,19 @@ impl ClientError {
     #[must_use]
     pub const fn is_auth(&self) -> bool {
         matches!(self, Self::Unauthorized { .. })
+    }
+
+    /// Whether trying again could succeed (a dropped or stalled connection,
+    /// a busy registry); refused credentials and denied access cannot.
+    #[must_use]
+    pub fn is_transient(&self) -> bool {
+        match self {
+            Self::Transport { .. } | Self::Deadline { .. } | Self::Stalled { .. } => true,
+            Self::Status { status, .. } => {
+                status.is_server_error() || *status == StatusCode::TOO_MANY_REQUESTS
+            }
+            Self::Unauthorized { .. } | Self::Denied { .. } | Self::NoToken { .. } => false,
+        }
     }
 }
 
@@ -154,6 +285,7 @@ pub struct RegistryClient {
     http: reqwest::Client,
     host: String,
     base: String,
+    timeouts: Timeouts,
     credentials: Option<Credentials>,
     challenge: Mutex<Option<Challenge>>,
     tokens: Mutex<HashMap<String, SecretString>>,
@@ -224,14 +356,27 @@ fn sha256_digest(body: &[u8]) -> String {
 }
 
 impl RegistryClient {
-    /// A client for `host`.
+    /// A client for `host` with the default [`Timeouts`].
     ///
     /// # Errors
     /// The HTTP client cannot be built (no TLS roots).
     pub fn new(host: &str, credentials: Option<Credentials>) -> Result<Self, ClientError> {
+        Self::with_timeouts(host, credentials, Timeouts::default())
+    }
+
+    /// A client for `host` with these time limits.
+    ///
+    /// # Errors
+    /// The HTTP client cannot be built (no TLS roots).
+    pub fn with_timeouts(
+        host: &str,
+        credentials: Option<Credentials>,
+        timeouts: Timeouts,
+    ) -> Result<Self, ClientError> {
+        // No whole-request timeout here: small requests set their own, blob
+        // transfers are watched for progress instead.
         let http = reqwest::Client::builder()
-            .timeout(REQUEST_TIMEOUT)
-            .connect_timeout(Duration::from_secs(10))
+            .connect_timeout(timeouts.connect)
             .user_agent(concat!("sgr/", env!("CARGO_PKG_VERSION")))
             .build()
             .map_err(|source| ClientError::Transport {
@@ -242,6 +387,7 @@ impl RegistryClient {
             http,
             host: host.to_owned(),
             base: base_url(host),
+            timeouts,
             credentials,
             challenge: Mutex::new(None),
             tokens: Mutex::new(HashMap::new()),
@@ -252,6 +398,12 @@ impl RegistryClient {
     #[must_use]
     pub fn host(&self) -> &str {
         &self.host
+    }
+
+    /// Its time limits.
+    #[must_use]
+    pub const fn timeouts(&self) -> Timeouts {
+        self.timeouts
     }
 
     /// The manifest of `repository:reference`, or `None` when there is none.
@@ -266,7 +418,16 @@ impl RegistryClient {
         let path = format!("/v2/{repository}/manifests/{reference}");
         let action = format!("GET {repository}:{reference}");
         let response = self
-            .send(Method::GET, &path, repository, "pull", &action, None, None)
+            .send(
+                Method::GET,
+                &path,
+                repository,
+                "pull",
+                &action,
+                None,
+                None,
+                false,
+            )
             .await?;
         let status = response.status();
         if status == StatusCode::NOT_FOUND {
@@ -326,6 +487,7 @@ impl RegistryClient {
                 &action,
                 Some(manifest.body.clone()),
                 Some(&manifest.media_type),
+                false,
             )
             .await?;
         if response.status().is_success() {
@@ -350,6 +512,7 @@ impl RegistryClient {
                 &action,
                 None,
                 None,
+                false,
             )
             .await?;
         match response.status() {
@@ -378,6 +541,7 @@ impl RegistryClient {
                 &action,
                 None,
                 None,
+                true,
             )
             .await?;
         if response.status().is_success() {
@@ -389,16 +553,26 @@ impl RegistryClient {
 
     /// Upload a blob of `size` bytes from `body` (a stream: memory stays
     /// constant) in one monolithic PUT after opening an upload session.
+    /// The transfer fails when no chunk moves for [`Timeouts::idle`] (a
+    /// stalled source or a stalled upload alike) and, once every byte is
+    /// handed to the connection, when the answer takes longer than
+    /// [`Timeouts::request`] plus [`Timeouts::idle`] (what the socket
+    /// buffers still hold drains at the link's speed, unseen).
     ///
     /// # Errors
-    /// As [`Self::manifest`]. The body cannot be replayed, so the caller retries.
-    pub async fn upload_blob(
+    /// As [`Self::manifest`], and [`ClientError::Stalled`]. The body cannot
+    /// be replayed, so the caller retries.
+    pub async fn upload_blob<S, E>(
         &self,
         repository: &str,
         digest: &str,
         size: u64,
-        body: reqwest::Body,
-    ) -> Result<(), ClientError> {
+        body: S,
+    ) -> Result<(), ClientError>
+    where
+        S: Stream<Item = Result<Bytes, E>> + Send + 'static,
+        E: Into<Box<dyn std::error::Error + Send + Sync>> + 'static,
+    {
         let action = format!("upload {repository}@{digest}");
         let started = self
             .send(
@@ -409,6 +583,7 @@ impl RegistryClient {
                 &action,
                 None,
                 None,
+                false,
             )
             .await?;
         if started.status() != StatusCode::ACCEPTED {
@@ -434,21 +609,50 @@ impl RegistryClient {
         url.push_str("digest=");
         url.push_str(digest);
         let scope = format!("repository:{repository}:pull,push");
+        let progress = Arc::new(Progress::new(size));
+        let watched = Arc::clone(&progress);
+        let body = body.map(move |chunk| {
+            if let Ok(bytes) = &chunk {
+                watched.moved(bytes.len() as u64);
+            }
+            chunk
+        });
         let request = self
             .http
             .put(url)
             .header(CONTENT_TYPE, "application/octet-stream")
             .header(reqwest::header::CONTENT_LENGTH, size)
-            .body(body);
-        let response = self
-            .authorize(request, &scope)
-            .await
-            .send()
-            .await
-            .map_err(|source| ClientError::Transport {
+            .body(reqwest::Body::wrap_stream(body));
+        let sent = self.authorize(request, &scope).await.send();
+        let response = tokio::select! {
+            sent = sent => sent.map_err(|source| ClientError::Transport {
                 host: self.host.clone(),
                 source,
-            })?;
+            })?,
+            // Once the last byte is handed to the socket, some of it may
+            // still sit in buffers on a slow link: the answer gets the
+            // request deadline plus one idle limit.
+            (moved, limit) = progress.stalled(
+                self.timeouts.idle,
+                self.timeouts.request + self.timeouts.idle,
+            ) => {
+                return Err(if moved < size {
+                    ClientError::Stalled {
+                        host: self.host.clone(),
+                        action,
+                        idle: limit,
+                        moved,
+                        size,
+                    }
+                } else {
+                    ClientError::Deadline {
+                        host: self.host.clone(),
+                        action,
+                        limit,
+                    }
+                });
+            }
+        };
         if response.status().is_success() {
             Ok(())
         } else {
@@ -484,7 +688,10 @@ impl RegistryClient {
         }
     }
 
-    /// Send with authentication and retries; the answer may still be an error status.
+    /// Send with authentication and retries; the answer may still be an
+    /// error status. `streamed`: the body of the answer is read by the
+    /// caller for as long as it takes (a blob), so the deadline covers only
+    /// the headers; otherwise it covers the whole request.
     #[allow(clippy::too_many_arguments)]
     async fn send(
         &self,
@@ -495,68 +702,99 @@ impl RegistryClient {
         action: &str,
         body: Option<Bytes>,
         content_type: Option<&str>,
+        streamed: bool,
     ) -> Result<reqwest::Response, ClientError> {
         let scope = format!("repository:{repository}:{actions}");
-        let mut authenticated_again = false;
-        let mut attempt = 0;
-        loop {
-            attempt += 1;
-            let url = if path.starts_with("http://") || path.starts_with("https://") {
-                path.to_owned()
-            } else {
-                format!("{}{path}", self.base)
-            };
-            let mut request = self
+        let request = Request {
+            method: &method,
+            path,
+            scope: &scope,
+            action,
+            body: body.as_ref(),
+            content_type,
+            streamed,
+        };
+        let response = self.send_retried(&request).await?;
+        if response.status() == StatusCode::UNAUTHORIZED {
+            let challenge = response
+                .headers()
+                .get(WWW_AUTHENTICATE)
+                .and_then(|value| value.to_str().ok())
+                .and_then(parse_challenge);
+            if let Some(challenge) = challenge {
+                self.learn(challenge, &scope).await?;
+                return self.send_retried(&request).await;
+            }
+        }
+        Ok(response)
+    }
+
+    /// One request with retries of what is transient.
+    async fn send_retried(&self, request: &Request<'_>) -> Result<reqwest::Response, ClientError> {
+        let url = if request.path.starts_with("http://") || request.path.starts_with("https://") {
+            request.path.to_owned()
+        } else {
+            format!("{}{}", self.base, request.path)
+        };
+        let url = &url;
+        let once = || async move {
+            let mut builder = self
                 .http
-                .request(method.clone(), url)
+                .request(request.method.clone(), url)
                 .header(ACCEPT, MANIFEST_TYPES);
-            if let Some(content_type) = content_type {
-                request = request.header(CONTENT_TYPE, content_type);
+            if let Some(content_type) = request.content_type {
+                builder = builder.header(CONTENT_TYPE, content_type);
             }
-            if let Some(body) = &body {
-                request = request.body(body.clone());
+            if let Some(body) = request.body {
+                builder = builder.body(body.clone());
             }
-            request = self.authorize(request, &scope).await;
-            let outcome = request.send().await;
-            let delay = BACKOFF * 2u32.pow(attempt - 1);
-            match outcome {
-                Err(source) => {
-                    if attempt >= ATTEMPTS {
-                        return Err(ClientError::Transport {
-                            host: self.host.clone(),
-                            source,
-                        });
-                    }
-                    tracing::debug!(host = %self.host, %action, attempt, "transport error; retrying");
-                    tokio::time::sleep(delay).await;
+            if !request.streamed {
+                builder = builder.timeout(self.timeouts.request);
+            }
+            let builder = self.authorize(builder, request.scope).await;
+            let sent = if request.streamed {
+                tokio::time::timeout(self.timeouts.request, builder.send())
+                    .await
+                    .map_err(|_| Attempt::Deadline)?
+            } else {
+                builder.send().await
+            };
+            match sent {
+                Err(source) if source.is_timeout() => Err(Attempt::Deadline),
+                Err(source) => Err(Attempt::Transport(source)),
+                Ok(response) if is_busy(response.status()) => Err(Attempt::Busy(response)),
+                Ok(response) => Ok(response),
+            }
+        };
+        let outcome = once
+            .retry(backoff(BACKOFF, ATTEMPTS))
+            .adjust(|attempt, delay| match attempt {
+                Attempt::Busy(response) => {
+                    delay.map(|delay| retry_after(response.headers()).unwrap_or(delay))
                 }
-                Ok(response) => {
-                    let status = response.status();
-                    if status == StatusCode::UNAUTHORIZED && !authenticated_again {
-                        authenticated_again = true;
-                        let challenge = response
-                            .headers()
-                            .get(WWW_AUTHENTICATE)
-                            .and_then(|value| value.to_str().ok())
-                            .and_then(parse_challenge);
-                        if let Some(challenge) = challenge {
-                            self.learn(challenge, &scope).await?;
-                            attempt -= 1;
-                            continue;
-                        }
-                        return Ok(response);
-                    }
-                    let transient =
-                        status.is_server_error() || status == StatusCode::TOO_MANY_REQUESTS;
-                    if transient && attempt < ATTEMPTS {
-                        let wait = retry_after(response.headers()).unwrap_or(delay);
-                        tracing::debug!(host = %self.host, %action, %status, attempt, "transient answer; retrying");
-                        tokio::time::sleep(wait).await;
-                        continue;
-                    }
-                    return Ok(response);
-                }
-            }
+                _ => delay,
+            })
+            .notify(|attempt, delay| {
+                tracing::debug!(
+                    host = %self.host,
+                    action = %request.action,
+                    why = %attempt,
+                    delay_ms = delay.as_millis(),
+                    "transient failure; retrying"
+                );
+            })
+            .await;
+        match outcome {
+            Ok(response) | Err(Attempt::Busy(response)) => Ok(response),
+            Err(Attempt::Transport(source)) => Err(ClientError::Transport {
+                host: self.host.clone(),
+                source,
+            }),
+            Err(Attempt::Deadline) => Err(ClientError::Deadline {
+                host: self.host.clone(),
+                action: request.action.to_owned(),
+                limit: self.timeouts.request,
+            }),
         }
     }
 
@@ -602,59 +840,151 @@ impl RegistryClient {
         if let Some(service) = service {
             query.push(("service", service));
         }
-        let mut attempt = 0;
-        loop {
-            attempt += 1;
-            let mut request = self.http.get(realm).query(&query);
+        let once = || async {
+            let mut request = self
+                .http
+                .get(realm)
+                .query(&query)
+                .timeout(self.timeouts.request);
             if let Some(credentials) = &self.credentials {
                 request = request.basic_auth(
                     &credentials.username,
                     Some(credentials.password.expose_secret()),
                 );
             }
-            let transport = |source| ClientError::Transport {
-                host: self.host.clone(),
-                source,
-            };
-            let response = match request.send().await {
-                Ok(response) => response,
-                Err(source) if attempt >= ATTEMPTS => return Err(transport(source)),
-                Err(_) => {
-                    tokio::time::sleep(BACKOFF * 2u32.pow(attempt - 1)).await;
-                    continue;
+            match request.send().await {
+                Err(source) if source.is_timeout() => Err(Attempt::Deadline),
+                Err(source) => Err(Attempt::Transport(source)),
+                Ok(response) if is_busy(response.status()) => Err(Attempt::Busy(response)),
+                Ok(response) => Ok(response),
+            }
+        };
+        let outcome = once
+            .retry(backoff(BACKOFF, ATTEMPTS))
+            .adjust(|attempt, delay| match attempt {
+                Attempt::Busy(response) => {
+                    delay.map(|delay| retry_after(response.headers()).unwrap_or(delay))
                 }
-            };
-            let status = response.status();
-            if (status.is_server_error() || status == StatusCode::TOO_MANY_REQUESTS)
-                && attempt < ATTEMPTS
-            {
-                tokio::time::sleep(
-                    retry_after(response.headers()).unwrap_or(BACKOFF * 2u32.pow(attempt - 1)),
-                )
-                .await;
-                continue;
-            }
-            if status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN {
-                return Err(ClientError::Unauthorized {
-                    host: self.host.clone(),
-                    username: self.credentials.as_ref().map(|c| c.username.clone()),
-                });
-            }
-            if !status.is_success() {
-                return Err(ClientError::Status {
+                _ => delay,
+            })
+            .await;
+        let transport = |source| ClientError::Transport {
+            host: self.host.clone(),
+            source,
+        };
+        let response = match outcome {
+            Ok(response) | Err(Attempt::Busy(response)) => response,
+            Err(Attempt::Transport(source)) => return Err(transport(source)),
+            Err(Attempt::Deadline) => {
+                return Err(ClientError::Deadline {
                     host: self.host.clone(),
                     action: "a token request".to_owned(),
-                    status,
-                    detail: String::new(),
+                    limit: self.timeouts.request,
                 });
             }
-            let answer: TokenAnswer = response.json().await.map_err(transport)?;
-            return answer
-                .token
-                .or(answer.access_token)
-                .ok_or_else(|| ClientError::NoToken {
-                    host: self.host.clone(),
-                });
+        };
+        let status = response.status();
+        if status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN {
+            return Err(ClientError::Unauthorized {
+                host: self.host.clone(),
+                username: self.credentials.as_ref().map(|c| c.username.clone()),
+            });
+        }
+        if !status.is_success() {
+            return Err(ClientError::Status {
+                host: self.host.clone(),
+                action: "a token request".to_owned(),
+                status,
+                detail: String::new(),
+            });
+        }
+        let answer: TokenAnswer = response.json().await.map_err(transport)?;
+        answer
+            .token
+            .or(answer.access_token)
+            .ok_or_else(|| ClientError::NoToken {
+                host: self.host.clone(),
+            })
+    }
+}
+
+/// What [`RegistryClient::send`] sends, so that a retry can send it again.
+struct Request<'a> {
+    method: &'a Method,
+    path: &'a str,
+    scope: &'a str,
+    action: &'a str,
+    body: Option<&'a Bytes>,
+    content_type: Option<&'a str>,
+    streamed: bool,
+}
+
+/// Why one try failed in a way that another try could fix.
+#[derive(Debug)]
+enum Attempt {
+    /// The connection failed or dropped.
+    Transport(reqwest::Error),
+    /// No answer within the deadline.
+    Deadline,
+    /// 5xx or 429: the answer is kept to return after the last try.
+    Busy(reqwest::Response),
+}
+
+impl std::fmt::Display for Attempt {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Transport(source) => write!(formatter, "{source}"),
+            Self::Deadline => formatter.write_str("deadline passed"),
+            Self::Busy(response) => write!(formatter, "{}", response.status()),
+        }
+    }
+}
+
+fn is_busy(status: StatusCode) -> bool {
+    status.is_server_error() || status == StatusCode::TOO_MANY_REQUESTS
+}
+
+/// How far a blob transfer got, and when it last moved.
+struct Progress {
+    size: u64,
+    state: std::sync::Mutex<(Instant, u64)>,
+}
+
+impl Progress {
+    fn new(size: u64) -> Self {
+        Self {
+            size,
+            state: std::sync::Mutex::new((Instant::now(), 0)),
+        }
+    }
+
+    fn moved(&self, bytes: u64) {
+        let mut state = self
+            .state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        *state = (Instant::now(), state.1.saturating_add(bytes));
+    }
+
+    fn snapshot(&self) -> (Instant, u64) {
+        *self
+            .state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Resolves when nothing moved for `idle` while bytes remain, or when
+    /// the answer has not come `answer` after the last byte; gives the bytes
+    /// moved and the limit that passed.
+    async fn stalled(&self, idle: Duration, answer: Duration) -> (u64, Duration) {
+        loop {
+            let (last, moved) = self.snapshot();
+            let limit = if moved >= self.size { answer } else { idle };
+            let deadline = last + limit;
+            if Instant::now() >= deadline {
+                return (moved, limit);
+            }
+            tokio::time::sleep_until(deadline.into()).await;
         }
     }
 }

@@ -8,6 +8,7 @@ pub mod client;
 pub mod docker_config;
 pub mod ecr;
 pub mod provider;
+pub mod transfer;
 
 use std::fmt;
 

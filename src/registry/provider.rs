@@ -13,7 +13,7 @@ use tokio::sync::Mutex;
 
 use super::Credentials;
 use super::azure::{self, AzureError};
-use super::client::{ClientError, RegistryClient};
+use super::client::{ClientError, RegistryClient, Timeouts};
 use super::docker_config::{self, DockerConfigError};
 use super::ecr::{Ecr, EcrError};
 use crate::env;
@@ -95,6 +95,8 @@ pub struct Registry {
     generation: AtomicU64,
     /// An API client for the current credentials (it keeps its bearer tokens).
     client: Mutex<Option<(u64, Arc<RegistryClient>)>>,
+    /// Time limits of its API clients.
+    timeouts: Timeouts,
 }
 
 impl std::fmt::Debug for Registry {
@@ -134,6 +136,7 @@ impl Registry {
             },
             generation: AtomicU64::new(0),
             client: Mutex::new(None),
+            timeouts: Timeouts::default(),
             cache: Mutex::new(Some(Cached {
                 credentials,
                 renew_at: if fixed {
@@ -158,6 +161,7 @@ impl Registry {
             auth: Auth::Ecr(Box::new(ecr)),
             generation: AtomicU64::new(0),
             client: Mutex::new(None),
+            timeouts: Timeouts::default(),
             cache: Mutex::new(None),
         })
     }
@@ -203,8 +207,16 @@ impl Registry {
             auth: Auth::Fixed(credentials),
             generation: AtomicU64::new(0),
             client: Mutex::new(None),
+            timeouts: Timeouts::default(),
             cache: Mutex::new(None),
         }
+    }
+
+    /// The same registry, its API clients with these time limits.
+    #[must_use]
+    pub const fn with_timeouts(mut self, timeouts: Timeouts) -> Self {
+        self.timeouts = timeouts;
+        self
     }
 
     /// The credentials to use now; `refresh` forces new ones (after a 401).
@@ -257,7 +269,11 @@ impl Registry {
         {
             return Ok(Arc::clone(client));
         }
-        let client = Arc::new(RegistryClient::new(&self.host, credentials)?);
+        let client = Arc::new(RegistryClient::with_timeouts(
+            &self.host,
+            credentials,
+            self.timeouts,
+        )?);
         *cached = Some((generation, Arc::clone(&client)));
         Ok(client)
     }

@@ -3,7 +3,9 @@
 //! and held, nothing forwarded: a dead route or a hung peer), a stall part
 //! way through an answer, a refusal (every new connection closed at once),
 //! and a reset of every open connection (a broker or load balancer that
-//! restarts). The client code under test is the production code, speaking
+//! restarts), and a slow link (a throttle in bytes per second, both ways:
+//! transfers that keep moving but outlast any whole-request deadline).
+//! The client code under test is the production code, speaking
 //! its real protocol to the real service through the proxy.
 
 use std::io;
@@ -26,6 +28,8 @@ pub enum Mode {
     StallAfter(u64),
     /// Close every new connection at once.
     Refuse,
+    /// Forward both ways at about this many bytes per second each.
+    Throttle(u64),
 }
 
 /// The proxy; its connections end and its threads stop when it is dropped.
@@ -111,6 +115,11 @@ impl TcpFaultProxy {
         self.set(Mode::StallAfter(bytes));
     }
 
+    /// Forward at about `bytes_per_second` in each direction of each connection.
+    pub fn throttle(&self, bytes_per_second: u64) {
+        self.set(Mode::Throttle(bytes_per_second.max(1)));
+    }
+
     /// Close every new connection at once.
     pub fn refuse(&self) {
         self.set(Mode::Refuse);
@@ -138,7 +147,7 @@ async fn wait_until_forwarding(
 ) -> bool {
     loop {
         let go = match *modes.borrow_and_update() {
-            Mode::Forward | Mode::Refuse => true,
+            Mode::Forward | Mode::Refuse | Mode::Throttle(_) => true,
             Mode::Stall => false,
             Mode::StallAfter(limit) => !answers || already < limit,
         };
@@ -165,8 +174,17 @@ async fn pump(
             return;
         }
         let mut allowed = buffer.len();
-        if answers && let Mode::StallAfter(limit) = *modes.borrow() {
+        let mode = *modes.borrow();
+        if answers && let Mode::StallAfter(limit) = mode {
             allowed = allowed.min(usize::try_from(limit - forwarded).unwrap_or(usize::MAX));
+        }
+        // A throttled link moves at most a twentieth of a second's worth at a time.
+        let rate = match mode {
+            Mode::Throttle(rate) => Some(rate),
+            _ => None,
+        };
+        if let Some(rate) = rate {
+            allowed = allowed.min(usize::try_from((rate / 20).max(1)).unwrap_or(usize::MAX));
         }
         let read = tokio::select! {
             read = from.read(&mut buffer[..allowed]) => read,
@@ -186,6 +204,14 @@ async fn pump(
             return;
         }
         forwarded += read as u64;
+        if let Some(rate) = rate {
+            // Pacing the link, not synchronising a test.
+            #[allow(clippy::cast_precision_loss)]
+            tokio::time::sleep(std::time::Duration::from_secs_f64(
+                read as f64 / rate as f64,
+            ))
+            .await;
+        }
     }
 }
 

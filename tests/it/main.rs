@@ -16,3 +16,4 @@ mod stencil;
 mod stencil_printf;
 mod template_input;
 mod templates;
+mod transfer;
