@@ -3,5 +3,6 @@
 
 pub mod context;
 pub mod dockerignore;
+pub mod images;
 pub mod labels;
 pub mod plan;

@@ -56,6 +56,10 @@ pub struct ImageConfig {
     /// Repository in remote registries, placeholders allowed (default: the
     /// name in studio-go-runner's `{org}/{module}/<component>` layout).
     pub remote: Option<String>,
+    /// Template variables for this image's Dockerfile (placeholders allowed in values),
+    /// beside the shared context: `[image.values]` `cuda_base = "…"`.
+    #[serde(default)]
+    pub values: BTreeMap<String, String>,
 }
 
 pub use crate::template::dialect::Dialect;
@@ -173,6 +177,8 @@ pub struct PlannedImage {
     pub dialect: Option<Dialect>,
     /// Repository in remote registries (`leafai/sgr/build`).
     pub remote: String,
+    /// Template variables of its Dockerfile, placeholders expanded.
+    pub values: BTreeMap<String, String>,
 }
 
 /// Replace `{placeholders}` in `text`.
@@ -245,10 +251,12 @@ pub fn default_images(exists: &dyn Fn(&Path) -> bool) -> Vec<ImageConfig> {
             "{branch}",
             user_args,
         ),
+        // The runner image: a Rust build stage compiles the workspace, so its context is the
+        // top directory (the top .dockerignore keeps target/ out).
         (
-            "{org}/{module}/runner",
+            "{org}/{module}-runner",
             "runner/Dockerfile",
-            "runner",
+            ".",
             "{version}",
             BTreeMap::new(),
         ),
@@ -267,6 +275,7 @@ pub fn default_images(exists: &dyn Fn(&Path) -> bool) -> Vec<ImageConfig> {
             target: None,
             dialect: None,
             remote: None,
+            values: BTreeMap::new(),
         })
         .collect()
 }
@@ -443,8 +452,14 @@ pub fn plan(
             None => crate::registry::remote_repository(&name, &naming.org, &naming.module),
         };
         validate_reference(&remote)?;
+        let values = image
+            .values
+            .iter()
+            .map(|(key, value)| Ok((key.clone(), expand(value, naming)?)))
+            .collect::<Result<BTreeMap<_, _>, PlanError>>()?;
         planned.push(PlannedImage {
             remote,
+            values,
             name,
             tags,
             extra_tags,
@@ -661,14 +676,15 @@ mod tests {
             [
                 "leafai/studio-go-runner-build:feature-197-hybrid",
                 "leafai/studio-go-runner-standalone-build:feature-197-hybrid",
-                "leafai/studio-go-runner/runner:0.9.9"
+                "leafai/studio-go-runner-runner:0.9.9"
             ]
         );
         assert_eq!(
             planned[0].build_args.get("USER_ID").map(String::as_str),
             Some("1000")
         );
-        assert_eq!(planned[2].context, PathBuf::from("runner"));
+        assert_eq!(planned[2].context, PathBuf::from("."));
+        assert_eq!(planned[2].remote, "leafai/studio-go-runner/runner");
         assert!(matches!(
             plan(
                 &[],

@@ -164,6 +164,20 @@ fn render_dockerfile(
     printer: &Printer,
 ) -> Result<String, BuildCommandError> {
     let dialect = template::choose_dialect(flag, image.dialect, source, printer);
+    // The image's own values (sgr.toml `[image.values]`) beside the shared context.
+    let with_values;
+    let context_value = if image.values.is_empty() {
+        context_value
+    } else {
+        let mut merged = context_value.clone();
+        if let Some(object) = merged.as_object_mut() {
+            for (key, value) in &image.values {
+                object.insert(key.clone(), serde_json::Value::String(value.clone()));
+            }
+        }
+        with_values = merged;
+        &with_values
+    };
     Ok(template::render_in(
         dialect,
         source,

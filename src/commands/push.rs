@@ -3,12 +3,13 @@
 //! the remote manifest first so that re-runs upload nothing.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 use thiserror::Error;
 
 use super::build::{BuildCommandError, PlanSelection, Prepared, prepare};
+use crate::build::images::{self, PushRecord, Pushed};
 use crate::build::plan::{self, Naming};
 use crate::cli::GlobalArgs;
 use crate::cli::push::PushArgs;
@@ -334,17 +335,22 @@ fn run_inner(
         docker_host: args.docker_host.clone(),
         timeouts: Timeouts::from_lookup(&env::process)?,
     };
-    deliver(settings, global, printer, runtime)
+    let record_in = crate::git::GitRepository::discover(&args.git_dir)
+        .ok()
+        .map(|repository| repository.git_dir().to_path_buf());
+    deliver(settings, record_in.as_deref(), global, printer, runtime)
 }
 
 /// Run a transfer and print it: in a dry run the plan and nothing else,
 /// otherwise the summary table (or JSON rows). Shared by `sgr push` and
-/// `sgr release --images`.
+/// `sgr release --images`. What was pushed is added to the push record of the git directory
+/// `record_in` (see [`crate::build::images`]), so that templates name the pushed references.
 ///
 /// # Errors
 /// The engine cannot be reached, no registry can be used, a row failed.
 pub(crate) fn deliver(
     settings: TransferSettings,
+    record_in: Option<&Path>,
     global: &GlobalArgs,
     printer: &Printer,
     runtime: &tokio::runtime::Runtime,
@@ -384,6 +390,26 @@ pub(crate) fn deliver(
             &right.target,
         ))
     });
+    if let Some(git_dir) = record_in {
+        let mut record = PushRecord::read(git_dir);
+        record.add(
+            rows.iter()
+                .filter(|row| matches!(row.result, Outcome::Pushed | Outcome::UpToDate))
+                .map(|row| {
+                    (
+                        images::repository_of(&row.image).to_owned(),
+                        Pushed {
+                            reference: row.target.clone(),
+                            digest: row.digest.clone(),
+                        },
+                    )
+                }),
+        );
+        // The record only saves typing references later: failing to keep it is a warning.
+        if let Err(error) = record.write(git_dir) {
+            printer.warn(&crate::error::chain(&error));
+        }
+    }
     printer
         .result(&summary_table(&rows), &rows)
         .map_err(PushCommandError::Output)?;

@@ -614,7 +614,10 @@ fn release_images(
         docker_host: args.docker_host.clone(),
         timeouts: Timeouts::from_lookup(&crate::env::process).map_err(PushCommandError::from)?,
     };
-    push::deliver(settings, global, printer, runtime)?;
+    let record_in = crate::git::GitRepository::discover(&args.git_dir)
+        .ok()
+        .map(|repository| repository.git_dir().to_path_buf());
+    push::deliver(settings, record_in.as_deref(), global, printer, runtime)?;
     Ok(())
 }
 

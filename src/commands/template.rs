@@ -362,7 +362,47 @@ pub fn gather(
         aws_ecr,
         needs,
     };
-    Ok((context::build(&inputs), warnings))
+    let mut context_value = context::build(&inputs);
+    if (args.print_context || source.text.contains("images"))
+        && let Some(repository) = &repository
+        && let Some(object) = context_value.as_object_mut()
+        && !object.contains_key("images")
+    {
+        object.insert(
+            "images".to_owned(),
+            images_variable(repository, &mut warnings),
+        );
+    }
+    Ok((context_value, warnings))
+}
+
+/// `images`: the plan's images by key, with what `sgr push` recorded
+/// ([`crate::build::images`]). A repository without images gives an empty map; a broken
+/// `sgr.toml` a warning (the template may not need it).
+fn images_variable(repository: &GitRepository, warnings: &mut Vec<String>) -> Value {
+    let prepared = super::build::prepare(&super::build::PlanSelection {
+        git_dir: repository.top_dir(),
+        config: None,
+        org: None,
+        images: &[],
+        extra_args: BTreeMap::new(),
+    });
+    match prepared {
+        Ok(prepared) => crate::build::images::variable(
+            &prepared.planned,
+            &crate::build::images::PushRecord::read(repository.git_dir()),
+        ),
+        Err(super::build::BuildCommandError::Plan(
+            crate::build::plan::PlanError::NothingToBuild { .. },
+        )) => Value::Object(serde_json::Map::new()),
+        Err(error) => {
+            warnings.push(format!(
+                "{}: the images variable is empty",
+                crate::error::Failure::new(error, ExitStatus::Usage, None).message()
+            ));
+            Value::Object(serde_json::Map::new())
+        }
+    }
 }
 
 /// The context as it may be shown: values under secret-looking names and

@@ -173,6 +173,13 @@ impl GitRepository {
         &self.top
     }
 
+    /// The repository's own directory (`.git`, or a worktree's directory under it): where
+    /// sgr keeps what it learns about this checkout without touching the work tree.
+    #[must_use]
+    pub fn git_dir(&self) -> &Path {
+        self.repository.path()
+    }
+
     fn read_error(&self, what: &'static str) -> impl FnOnce(git2::Error) -> GitError + '_ {
         move |source| GitError::Read {
             what,

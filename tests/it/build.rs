@@ -186,7 +186,7 @@ fn dry_run_plans_without_an_engine() -> TestResult {
                 .and(contains(format!(
                     "leafai/{module}-standalone-build:feature-x-y"
                 )))
-                .and(contains(format!("leafai/{module}/runner:0.9.9")))
+                .and(contains(format!("leafai/{module}-runner:0.9.9")))
                 .and(contains("USER_ID=")),
         );
     assert_eq!(
@@ -277,6 +277,9 @@ fn the_json_schema_describes_the_config() -> TestResult {
         target: Some("t".into()),
         dialect: Some(sgr::build::plan::Dialect::Go),
         remote: Some("{org}/{module}/n".into()),
+        values: [("cuda_base".to_owned(), "b".to_owned())]
+            .into_iter()
+            .collect(),
     };
     assert_eq!(
         keys(&schema["$defs"]["image"]["properties"]),

@@ -6,6 +6,7 @@ mod build;
 mod common;
 mod git;
 mod k8s_build;
+mod pipeline;
 mod push;
 mod release;
 mod render;

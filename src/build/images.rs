@@ -1,0 +1,306 @@
+//! One naming scheme from build to deployment.
+//!
+//! The plan ([`super::plan`]) names every image once: its local repository and tags (what
+//! `sgr build` tags) and its remote repository (what `sgr push` writes under each
+//! registry). `sgr push` records what it wrote, with the digest the registry answered, in the
+//! checkout's git directory (`.git/sgr/pushed.json`, never in the work tree). Templates see
+//! the result as `images.<key>`, so build.yaml, the runner Deployment and any manifest of the
+//! user's name images without `--set image=…`:
+//!
+//! - `images.<key>.local`: the first local reference (`leafai/sgr-runner:1.2.0`);
+//! - `images.<key>.remote`: the remote repository (`leafai/sgr/runner`);
+//! - `images.<key>.pushed`: every reference pushed for one of the image's current tags, pinned
+//!   by digest when known (`acr.example/leafai/sgr/runner:1.2.0@sha256:…`);
+//! - `images.<key>.ref`: the first of `pushed`, else `local`.
+//!
+//! `<key>` is the last part of the remote repository with `-` and `.` as `_` (`runner`,
+//! `standalone_build`). A push for an older tag is never offered: the record is matched by
+//! the image's current tags.
+
+use std::collections::BTreeMap;
+use std::io;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use thiserror::Error;
+
+use super::plan::PlannedImage;
+
+/// Where the record lives inside a git directory.
+const RECORD: &str = "sgr/pushed.json";
+
+/// The most bytes of a record read: it is ours, but a damaged one must not cost memory.
+const RECORD_LIMIT: u64 = 4 * 1024 * 1024;
+
+/// One reference a push wrote.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq, Eq)]
+pub struct Pushed {
+    /// `host/repository:tag`.
+    pub reference: String,
+    /// The manifest digest the registry reported, when it did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub digest: Option<String>,
+}
+
+impl Pushed {
+    /// The reference pinned by digest when the digest is known.
+    #[must_use]
+    pub fn pinned(&self) -> String {
+        match &self.digest {
+            Some(digest) => format!("{}@{digest}", self.reference),
+            None => self.reference.clone(),
+        }
+    }
+
+    fn tag(&self) -> &str {
+        tag_of(&self.reference)
+    }
+}
+
+/// What `sgr push` wrote, by local repository name.
+#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq, Eq)]
+pub struct PushRecord {
+    /// Local repository (`leafai/sgr-runner`) to what was pushed from it.
+    pub images: BTreeMap<String, Vec<Pushed>>,
+}
+
+/// The record could not be kept.
+#[derive(Debug, Error)]
+#[error("cannot write the push record {}", .path.display())]
+pub struct RecordError {
+    /// The file.
+    pub path: PathBuf,
+    /// Why.
+    #[source]
+    pub source: io::Error,
+}
+
+impl PushRecord {
+    /// The record file of a git directory.
+    #[must_use]
+    pub fn path(git_dir: &Path) -> PathBuf {
+        git_dir.join(RECORD)
+    }
+
+    /// Read the record of `git_dir`; absent, unreadable or damaged means empty (it only
+    /// saves typing a reference, and the next push rewrites it).
+    #[must_use]
+    pub fn read(git_dir: &Path) -> Self {
+        use std::io::Read as _;
+        let mut text = Vec::new();
+        let read = std::fs::File::open(Self::path(git_dir))
+            .and_then(|file| file.take(RECORD_LIMIT).read_to_end(&mut text));
+        match read {
+            Ok(_) => serde_json::from_slice(&text).unwrap_or_default(),
+            Err(_) => Self::default(),
+        }
+    }
+
+    /// Add what a push wrote: for each local repository pushed, its references replace those
+    /// of the same registry repository and tag; the others are kept.
+    pub fn add(&mut self, pushed: impl IntoIterator<Item = (String, Pushed)>) {
+        for (local, entry) in pushed {
+            let list = self.images.entry(local).or_default();
+            list.retain(|known| known.reference != entry.reference);
+            list.push(entry);
+        }
+    }
+
+    /// Write the record of `git_dir` atomically.
+    ///
+    /// # Errors
+    /// The directory cannot be made or the file written.
+    pub fn write(&self, git_dir: &Path) -> Result<(), RecordError> {
+        let path = Self::path(git_dir);
+        let error = |source| RecordError {
+            path: path.clone(),
+            source,
+        };
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent).map_err(error)?;
+        }
+        let text = serde_json::to_vec_pretty(self).map_err(|source| error(source.into()))?;
+        crate::atomic::write(&path, &text).map_err(error)
+    }
+}
+
+/// The tag of a reference (`latest` when it has none); a digest suffix is ignored.
+fn tag_of(reference: &str) -> &str {
+    let reference = reference
+        .split_once('@')
+        .map_or(reference, |(name, _)| name);
+    let last_slash = reference.rfind('/').map_or(0, |index| index + 1);
+    match reference[last_slash..].rfind(':') {
+        Some(colon) => &reference[last_slash + colon + 1..],
+        None => "latest",
+    }
+}
+
+/// The repository of a reference: without its tag and digest.
+#[must_use]
+pub fn repository_of(reference: &str) -> &str {
+    let reference = reference
+        .split_once('@')
+        .map_or(reference, |(name, _)| name);
+    let last_slash = reference.rfind('/').map_or(0, |index| index + 1);
+    match reference[last_slash..].rfind(':') {
+        Some(colon) => &reference[..last_slash + colon],
+        None => reference,
+    }
+}
+
+/// The template key of an image: the last part of its remote repository, `-` and `.` as `_`.
+#[must_use]
+pub fn key_of(image: &PlannedImage) -> String {
+    image
+        .remote
+        .rsplit('/')
+        .next()
+        .unwrap_or(&image.remote)
+        .chars()
+        .map(|character| {
+            if character.is_ascii_alphanumeric() {
+                character
+            } else {
+                '_'
+            }
+        })
+        .collect()
+}
+
+/// The `images` template variable for a plan and a push record.
+#[must_use]
+pub fn variable(planned: &[PlannedImage], record: &PushRecord) -> serde_json::Value {
+    let mut images = serde_json::Map::new();
+    for image in planned {
+        let local = image
+            .tags
+            .first()
+            .cloned()
+            .unwrap_or_else(|| format!("{}:latest", image.name));
+        let tags: Vec<&str> = image.tags.iter().map(|tag| tag_of(tag)).collect();
+        let pushed: Vec<String> = record
+            .images
+            .get(&image.name)
+            .into_iter()
+            .flatten()
+            .filter(|entry| tags.contains(&entry.tag()))
+            .map(Pushed::pinned)
+            .collect();
+        let best = pushed.first().cloned().unwrap_or_else(|| local.clone());
+        images.insert(
+            key_of(image),
+            serde_json::json!({
+                "name": image.name,
+                "local": local,
+                "remote": image.remote,
+                "pushed": pushed,
+                "ref": best,
+            }),
+        );
+    }
+    serde_json::Value::Object(images)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn planned(name: &str, remote: &str, tags: &[&str]) -> PlannedImage {
+        PlannedImage {
+            name: name.to_owned(),
+            tags: tags.iter().map(|tag| format!("{name}:{tag}")).collect(),
+            extra_tags: Vec::new(),
+            depends_on: Vec::new(),
+            dockerfile: PathBuf::from("Dockerfile"),
+            context: PathBuf::from("."),
+            build_args: BTreeMap::new(),
+            labels: BTreeMap::new(),
+            target: None,
+            dialect: None,
+            remote: remote.to_owned(),
+            values: BTreeMap::new(),
+        }
+    }
+
+    #[test]
+    fn references_split_at_the_right_colon() {
+        assert_eq!(tag_of("localhost:5000/a/b:1.0.0"), "1.0.0");
+        assert_eq!(tag_of("localhost:5000/a/b"), "latest");
+        assert_eq!(tag_of("a/b:main@sha256:00"), "main");
+        assert_eq!(
+            repository_of("localhost:5000/a/b:1.0.0"),
+            "localhost:5000/a/b"
+        );
+        assert_eq!(repository_of("localhost:5000/a/b"), "localhost:5000/a/b");
+        assert_eq!(repository_of("b:x@sha256:00"), "b");
+    }
+
+    #[test]
+    fn the_variable_offers_current_pushes_pinned_else_the_local_reference() {
+        let plan = [
+            planned("leafai/sgr-runner", "leafai/sgr/runner", &["1.2.0"]),
+            planned(
+                "leafai/sgr-standalone-build",
+                "leafai/sgr/standalone-build",
+                &["main"],
+            ),
+        ];
+        let mut record = PushRecord::default();
+        record.add([
+            (
+                "leafai/sgr-runner".to_owned(),
+                Pushed {
+                    reference: "r.example/leafai/sgr/runner:1.1.0".to_owned(),
+                    digest: Some("sha256:old".to_owned()),
+                },
+            ),
+            (
+                "leafai/sgr-runner".to_owned(),
+                Pushed {
+                    reference: "r.example/leafai/sgr/runner:1.2.0".to_owned(),
+                    digest: Some("sha256:aaa".to_owned()),
+                },
+            ),
+        ]);
+        // A second push of the same reference replaces the first.
+        record.add([(
+            "leafai/sgr-runner".to_owned(),
+            Pushed {
+                reference: "r.example/leafai/sgr/runner:1.2.0".to_owned(),
+                digest: Some("sha256:bbb".to_owned()),
+            },
+        )]);
+        let value = variable(&plan, &record);
+        assert_eq!(
+            value["runner"]["ref"],
+            "r.example/leafai/sgr/runner:1.2.0@sha256:bbb"
+        );
+        assert_eq!(value["runner"]["pushed"].as_array().map(Vec::len), Some(1));
+        assert_eq!(value["runner"]["remote"], "leafai/sgr/runner");
+        assert_eq!(
+            value["standalone_build"]["ref"],
+            "leafai/sgr-standalone-build:main"
+        );
+    }
+
+    #[test]
+    fn the_record_round_trips_and_a_damaged_one_is_empty() -> Result<(), Box<dyn std::error::Error>>
+    {
+        let directory = tempfile::tempdir()?;
+        assert_eq!(PushRecord::read(directory.path()), PushRecord::default());
+        let mut record = PushRecord::default();
+        record.add([(
+            "a".to_owned(),
+            Pushed {
+                reference: "h/a:1".to_owned(),
+                digest: None,
+            },
+        )]);
+        record.write(directory.path())?;
+        assert_eq!(PushRecord::read(directory.path()), record);
+        std::fs::write(PushRecord::path(directory.path()), b"{not json")?;
+        assert_eq!(PushRecord::read(directory.path()), PushRecord::default());
+        Ok(())
+    }
+}
