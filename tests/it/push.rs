@@ -706,9 +706,9 @@ fn dry_run_contacts_neither_engine_nor_registry() -> TestResult {
         targets,
         [
             "leafai/project-build:main -> leafai.azurecr.io/leafai/project/build:main",
-            "leafai/project/runner:2.1.0 -> leafai.azurecr.io/leafai/project/runner:2.1.0",
+            "leafai/project-runner:2.1.0 -> leafai.azurecr.io/leafai/project/runner:2.1.0",
             "leafai/project-build:main -> 127.0.0.1:9/leafai/project/build:main",
-            "leafai/project/runner:2.1.0 -> 127.0.0.1:9/leafai/project/runner:2.1.0",
+            "leafai/project-runner:2.1.0 -> 127.0.0.1:9/leafai/project/runner:2.1.0",
         ]
     );
     repo.sgr()
