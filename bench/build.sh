@@ -4,7 +4,9 @@
 # `FROM scratch` + `COPY . /ctx`. For each context, RUNS builds of each tool, alternating;
 # reports the medians, their ratio (target <= 1.0 on each) and sgr's peak RSS (/usr/bin/time,
 # target <= 64 MiB). sgr's labels cost one builder step (one LABEL instruction), docker's
-# build none: the ratio includes that step.
+# build none: the ratio includes that step. ctx-100m-label is the 100 MiB context with a
+# Dockerfile ending in a LABEL of its own (sgr's labels join it: the same steps for both).
+# SGR_BENCH_CONTEXTS="ctx-100m ..." chooses the contexts.
 #
 # Usage: [SGR_BENCH_BINARY=path] bench/build.sh [RUNS]   (needs docker.io for dockerd and the docker CLI, and time)
 # Uses DOCKER_HOST when it answers; otherwise starts a private dockerd under /tmp.
@@ -79,8 +81,16 @@ run_builds() {
 
 make_context "$WORK/ctx-100m" 2000 53687
 make_context "$WORK/ctx-1g" 20000 53687
+# The same 100 MiB context with a Dockerfile that ends in a LABEL of its own, for both tools:
+# sgr's labels join that instruction, so both run the same steps.
+if [ ! -f "$WORK/ctx-100m-label/.complete" ]; then
+    rm -rf "$WORK/ctx-100m-label"
+    cp -al "$WORK/ctx-100m" "$WORK/ctx-100m-label"
+    rm -f "$WORK/ctx-100m-label/Dockerfile"
+    printf 'FROM scratch\nCOPY . /ctx\nLABEL org.example.team=ml\n' >"$WORK/ctx-100m-label/Dockerfile"
+fi
 results=()
-for context in ctx-100m ctx-1g; do
+for context in ${SGR_BENCH_CONTEXTS:-ctx-100m ctx-100m-label ctx-1g}; do
     echo "$context: $(du -sh --apparent-size "$WORK/$context/data" | cut -f1) in $(find "$WORK/$context/data" -type f | wc -l) files, $RUNS runs each" >&2
     read -r docker_median sgr_median rss < <(run_builds "$WORK/$context")
     results+=("$(printf '%-9s docker build median %6s s, sgr build median %6s s, ratio %s, sgr peak RSS %s MiB' \
