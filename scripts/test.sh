@@ -482,6 +482,7 @@ main() {
     install_debian_packages
     [ "$VENV_GIVEN" = 1 ] || install_python_packages
     [ "$STUDIOML_VENV_GIVEN" = 1 ] || install_studioml_client
+    "$VENV/bin/python" -c '' || die "the venv's python does not run: $VENV/bin/python"
     WORK=$(mktemp -d "${TMPDIR:-/tmp}/sgr-test.XXXXXX")
     trap stop_all EXIT
     trap 'exit 130' INT
