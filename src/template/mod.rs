@@ -5,5 +5,6 @@
 pub mod context;
 pub mod dialect;
 pub mod go;
+pub mod isolated;
 pub mod process_host;
 pub mod tera_dialect;
