@@ -17,8 +17,12 @@ pub trait Host {
     fn env(&self, name: &str) -> Option<String>;
     /// The current time as Go prints a `time.Time`.
     fn now(&self) -> String;
-    /// A random version-4 UUID.
-    fn uuid(&self) -> String;
+    /// A random version-4 UUID, or why none could be made (the render
+    /// fails with it: never a predictable stand-in).
+    ///
+    /// # Errors
+    /// The random source failed.
+    fn uuid(&self) -> Result<String, String>;
 }
 
 /// Every function name a template may call.
@@ -449,7 +453,7 @@ pub fn call(name: &str, values: &[Value], host: &dyn Host) -> Outcome {
         }
         "uuidv4" => {
             count(values, 0)?;
-            text(host.uuid())
+            host.uuid().map(Value::String)
         }
         "quote" | "squote" => {
             let quoted: Vec<String> = values
