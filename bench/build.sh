@@ -8,7 +8,7 @@
 # Dockerfile ending in a LABEL of its own (sgr's labels join it: the same steps for both).
 # SGR_BENCH_CONTEXTS="ctx-100m ..." chooses the contexts.
 #
-# Usage: [SGR_BENCH_BINARY=path] bench/build.sh [RUNS]   (needs docker.io for dockerd and the docker CLI, and time)
+# Usage: [SGR_BENCH_BIN=path] bench/build.sh [RUNS]   (needs docker.io for dockerd and the docker CLI, and time)
 # Uses DOCKER_HOST when it answers; otherwise starts a private dockerd under /tmp.
 set -euo pipefail
 
@@ -16,14 +16,12 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 RUNS=${1:-5}
 WORK=${SGR_BENCH_WORK:-$ROOT/bench/work}
 mkdir -p "$WORK"
-# SGR_BENCH_BINARY: an sgr release binary already built from this checkout (skips cargo).
-if [ -n "${SGR_BENCH_BINARY:-}" ]; then
-    cp "$SGR_BENCH_BINARY" "$WORK/sgr"
-else
-    cargo build --release --locked -p sgr --manifest-path "$ROOT/Cargo.toml" >&2
-    # A private copy: another build in a shared target directory cannot replace it mid-bench.
-    cp "${CARGO_TARGET_DIR:-$ROOT/target}/release/sgr" "$WORK/sgr"
-fi
+# shellcheck source=../scripts/lib/release-build.sh
+. "$ROOT/scripts/lib/release-build.sh"
+# SGR_BENCH_BIN (or SGR_BENCH_BINARY): an sgr release binary already built from this checkout (skips cargo).
+release_binaries sgr
+# A private copy: another build in a shared target directory cannot replace it mid-bench.
+cp "$SGR" "$WORK/sgr"
 SGR=$WORK/sgr
 "$SGR" build --help | grep -q -- '--only' || { echo "bench: $SGR is not this checkout's sgr" >&2; exit 1; }
 

@@ -6,6 +6,7 @@
 
 pub mod cache;
 pub mod cluster;
+pub mod digest;
 pub mod envelope;
 pub mod execute;
 pub mod failure;

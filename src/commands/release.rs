@@ -16,6 +16,7 @@ use super::build::{PlanSelection, prepare};
 use super::push::{self, PushCommandError};
 use crate::cli::GlobalArgs;
 use crate::cli::release::ReleaseArgs;
+use crate::digest::{hex, sha256_hex};
 use crate::env;
 use crate::error::{ExitStatus, Failure};
 use crate::git::{GitError, GitRepository};
@@ -260,16 +261,6 @@ fn sha256_of(path: &Path) -> Result<(u64, String), ReleaseError> {
     Ok((size, hex(&hasher.finalize())))
 }
 
-fn hex(bytes: &[u8]) -> String {
-    use std::fmt::Write as _;
-    bytes
-        .iter()
-        .fold(String::with_capacity(bytes.len() * 2), |mut text, byte| {
-            let _ = write!(text, "{byte:02x}");
-            text
-        })
-}
-
 /// Expand the arguments into files, checked and hashed.
 fn assets(patterns: &[String]) -> Result<Vec<LocalAsset>, ReleaseError> {
     let mut found: Vec<LocalAsset> = Vec::new();
@@ -441,7 +432,7 @@ fn run_inner(
                 source,
             }
         })?;
-        let digest = hex(&Sha256::digest(text.as_bytes()));
+        let digest = sha256_hex(text.as_bytes());
         assets.push(LocalAsset {
             name: CHECKSUMS.to_owned(),
             path: file.path().to_path_buf(),
@@ -759,7 +750,7 @@ async fn identical_assets(
                 text.extend_from_slice(bytes);
             })
             .await?;
-        checksums_hash = Some(hex(&Sha256::digest(&text)));
+        checksums_hash = Some(sha256_hex(&text));
         listed = parse_checksums(&text);
     }
     let mut identical = std::collections::BTreeSet::new();
