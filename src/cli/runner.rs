@@ -63,3 +63,25 @@ pub enum RunnerCommand {
     /// List the state each runner reported
     Status,
 }
+
+#[cfg(test)]
+mod tests {
+    use runner_protocol::{GLOBAL_MAP, STALE_AFTER};
+
+    use super::LONG_ABOUT;
+
+    #[test]
+    fn the_help_names_the_protocols_map_and_staleness() {
+        assert!(
+            LONG_ABOUT.contains(&format!("`{GLOBAL_MAP}`")),
+            "{LONG_ABOUT}"
+        );
+        assert!(
+            LONG_ABOUT.contains(&format!(
+                "not refreshed for {} minutes",
+                STALE_AFTER.as_secs() / 60
+            )),
+            "{LONG_ABOUT}"
+        );
+    }
+}
