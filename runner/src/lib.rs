@@ -6,7 +6,7 @@
 
 pub mod cache;
 pub mod cluster;
-pub mod digest;
+pub use runner_protocol::digest;
 pub mod envelope;
 pub mod execute;
 pub mod failure;

@@ -172,5 +172,7 @@ pub fn error_chain(error: &(dyn StdError + 'static)) -> String {
     text
 }
 
+pub mod digest;
+
 #[cfg(test)]
 mod tests;

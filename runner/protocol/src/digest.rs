@@ -1,6 +1,6 @@
-//! SHA-256 as lowercase hex, written once: release checksums, registry
-//! manifest digests and anything else that names bytes by their hash agree
-//! on the text because they all come through here.
+//! SHA-256 as lowercase hex, written once for both packages: sgr's release checksums and
+//! registry digests, the runner's ledger, work-directory and environment names agree on the
+//! text because they all come through here.
 
 use sha2::{Digest as _, Sha256};
 
