@@ -14,12 +14,13 @@ use crate::build::plan::{self, Config, Dialect, Naming, PlanError, PlannedImage}
 use crate::build::{context, labels};
 use crate::cli::GlobalArgs;
 use crate::cli::build::BuildArgs;
-use crate::cli::template::{DialectFlag, TemplateArgs};
+use crate::cli::template::DialectFlag;
 use crate::docker::{BuildRequest, DockerError, Engine};
 use crate::error::{ExitStatus, Failure};
 use crate::git::{GitError, GitRepository};
 use crate::output::{OutputFormat, Printer};
 use crate::template::process_host::now_seconds;
+use crate::template::settings::{ContextSettings, RenderSettings};
 use crate::version::branch;
 
 /// Failures before any image is built.
@@ -182,7 +183,7 @@ fn render_dockerfile(
         dialect,
         source,
         context_value,
-        template::RenderSettings::default(),
+        RenderSettings::default(),
     )?)
 }
 
@@ -221,8 +222,8 @@ pub(crate) struct Prepared {
     pub naming: Naming,
     /// The selected images.
     pub planned: Vec<PlannedImage>,
-    /// Template settings for the Dockerfiles.
-    pub template_args: TemplateArgs,
+    /// Where the Dockerfiles' variables come from.
+    pub context_settings: ContextSettings,
 }
 
 /// Read git, the version file and `sgr.toml`, and plan the selected images.
@@ -259,21 +260,13 @@ pub(crate) fn prepare(selection: &PlanSelection<'_>) -> Result<Prepared, BuildCo
     for image in &mut images {
         image.dialect = image.dialect.or(config.dialect);
     }
-    let template_args = TemplateArgs {
-        out: None,
-        values: Vec::new(),
-        set: Vec::new(),
-        values_files: Vec::new(),
+    let context_settings = ContextSettings {
         module: top.clone(),
-        version_files: vec![PathBuf::from("README.md"), PathBuf::from("README.adoc")],
         git_dir: selection.git_dir.to_path_buf(),
-        print_context: false,
-        suppress_warnings: true,
-        error_warnings: false,
-        dialect: None,
-        max_output: crate::cli::template::DEFAULT_MAX_OUTPUT,
+        ..ContextSettings::default()
     };
-    let version = ["README.md", "README.adoc"]
+    let version = context_settings
+        .version_files
         .iter()
         .map(|name| top.join(name))
         .find(|path| path.exists())
@@ -352,7 +345,7 @@ pub(crate) fn prepare(selection: &PlanSelection<'_>) -> Result<Prepared, BuildCo
         top,
         naming,
         planned,
-        template_args,
+        context_settings,
     })
 }
 
@@ -366,12 +359,12 @@ fn run_inner(
     let Prepared {
         top,
         planned,
-        template_args,
+        context_settings,
         ..
     } = prepare(&PlanSelection {
-        git_dir: &args.git_dir,
-        config: args.config.as_deref(),
-        org: args.org.as_deref(),
+        git_dir: &args.git.git_dir,
+        config: args.plan.config.as_deref(),
+        org: args.plan.org.as_deref(),
         images: &[],
         extra_args: extra_build_args(args),
     })?;
@@ -395,7 +388,7 @@ fn run_inner(
             .collect::<Vec<_>>()
             .join("\n"),
     };
-    let (context_value, _) = template::gather(&template_args, &all_templates, runtime)?;
+    let (context_value, _) = template::gather(&context_settings, &all_templates, runtime)?;
     let rendered = planned
         .iter()
         .zip(&sources)
@@ -472,7 +465,7 @@ fn run_inner(
     let progress = &progress;
     let waits = plan::waits(&planned);
     let results = runtime.block_on(async {
-        let engine = Engine::connect(args.docker_host.as_deref()).await?;
+        let engine = Engine::connect(args.engine.docker_host.as_deref()).await?;
         printer.detail(&format!("engine {}", engine.host()));
         let engine = &engine;
         let run_started = Instant::now();

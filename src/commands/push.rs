@@ -307,9 +307,9 @@ fn run_inner(
     runtime: &tokio::runtime::Runtime,
 ) -> Result<(), PushCommandError> {
     let prepared = prepare(&PlanSelection {
-        git_dir: &args.git_dir,
-        config: args.config.as_deref(),
-        org: args.org.as_deref(),
+        git_dir: &args.git.git_dir,
+        config: args.plan.config.as_deref(),
+        org: args.plan.org.as_deref(),
         images: &args.images,
         extra_args: BTreeMap::new(),
     });
@@ -332,10 +332,10 @@ fn run_inner(
         registries: selections(args)?,
         atomic: args.atomic,
         create_repositories: !args.targets.no_create_repos,
-        docker_host: args.docker_host.clone(),
+        docker_host: args.engine.docker_host.clone(),
         timeouts: Timeouts::from_lookup(&env::process)?,
     };
-    let record_in = crate::git::GitRepository::discover(&args.git_dir)
+    let record_in = crate::git::GitRepository::discover(&args.git.git_dir)
         .ok()
         .map(|repository| repository.git_dir().to_path_buf());
     deliver(settings, record_in.as_deref(), global, printer, runtime)
@@ -429,7 +429,7 @@ pub(crate) fn deliver(
 /// Names for `--image` pushes outside a buildable repository.
 fn fallback_naming(args: &PushArgs) -> Result<Naming, PushCommandError> {
     let repository =
-        crate::git::GitRepository::discover(&args.git_dir).map_err(BuildCommandError::from)?;
+        crate::git::GitRepository::discover(&args.git.git_dir).map_err(BuildCommandError::from)?;
     let metadata = repository
         .metadata(&env::process)
         .map_err(BuildCommandError::from)?;
@@ -441,7 +441,7 @@ fn fallback_naming(args: &PushArgs) -> Result<Naming, PushCommandError> {
             .unwrap_or_default(),
     );
     Ok(Naming {
-        org: args.org.clone().unwrap_or_else(|| "leafai".to_owned()),
+        org: args.plan.org.clone().unwrap_or_else(|| "leafai".to_owned()),
         module,
         branch: metadata.branch_slug.unwrap_or_default(),
         short_hash: metadata.short_commit.unwrap_or_default(),

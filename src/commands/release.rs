@@ -403,7 +403,7 @@ fn run_inner(
     printer: &Printer,
     runtime: &tokio::runtime::Runtime,
 ) -> Result<(), ReleaseError> {
-    let git = GitRepository::discover(&args.git_dir)?;
+    let git = GitRepository::discover(&args.git.git_dir)?;
     let version_path = if args.version_file.is_absolute() {
         args.version_file.clone()
     } else {
@@ -556,9 +556,9 @@ fn release_images(
     release: &Version,
 ) -> Result<(), ReleaseError> {
     let prepared = prepare(&PlanSelection {
-        git_dir: &args.git_dir,
-        config: args.config.as_deref(),
-        org: args.org.as_deref(),
+        git_dir: &args.git.git_dir,
+        config: args.plan.config.as_deref(),
+        org: args.plan.org.as_deref(),
         images: &[],
         extra_args: std::collections::BTreeMap::new(),
     })
@@ -591,7 +591,7 @@ fn release_images(
         }
     } else {
         runtime.block_on(async {
-            let engine = crate::docker::Engine::connect(args.docker_host.as_deref()).await?;
+            let engine = crate::docker::Engine::connect(args.engine.docker_host.as_deref()).await?;
             for (source, target) in sources.iter().zip(&targets) {
                 let image =
                     engine
@@ -611,10 +611,10 @@ fn release_images(
         registries: push::registry_selections(&args.targets)?,
         atomic: true,
         create_repositories: !args.targets.no_create_repos,
-        docker_host: args.docker_host.clone(),
+        docker_host: args.engine.docker_host.clone(),
         timeouts: Timeouts::from_lookup(&crate::env::process).map_err(PushCommandError::from)?,
     };
-    let record_in = crate::git::GitRepository::discover(&args.git_dir)
+    let record_in = crate::git::GitRepository::discover(&args.git.git_dir)
         .ok()
         .map(|repository| repository.git_dir().to_path_buf());
     push::deliver(settings, record_in.as_deref(), global, printer, runtime)?;

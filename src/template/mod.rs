@@ -6,4 +6,5 @@ pub mod context;
 pub mod dialect;
 pub mod go;
 pub mod process_host;
+pub mod settings;
 pub mod tera_dialect;
