@@ -9,10 +9,10 @@ use std::path::{Path, PathBuf};
 use serde_json::{Map, Value};
 use thiserror::Error;
 
+use crate::build::prepare::{PlanSelection, PrepareError, prepare};
 use crate::cli::template::{DialectFlag, TemplateArgs};
 use crate::error::{ExitStatus, Failure};
 use crate::git::GitRepository;
-use crate::git::{CurrentUser, GitError, GitMetadata};
 use crate::output::Printer;
 use crate::template::context::{self, ContextInputs, Needs, ValuesError};
 use crate::template::dialect::{self, Dialect};
@@ -210,59 +210,6 @@ fn user_values(args: &ContextSettings) -> Result<Map<String, Value>, TemplateCom
     Ok(values)
 }
 
-/// The git metadata a template needs, and only that: the parts `needs`
-/// leaves out keep their empty defaults (`dirty` false, no tag, no remote).
-///
-/// # Errors
-/// Unreadable repository data.
-pub fn git_metadata(
-    repository: &GitRepository,
-    lookup: &dyn Fn(&str) -> Option<String>,
-    needs: Needs,
-) -> Result<GitMetadata, GitError> {
-    let branch = if needs.branch {
-        match repository.branch(lookup) {
-            Ok(branch) => Some(branch),
-            Err(GitError::NoBranch { .. }) => None,
-            Err(error) => return Err(error),
-        }
-    } else {
-        None
-    };
-    Ok(GitMetadata {
-        top_dir: repository.top_dir().to_path_buf(),
-        branch_slug: branch.as_ref().map(crate::git::Branch::slug),
-        branch_dns_label: branch.as_ref().map(crate::git::Branch::dns_label),
-        branch,
-        commit: if needs.commit {
-            repository.commit()?
-        } else {
-            None
-        },
-        short_commit: if needs.commit {
-            repository.short_commit()?
-        } else {
-            None
-        },
-        tag: if needs.tag {
-            repository.tag_at_head()?
-        } else {
-            None
-        },
-        remote: if needs.remote {
-            repository.remote()?
-        } else {
-            None
-        },
-        dirty: needs.dirty && repository.is_dirty()?,
-        user: if needs.user {
-            CurrentUser::current()
-        } else {
-            CurrentUser::default()
-        },
-    })
-}
-
 /// The context for `source`, and the warnings met while gathering it.
 ///
 /// # Errors
@@ -293,7 +240,7 @@ pub fn gather(
         Needs::of_template(&source.text)
     };
     let git = match &repository {
-        Some(repository) => match git_metadata(repository, &env::process, needs) {
+        Some(repository) => match repository.metadata_for(&env::process, needs) {
             Ok(metadata) => {
                 if needs.branch && metadata.branch.is_none() {
                     warnings.push("HEAD is detached and no CI branch variable is set: duat.gitBranch is empty".to_owned());
@@ -390,7 +337,7 @@ fn version_of(
 /// ([`crate::build::images`]). A repository without images gives an empty map; a broken
 /// `sgr.toml` a warning (the template may not need it).
 fn images_variable(repository: &GitRepository, warnings: &mut Vec<String>) -> Value {
-    let prepared = super::build::prepare(&super::build::PlanSelection {
+    let prepared = prepare(&PlanSelection {
         git_dir: repository.top_dir(),
         config: None,
         org: None,
@@ -402,9 +349,9 @@ fn images_variable(repository: &GitRepository, warnings: &mut Vec<String>) -> Va
             &prepared.planned,
             &crate::build::images::PushRecord::read(repository.git_dir()),
         ),
-        Err(super::build::BuildCommandError::Plan(
-            crate::build::plan::PlanError::NothingToBuild { .. },
-        )) => Value::Object(serde_json::Map::new()),
+        Err(PrepareError::Plan(crate::build::plan::PlanError::NothingToBuild { .. })) => {
+            Value::Object(serde_json::Map::new())
+        }
         Err(error) => {
             warnings.push(format!(
                 "{}: the images variable is empty",
