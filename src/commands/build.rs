@@ -213,6 +213,8 @@ struct BuildSettings {
     only: Vec<String>,
     /// `--build-arg`s, values from the environment filled in.
     extra_args: BTreeMap<String, String>,
+    /// The environment, against which build args are checked for secrets.
+    environment: Vec<(String, String)>,
     /// The dialect forced for every Dockerfile.
     dialect: Option<Dialect>,
     /// Where the rendered Dockerfiles are also written.
@@ -244,6 +246,7 @@ impl BuildSettings {
             images: args.images.clone(),
             only: args.only.clone(),
             extra_args: extra_build_args(args),
+            environment: std::env::vars().collect(),
             dialect: args.dialect.and_then(DialectFlag::forced),
             out_dir: args.out_dir.clone(),
             engine: EngineSettings {
@@ -282,9 +285,8 @@ fn run_inner(
         extra_args: settings.extra_args.clone(),
     })?;
     let planned = plan::select(planned, &settings.images, &settings.only)?;
-    let environment: Vec<(String, String)> = std::env::vars().collect();
     for image in &planned {
-        plan::check_build_args(&image.build_args, &environment)?;
+        plan::check_build_args(&image.build_args, &settings.environment)?;
     }
     let rendered = render_dockerfiles(
         &planned,
