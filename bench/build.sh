@@ -4,9 +4,11 @@
 # `FROM scratch` + `COPY . /ctx`. For each context, RUNS builds of each tool, alternating;
 # reports the medians, their ratio (target <= 1.0 on each) and sgr's peak RSS (/usr/bin/time,
 # target <= 64 MiB). sgr's labels cost one builder step (one LABEL instruction), docker's
-# build none: the ratio includes that step.
+# build none: the ratio includes that step. ctx-100m-label is the 100 MiB context with a
+# Dockerfile ending in a LABEL of its own (sgr's labels join it: the same steps for both).
+# SGR_BENCH_CONTEXTS="ctx-100m ..." chooses the contexts.
 #
-# Usage: [SGR_BENCH_BINARY=path] bench/build.sh [RUNS]   (needs docker.io for dockerd and the docker CLI, and time)
+# Usage: [SGR_BENCH_BIN=path] bench/build.sh [RUNS]   (needs docker.io for dockerd and the docker CLI, and time)
 # Uses DOCKER_HOST when it answers; otherwise starts a private dockerd under /tmp.
 set -euo pipefail
 
@@ -14,14 +16,12 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 RUNS=${1:-5}
 WORK=${SGR_BENCH_WORK:-$ROOT/bench/work}
 mkdir -p "$WORK"
-# SGR_BENCH_BINARY: an sgr release binary already built from this checkout (skips cargo).
-if [ -n "${SGR_BENCH_BINARY:-}" ]; then
-    cp "$SGR_BENCH_BINARY" "$WORK/sgr"
-else
-    cargo build --release --locked -p sgr --manifest-path "$ROOT/Cargo.toml" >&2
-    # A private copy: another build in a shared target directory cannot replace it mid-bench.
-    cp "${CARGO_TARGET_DIR:-$ROOT/target}/release/sgr" "$WORK/sgr"
-fi
+# shellcheck source=../scripts/lib/release-build.sh
+. "$ROOT/scripts/lib/release-build.sh"
+# SGR_BENCH_BIN (or SGR_BENCH_BINARY): an sgr release binary already built from this checkout (skips cargo).
+release_binaries sgr
+# A private copy: another build in a shared target directory cannot replace it mid-bench.
+cp "$SGR" "$WORK/sgr"
 SGR=$WORK/sgr
 "$SGR" build --help | grep -q -- '--only' || { echo "bench: $SGR is not this checkout's sgr" >&2; exit 1; }
 
@@ -79,8 +79,16 @@ run_builds() {
 
 make_context "$WORK/ctx-100m" 2000 53687
 make_context "$WORK/ctx-1g" 20000 53687
+# The same 100 MiB context with a Dockerfile that ends in a LABEL of its own, for both tools:
+# sgr's labels join that instruction, so both run the same steps.
+if [ ! -f "$WORK/ctx-100m-label/.complete" ]; then
+    rm -rf "$WORK/ctx-100m-label"
+    cp -al "$WORK/ctx-100m" "$WORK/ctx-100m-label"
+    rm -f "$WORK/ctx-100m-label/Dockerfile"
+    printf 'FROM scratch\nCOPY . /ctx\nLABEL org.example.team=ml\n' >"$WORK/ctx-100m-label/Dockerfile"
+fi
 results=()
-for context in ctx-100m ctx-1g; do
+for context in ${SGR_BENCH_CONTEXTS:-ctx-100m ctx-100m-label ctx-1g}; do
     echo "$context: $(du -sh --apparent-size "$WORK/$context/data" | cut -f1) in $(find "$WORK/$context/data" -type f | wc -l) files, $RUNS runs each" >&2
     read -r docker_median sgr_median rss < <(run_builds "$WORK/$context")
     results+=("$(printf '%-9s docker build median %6s s, sgr build median %6s s, ratio %s, sgr peak RSS %s MiB' \

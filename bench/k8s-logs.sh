@@ -16,10 +16,10 @@ set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 LINES=${1:-200000}
 LONG_BYTES=${2:-300000000}
-TARGET=${CARGO_TARGET_DIR:-$ROOT/target}
-nice cargo build --release --locked -p sgr -p sgr-test-support --manifest-path "$ROOT/Cargo.toml" >&2
-SGR=$TARGET/release/sgr
-FAKE=$TARGET/release/fake-kube
+# shellcheck source=../scripts/lib/release-build.sh
+. "$ROOT/scripts/lib/release-build.sh"
+release_binaries sgr fake-kube
+FAKE=$FAKE_KUBE
 WORK=$(mktemp -d /tmp/sgr-bench-k8s.XXXXXX)
 FAKE_PID=
 cleanup() { set +e; exec 4>&- 2>/dev/null; [ -n "$FAKE_PID" ] && kill "$FAKE_PID" 2>/dev/null; rm -rf "$WORK"; }

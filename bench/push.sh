@@ -19,8 +19,9 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 RUNS=${1:-5}
 WORK=${SGR_BENCH_WORK:-$ROOT/bench/work}
 mkdir -p "$WORK"
-cargo build --release --locked -p sgr --manifest-path "$ROOT/Cargo.toml" >&2
-SGR=$ROOT/target/release/sgr
+# shellcheck source=../scripts/lib/release-build.sh
+. "$ROOT/scripts/lib/release-build.sh"
+release_binaries sgr
 
 # shellcheck source=../scripts/lib/engine.sh
 . "$ROOT/scripts/lib/engine.sh"

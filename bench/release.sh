@@ -13,9 +13,10 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 RUNS=${1:-3}
 WORK=${SGR_BENCH_WORK:-$ROOT/bench/work}
 mkdir -p "$WORK"
-cargo build --release --locked -p sgr -p sgr-test-support --manifest-path "$ROOT/Cargo.toml" >&2
-SGR=$ROOT/target/release/sgr
-FAKE=$ROOT/target/release/fake-github
+# shellcheck source=../scripts/lib/release-build.sh
+. "$ROOT/scripts/lib/release-build.sh"
+release_binaries sgr fake-github
+FAKE=$FAKE_GITHUB
 TOKEN=bench-token
 
 ASSET=$WORK/release-asset.bin

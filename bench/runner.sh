@@ -18,8 +18,9 @@ COUNT=${2:-20}
 WORK=${SGR_BENCH_WORK:-$ROOT/bench/work}
 VENV=$WORK/runner-venv
 mkdir -p "$WORK"
-cargo build --release --locked -p runner --manifest-path "$ROOT/Cargo.toml" >&2
-RUNNER=$ROOT/target/release/runner
+# shellcheck source=../scripts/lib/release-build.sh
+. "$ROOT/scripts/lib/release-build.sh"
+release_binaries runner
 
 if [ ! -x "$VENV/bin/aws" ] || [ ! -x "$VENV/bin/weed" ]; then
     python3 -m venv "$VENV"

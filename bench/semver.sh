@@ -13,8 +13,9 @@ WORK=${SGR_BENCH_WORK:-$ROOT/bench/work}
 REPO=$WORK/repo-100k
 command -v hyperfine >/dev/null || { echo "bench/semver.sh: needs hyperfine (apt-get install hyperfine)" >&2; exit 2; }
 
-cargo build --release --locked -p sgr --manifest-path "$ROOT/Cargo.toml" >&2
-SGR=$ROOT/target/release/sgr
+# shellcheck source=../scripts/lib/release-build.sh
+. "$ROOT/scripts/lib/release-build.sh"
+release_binaries sgr
 
 if [ ! -f "$REPO/.complete" ]; then
     rm -rf "$REPO"

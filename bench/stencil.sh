@@ -16,14 +16,11 @@ WORK=${SGR_BENCH_WORK:-$ROOT/bench/work}
 mkdir -p "$WORK"
 command -v hyperfine >/dev/null || { echo "bench/stencil.sh: needs hyperfine (apt-get install hyperfine)" >&2; exit 2; }
 
+# shellcheck source=../scripts/lib/release-build.sh
+. "$ROOT/scripts/lib/release-build.sh"
 # SGR_BENCH_BIN: a release binary built beforehand (a shared target directory may be
 # rebuilt by another checkout while the benchmark runs).
-if [ -n "${SGR_BENCH_BIN:-}" ]; then
-    SGR=$SGR_BENCH_BIN
-else
-    cargo build --release --locked -p sgr --manifest-path "$ROOT/Cargo.toml" >&2
-    SGR=${CARGO_TARGET_DIR:-$ROOT/target}/release/sgr
-fi
+release_binaries sgr
 (cd "$ROOT/tests/reference/stencil" && GOPATH=/usr/share/gocode GO111MODULE=off GOFLAGS= GOCACHE="$WORK/go-cache" \
     go build -o "$WORK/stencil-reference" .)
 

@@ -25,8 +25,9 @@ if [ ${#missing[@]} -gt 0 ]; then
 fi
 install -m 0755 /bin/busybox examples/hello/busybox
 
-cargo build --release --locked -p sgr -p runner >&2
-SGR=$ROOT/target/release/sgr
+# shellcheck source=../scripts/lib/release-build.sh
+. "$ROOT/scripts/lib/release-build.sh"
+release_binaries sgr runner
 
 # shellcheck source=../scripts/lib/engine.sh
 . "$ROOT/scripts/lib/engine.sh"
@@ -45,7 +46,7 @@ mkdir -p "$RUN/store/blobstore" "$RUN/queues/local_demo"
 tar -C examples/runner/workspace -cf "$RUN/store/blobstore/workspace.tar" .
 sed -e "s|@STORE@|$RUN/store|g" -e "s|@PYTHONVER@|$PYTHONVER|g" examples/runner/request.json \
     >"$RUN/queues/local_demo/$(python3 -c 'import uuid; print(uuid.uuid4())')"
-"$ROOT/target/release/runner" --queue-root "$RUN/queues" --work-dir "$RUN/work" --venv-cache "$RUN/venvs" --once --log-format text
+"$RUNNER" --queue-root "$RUN/queues" --work-dir "$RUN/work" --venv-cache "$RUN/venvs" --once --log-format text
 mkdir -p "$RUN/results/output" "$RUN/results/modeldir"
 tar -C "$RUN/results/output" -xf "$RUN/store/experiments/$KEY/output.tar"
 tar -C "$RUN/results/modeldir" -xf "$RUN/store/experiments/$KEY/modeldir.tar"

@@ -78,21 +78,9 @@ impl Failure {
 }
 
 /// An error and its causes on one line (`outer: cause: root cause`), each
-/// cause left out when the text before already ends with it.
-#[must_use]
-pub fn chain(error: &(dyn StdError + 'static)) -> String {
-    let mut message = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        let text = cause.to_string();
-        if !message.ends_with(&text) {
-            message.push_str(": ");
-            message.push_str(&text);
-        }
-        source = cause.source();
-    }
-    message
-}
+/// cause left out when the text before already ends with it: the formatter
+/// the runner uses too.
+pub use runner_protocol::error_chain as chain;
 
 impl fmt::Display for Failure {
     fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {

@@ -10,6 +10,7 @@ pub mod aws;
 pub mod build;
 pub mod cli;
 pub mod commands;
+pub mod digest;
 pub mod docker;
 pub mod env;
 pub mod error;

@@ -10,6 +10,14 @@ use sgr::{commands, env};
 use tracing_subscriber::EnvFilter;
 
 fn main() -> ExitCode {
+    // A template that can grow a value without bound renders in a child with a memory limit.
+    if std::env::args_os().nth(1).as_deref()
+        == Some(std::ffi::OsStr::new(
+            sgr::template::isolated::CHILD_ARGUMENT,
+        ))
+    {
+        return sgr::template::isolated::child_main(commands::template::render_isolated_job);
+    }
     let cli = match Cli::try_parse_from(normalise_duat_flags(std::env::args_os())) {
         Ok(cli) => cli,
         Err(error) => {

@@ -14,8 +14,8 @@ impl Host for Quiet {
     fn now(&self) -> String {
         "2019-01-25 19:10:44 +0000 UTC".to_owned()
     }
-    fn uuid(&self) -> String {
-        "00000000-0000-4000-8000-000000000000".to_owned()
+    fn uuid(&self) -> Result<String, String> {
+        Ok("00000000-0000-4000-8000-000000000000".to_owned())
     }
 }
 

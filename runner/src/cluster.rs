@@ -21,11 +21,11 @@ use k8s_openapi::api::core::v1::ConfigMap;
 use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::{WatchStreamExt as _, watcher};
 
+use runner_protocol::{REPORT_EVERY, node_map};
+
 use crate::log;
 use crate::state::{self, Control};
 
-/// How often the status is written when nothing changes.
-const REPORT_EVERY: Duration = Duration::from_secs(30);
 /// How often the status writer looks for a change.
 const REPORT_POLL: Duration = Duration::from_millis(250);
 
@@ -35,7 +35,7 @@ pub struct Placement {
     /// The namespace (`K8S_NAMESPACE`, else the service account's or the
     /// kubeconfig's).
     pub namespace: Option<String>,
-    /// The node map's name.
+    /// The node's name (its map is [`node_map`] of it).
     pub node: String,
     /// This runner's key in the status map (the pod's name, else the node's).
     pub reporter: String,
@@ -87,7 +87,7 @@ async fn run(placement: Placement, control: Arc<Control>) {
         "following ConfigMaps {}/{} and {namespace}/{}",
         namespace,
         state::GLOBAL_MAP,
-        placement.node
+        node_map(&placement.node)
     ));
     let maps: Api<ConfigMap> = Api::namespaced(client, &namespace);
     tokio::join!(
@@ -98,6 +98,7 @@ async fn run(placement: Placement, control: Arc<Control>) {
 
 /// Follow the two maps; apply their merge whenever either changes.
 async fn watch(maps: &Api<ConfigMap>, namespace: &str, node: &str, control: &Control) {
+    let node = node_map(node);
     let names = [state::GLOBAL_MAP, node];
     let mut current: BTreeMap<String, BTreeMap<String, String>> = BTreeMap::new();
     let mut listing: BTreeMap<String, BTreeMap<String, String>> = BTreeMap::new();

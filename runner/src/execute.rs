@@ -14,6 +14,7 @@ use sha2::{Digest as _, Sha256};
 use thiserror::Error;
 
 use crate::cache::Cache;
+use crate::digest::{hex, sha256_hex};
 use crate::failure::{Class, Classify};
 use crate::request::{Artifact, Request};
 use crate::resources::Allocation;
@@ -173,11 +174,7 @@ fn directory_name(key: &str) -> String {
         })
         .take(64)
         .collect();
-    let hash = Sha256::digest(key.as_bytes());
-    format!(
-        "{readable}-{:02x}{:02x}{:02x}{:02x}",
-        hash[0], hash[1], hash[2], hash[3]
-    )
+    format!("{readable}-{}", &sha256_hex(key)[..8])
 }
 
 /// `%VAR%` replaced by the value `lookup` gives (empty when unset).
@@ -355,7 +352,7 @@ fn groom(request: &Request, workspace: &Path) -> Result<(Vec<String>, Vec<String
     let mut key = packages.clone();
     if let Some(tarball) = carried {
         let bytes = fs::read(&tarball).map_err(io_error("read", &tarball))?;
-        key.push(format!("studioml-sdist:{:x}", Sha256::digest(&bytes)));
+        key.push(format!("studioml-sdist:{}", sha256_hex(&bytes)));
         packages.push(tarball.display().to_string());
     }
     Ok((packages, key))
@@ -410,7 +407,7 @@ fn environment(
         hasher.update(b"\n");
         hasher.update(entry.as_bytes());
     }
-    let name = format!("{:x}", hasher.finalize())[..16].to_owned();
+    let name = hex(&hasher.finalize())[..16].to_owned();
     let target = settings.venv_cache.join(name);
     if target.join("bin/python").exists() {
         return Ok(target);
@@ -1152,6 +1149,8 @@ mod tests {
     fn names_and_expansion() {
         assert!(directory_name("1538073289_3c9acb9b/x y").starts_with("1538073289_3c9acb9b_x_y-"));
         assert_ne!(directory_name("a/b"), directory_name("a_b"));
+        // The names of existing work directories: the first 4 bytes of the key's SHA-256.
+        assert_eq!(directory_name("a/b"), "a_b-c14cddc0");
         let lookup = |name: &str| (name == "PATH").then(|| "/usr/bin".to_owned());
         assert_eq!(expand("%PATH%:./bin", &lookup), "/usr/bin:./bin");
         assert_eq!(expand("%NOPE%x", &lookup), "x");

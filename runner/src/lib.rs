@@ -6,6 +6,7 @@
 
 pub mod cache;
 pub mod cluster;
+pub mod digest;
 pub mod envelope;
 pub mod execute;
 pub mod failure;
@@ -25,19 +26,6 @@ pub mod telemetry;
 pub mod unpack;
 pub mod worker;
 
-/// An error and its causes on one line (`outer: cause: root cause`), each
-/// cause left out when the text before already ends with it.
-#[must_use]
-pub fn error_text(error: &(dyn std::error::Error + 'static)) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        let cause_text = cause.to_string();
-        if !text.ends_with(&cause_text) {
-            text.push_str(": ");
-            text.push_str(&cause_text);
-        }
-        source = cause.source();
-    }
-    text
-}
+/// An error and its causes on one line (`outer: cause: root cause`); the
+/// formatter sgr uses too.
+pub use runner_protocol::error_chain as error_text;

@@ -499,14 +499,12 @@ fn serve_queues(
 /// Who this runner is among those sharing a queue root: its host and its
 /// (locked, so unique on the host) work directory.
 fn owner(work_dir: &std::path::Path) -> String {
-    use sha2::Digest as _;
     let host = rustix::system::uname()
         .nodename()
         .to_string_lossy()
         .into_owned();
     let directory = std::fs::canonicalize(work_dir).unwrap_or_else(|_| work_dir.to_path_buf());
-    let digest = sha2::Sha256::digest(format!("{host}\0{}", directory.display()).as_bytes());
-    format!("{digest:x}")[..16].to_owned()
+    runner::digest::sha256_hex(format!("{host}\0{}", directory.display()))[..16].to_owned()
 }
 
 /// How requests are opened: the keys of --encrypt-dir and

@@ -8,9 +8,7 @@
 //! is not valid keeps the last good one, with a log line saying why.
 
 use std::collections::BTreeMap;
-use std::fmt;
 use std::path::PathBuf;
-use std::str::FromStr;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, SystemTime};
 
@@ -21,54 +19,10 @@ use regex::Regex;
 
 use crate::queue::QueueFilter;
 
-/// The name of the global config map.
-pub const GLOBAL_MAP: &str = "studioml-go-runner";
-/// The config map where runners report their state, a key per runner.
-pub const STATUS_MAP: &str = "studioml-go-runner-status";
-
-/// What the runner may do.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub enum State {
-    /// Take work.
-    #[default]
-    Running,
-    /// Take no new work; finish what runs; stay up.
-    DrainAndSuspend,
-    /// Take no new work; finish what runs; exit 0.
-    DrainAndTerminate,
-}
-
-impl State {
-    /// Every state, for help and errors.
-    pub const ALL: [Self; 3] = [
-        Self::Running,
-        Self::DrainAndSuspend,
-        Self::DrainAndTerminate,
-    ];
-}
-
-impl fmt::Display for State {
-    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
-        formatter.write_str(match self {
-            Self::Running => "Running",
-            Self::DrainAndSuspend => "DrainAndSuspend",
-            Self::DrainAndTerminate => "DrainAndTerminate",
-        })
-    }
-}
-
-impl FromStr for State {
-    type Err = String;
-
-    fn from_str(text: &str) -> Result<Self, Self::Err> {
-        Self::ALL
-            .into_iter()
-            .find(|state| state.to_string().eq_ignore_ascii_case(text.trim()))
-            .ok_or_else(|| {
-                format!("'{text}' is not a state (Running, DrainAndSuspend, DrainAndTerminate)")
-            })
-    }
-}
+// The protocol shared with sgr, re-exported so the runner's modules keep
+// naming `state::State` and friends.
+pub use runner_protocol::{GLOBAL_MAP, Report, STATUS_MAP, State};
+use runner_protocol::{QUEUE_MATCH_KEY, QUEUE_MISMATCH_KEY, STATE_KEY, timestamp};
 
 /// `node` over `global`, key by key.
 #[must_use]
@@ -90,19 +44,6 @@ pub struct StateLabels {
     pub state: String,
 }
 
-/// What the runner reports about itself (the status config map's value).
-#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct Report {
-    /// The effective state.
-    pub state: State,
-    /// Since when (RFC 3339).
-    pub since: String,
-    /// Running experiments: key → started (RFC 3339).
-    pub running: BTreeMap<String, String>,
-    /// When this report was written (RFC 3339).
-    pub updated: String,
-}
-
 #[derive(Debug)]
 struct Inner {
     state: State,
@@ -121,10 +62,6 @@ pub struct Control {
     inner: Mutex<Inner>,
     /// `runner_state{state}`: 1 for the effective state.
     pub gauge: Family<StateLabels, Gauge>,
-}
-
-fn stamp(time: SystemTime) -> String {
-    jiff::Timestamp::try_from(time).map_or_else(|_| String::new(), |time| time.to_string())
 }
 
 impl Control {
@@ -194,7 +131,7 @@ impl Control {
         let mut notes = Vec::new();
         let mut inner = self.lock();
         let wanted = data
-            .get("STATE")
+            .get(STATE_KEY)
             .map_or(Ok(State::Running), |text| text.parse());
         match wanted {
             Ok(state) if state != inner.state => {
@@ -210,7 +147,7 @@ impl Control {
                 inner.state
             )),
         }
-        match data.get("QUEUE_MATCH").filter(|text| !text.is_empty()) {
+        match data.get(QUEUE_MATCH_KEY).filter(|text| !text.is_empty()) {
             None => {
                 if inner.matching.take().is_some() {
                     notes.push(format!("QUEUE_MATCH: back to the flag's ({origin})"));
@@ -227,7 +164,7 @@ impl Control {
                 )),
             },
         }
-        match data.get("QUEUE_MISMATCH") {
+        match data.get(QUEUE_MISMATCH_KEY) {
             None => {
                 if inner.mismatching.take().is_some() {
                     notes.push(format!("QUEUE_MISMATCH: back to the flag's ({origin})"));
@@ -271,13 +208,13 @@ impl Control {
         let inner = self.lock();
         Report {
             state: inner.state,
-            since: stamp(inner.since),
+            since: timestamp(inner.since),
             running: inner
                 .running
                 .iter()
-                .map(|(key, since)| (key.clone(), stamp(*since)))
+                .map(|(key, since)| (key.clone(), timestamp(*since)))
                 .collect(),
-            updated: stamp(SystemTime::now()),
+            updated: timestamp(SystemTime::now()),
         }
     }
 }
@@ -291,7 +228,7 @@ pub fn parse_state_file(text: &str) -> BTreeMap<String, String> {
         .filter(|line| !line.is_empty() && !line.starts_with('#'))
         .map(|line| match line.split_once('=') {
             Some((key, value)) => (key.trim().to_owned(), value.trim().to_owned()),
-            None => ("STATE".to_owned(), line.to_owned()),
+            None => (STATE_KEY.to_owned(), line.to_owned()),
         })
         .collect()
 }
@@ -332,16 +269,6 @@ mod tests {
             Regex::new("^local_").unwrap_or_else(|error| panic!("{error}")),
             Some(Regex::new("_slow$").unwrap_or_else(|error| panic!("{error}"))),
         ))
-    }
-
-    #[test]
-    fn states_parse_and_print() {
-        assert_eq!(
-            "drainandsuspend".parse::<State>(),
-            Ok(State::DrainAndSuspend)
-        );
-        assert_eq!(State::DrainAndTerminate.to_string(), "DrainAndTerminate");
-        assert!("Paused".parse::<State>().is_err());
     }
 
     #[test]

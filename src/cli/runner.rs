@@ -1,6 +1,7 @@
 //! `sgr runner`: steer and watch the GPU runners deployed on Kubernetes.
 
-use clap::{Args, Subcommand, ValueEnum};
+use clap::{Args, Subcommand};
+use runner_protocol::State;
 
 /// Long help.
 pub const LONG_ABOUT: &str = "\
@@ -51,7 +52,7 @@ pub enum RunnerCommand {
     State {
         /// The state.
         #[arg(value_enum, required_unless_present = "clear")]
-        state: Option<RunnerState>,
+        state: Option<State>,
         /// Set it in this node's map instead of the global one.
         #[arg(long, value_name = "NAME")]
         node: Option<String>,
@@ -63,28 +64,24 @@ pub enum RunnerCommand {
     Status,
 }
 
-/// A runner state.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
-pub enum RunnerState {
-    /// Take work.
-    #[value(name = "Running")]
-    Running,
-    /// Take nothing new; finish what runs; stay up.
-    #[value(name = "DrainAndSuspend")]
-    DrainAndSuspend,
-    /// Take nothing new; finish what runs; exit.
-    #[value(name = "DrainAndTerminate")]
-    DrainAndTerminate,
-}
+#[cfg(test)]
+mod tests {
+    use runner_protocol::{GLOBAL_MAP, STALE_AFTER};
 
-impl RunnerState {
-    /// The name the runners read.
-    #[must_use]
-    pub const fn name(self) -> &'static str {
-        match self {
-            Self::Running => "Running",
-            Self::DrainAndSuspend => "DrainAndSuspend",
-            Self::DrainAndTerminate => "DrainAndTerminate",
-        }
+    use super::LONG_ABOUT;
+
+    #[test]
+    fn the_help_names_the_protocols_map_and_staleness() {
+        assert!(
+            LONG_ABOUT.contains(&format!("`{GLOBAL_MAP}`")),
+            "{LONG_ABOUT}"
+        );
+        assert!(
+            LONG_ABOUT.contains(&format!(
+                "not refreshed for {} minutes",
+                STALE_AFTER.as_secs() / 60
+            )),
+            "{LONG_ABOUT}"
+        );
     }
 }

@@ -17,6 +17,7 @@ use super::shared;
 use crate::build::prepare::prepare;
 use crate::cli::GlobalArgs;
 use crate::cli::release::ReleaseArgs;
+use crate::digest::{hex, sha256_hex};
 use crate::env;
 use crate::error::{ExitStatus, Failure};
 use crate::git::{GitError, GitRepository};
@@ -262,16 +263,6 @@ fn sha256_of(path: &Path) -> Result<(u64, String), ReleaseError> {
         hasher.update(&buffer[..count]);
     }
     Ok((size, hex(&hasher.finalize())))
-}
-
-fn hex(bytes: &[u8]) -> String {
-    use std::fmt::Write as _;
-    bytes
-        .iter()
-        .fold(String::with_capacity(bytes.len() * 2), |mut text, byte| {
-            let _ = write!(text, "{byte:02x}");
-            text
-        })
 }
 
 /// Expand the arguments into files, checked and hashed.
@@ -522,7 +513,7 @@ fn checksums_asset(
         path: file.path().to_path_buf(),
         source,
     })?;
-    let digest = hex(&Sha256::digest(text.as_bytes()));
+    let digest = sha256_hex(text.as_bytes());
     let asset = LocalAsset {
         name: CHECKSUMS.to_owned(),
         path: file.path().to_path_buf(),
@@ -845,7 +836,7 @@ async fn identical_assets(
                 text.extend_from_slice(bytes);
             })
             .await?;
-        checksums_hash = Some(hex(&Sha256::digest(&text)));
+        checksums_hash = Some(sha256_hex(&text));
         listed = parse_checksums(&text);
     }
     let mut identical = std::collections::BTreeSet::new();

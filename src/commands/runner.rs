@@ -6,21 +6,15 @@ use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::ConfigMap;
 use kube::api::{Api, Patch, PatchParams};
-use serde::{Deserialize, Serialize};
+use runner_protocol::{GLOBAL_MAP, Report, STATE_KEY, STATUS_MAP, State, node_map};
+use serde::Serialize;
 use thiserror::Error;
 
 use crate::cli::GlobalArgs;
-use crate::cli::runner::{RunnerArgs, RunnerCommand, RunnerState};
+use crate::cli::runner::{RunnerArgs, RunnerCommand};
 use crate::error::{ExitStatus, Failure};
 use crate::k8s::{Cluster, ClusterError, FIELD_MANAGER};
 use crate::output::{Printer, table};
-
-/// The global state map.
-pub const GLOBAL_MAP: &str = "studioml-go-runner";
-/// The map runners report to.
-pub const STATUS_MAP: &str = "studioml-go-runner-status";
-/// A report older than this is shown as stale (runners refresh every 30 s).
-const STALE_AFTER: jiff::SignedDuration = jiff::SignedDuration::from_mins(2);
 
 /// `sgr runner` failures.
 #[derive(Debug, Error)]
@@ -62,30 +56,39 @@ impl From<RunnerError> for Failure {
     }
 }
 
-/// What a runner reported.
-#[derive(Clone, Debug, Default, Deserialize, Serialize)]
-pub struct Report {
-    /// The effective state.
-    #[serde(default)]
-    pub state: String,
-    /// Since when.
-    #[serde(default)]
-    pub since: String,
-    /// Running experiments and since when.
-    #[serde(default)]
-    pub running: BTreeMap<String, String>,
-    /// When it was written.
-    #[serde(default)]
-    pub updated: String,
-}
-
-/// One line of `sgr runner status`.
+/// One line of `sgr runner status`: a runner's [`Report`], or what is shown
+/// for a value that is not one.
 #[derive(Debug, Serialize)]
 struct Row {
     runner: String,
-    #[serde(flatten)]
-    report: Report,
+    state: String,
+    since: String,
+    running: BTreeMap<String, String>,
+    updated: String,
     stale: bool,
+}
+
+impl Row {
+    fn new(runner: String, text: &str, now: jiff::Timestamp) -> Self {
+        match serde_json::from_str::<Report>(text) {
+            Ok(report) => Self {
+                runner,
+                stale: report.is_stale(now),
+                state: report.state.to_string(),
+                since: report.since,
+                running: report.running,
+                updated: report.updated,
+            },
+            Err(_) => Self {
+                runner,
+                state: "(unreadable report)".to_owned(),
+                since: String::new(),
+                running: BTreeMap::new(),
+                updated: String::new(),
+                stale: true,
+            },
+        }
+    }
 }
 
 /// Run `sgr runner`.
@@ -156,15 +159,15 @@ async fn set_state(
     args: &RunnerArgs,
     global: &GlobalArgs,
     printer: &Printer,
-    state: Option<RunnerState>,
+    state: Option<State>,
     node: Option<&str>,
     clear: bool,
 ) -> Result<(), RunnerError> {
     if let Some(node) = node.filter(|node| !valid_name(node)) {
         return Err(RunnerError::Name(node.to_owned()));
     }
-    let map = node.unwrap_or(GLOBAL_MAP);
-    let value = state.map(RunnerState::name);
+    let map = node.map_or(GLOBAL_MAP, node_map);
+    let value = state.map(State::name);
     if global.dry_run {
         let namespace = args.namespace.as_deref().unwrap_or("<context namespace>");
         let change = value.map_or_else(
@@ -191,13 +194,13 @@ async fn set_state(
             format!("reading config map {namespace}/{map}"),
         ))?
         .and_then(|existing| existing.data)
-        .and_then(|data| data.get("STATE").cloned());
+        .and_then(|data| data.get(STATE_KEY).cloned());
     // sgr owns STATE (and only STATE) in the map; applying without it
     // (--clear) removes it. Forced: the operator's word wins over whoever
     // set it before.
     let data = value.map_or_else(
         || serde_json::json!({}),
-        |value| serde_json::json!({"STATE": value}),
+        |value| serde_json::json!({STATE_KEY: value}),
     );
     let patch = serde_json::json!({
         "apiVersion": "v1",
@@ -212,7 +215,7 @@ async fn set_state(
             maps.patch(
                 map,
                 &PatchParams::default(),
-                &Patch::Merge(serde_json::json!({"data": {"STATE": null}})),
+                &Patch::Merge(serde_json::json!({"data": {STATE_KEY: null}})),
             )
             .await
             .map_err(api_error(
@@ -264,7 +267,7 @@ async fn status(args: &RunnerArgs, printer: &Printer) -> Result<(), RunnerError>
             format!("reading config map {namespace}/{GLOBAL_MAP}"),
         ))?
         .and_then(|map| map.data)
-        .and_then(|data| data.get("STATE").cloned());
+        .and_then(|data| data.get(STATE_KEY).cloned());
     let reports = maps
         .get_opt(STATUS_MAP)
         .await
@@ -277,21 +280,7 @@ async fn status(args: &RunnerArgs, printer: &Printer) -> Result<(), RunnerError>
     let now = jiff::Timestamp::now();
     let rows: Vec<Row> = reports
         .into_iter()
-        .map(|(runner, text)| {
-            let report: Report = serde_json::from_str(&text).unwrap_or_else(|_| Report {
-                state: "(unreadable report)".to_owned(),
-                ..Report::default()
-            });
-            let stale = report
-                .updated
-                .parse::<jiff::Timestamp>()
-                .map_or(true, |updated| now.duration_since(updated) > STALE_AFTER);
-            Row {
-                runner,
-                report,
-                stale,
-            }
-        })
+        .map(|(runner, text)| Row::new(runner, &text, now))
         .collect();
     let mut lines = vec![format!(
         "{namespace}/{GLOBAL_MAP}: STATE {}",
@@ -312,22 +301,17 @@ async fn status(args: &RunnerArgs, printer: &Printer) -> Result<(), RunnerError>
         for row in &rows {
             cells.push(vec![
                 row.runner.clone(),
-                row.report.state.clone(),
-                row.report.since.clone(),
-                if row.report.running.is_empty() {
+                row.state.clone(),
+                row.since.clone(),
+                if row.running.is_empty() {
                     "-".to_owned()
                 } else {
-                    row.report
-                        .running
-                        .keys()
-                        .cloned()
-                        .collect::<Vec<_>>()
-                        .join(",")
+                    row.running.keys().cloned().collect::<Vec<_>>().join(",")
                 },
                 if row.stale {
-                    format!("{} (stale)", row.report.updated)
+                    format!("{} (stale)", row.updated)
                 } else {
-                    row.report.updated.clone()
+                    row.updated.clone()
                 },
             ]);
         }

@@ -343,7 +343,7 @@ fn next_version(
                 None => open_repository(args)?,
             };
             let tags = repository.tag_names()?;
-            let candidate = rc::next_candidate(current, tags.iter().map(String::as_str));
+            let candidate = rc::next_candidate(current, tags.iter().map(String::as_str))?;
             for warning in &candidate.warnings {
                 printer.detail(&format!("skipped {warning}"));
             }

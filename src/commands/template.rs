@@ -105,6 +105,17 @@ impl From<TemplateCommandError> for Failure {
                 ExitStatus::Usage,
                 Some("fix the warnings above, or drop --error-warnings".to_owned()),
             ),
+            TemplateCommandError::Template { message, .. }
+                if message.ends_with(crate::template::isolated::OUT_OF_MEMORY) =>
+            {
+                (
+                    ExitStatus::Usage,
+                    Some(
+                        "the limit is four times --max-output plus 512 MiB; raise --max-output if the value is meant to be that large"
+                            .to_owned(),
+                    ),
+                )
+            }
             _ => (ExitStatus::Usage, None),
         };
         Self::new(error, status, hint)
@@ -284,17 +295,24 @@ pub fn gather(
         needs,
     };
     let mut context_value = context::build(&inputs);
-    if (args.all_variables || source.text.contains("images"))
-        && let Some(repository) = &repository
+    if args.all_variables || source.text.contains("images") {
+        add_images(&mut context_value, repository.as_ref(), &mut warnings);
+    }
+    Ok((context_value, warnings))
+}
+
+/// Add `images` to the context unless a value of the user's holds that name.
+fn add_images(
+    context_value: &mut Value,
+    repository: Option<&GitRepository>,
+    warnings: &mut Vec<String>,
+) {
+    if let Some(repository) = repository
         && let Some(object) = context_value.as_object_mut()
         && !object.contains_key("images")
     {
-        object.insert(
-            "images".to_owned(),
-            images_variable(repository, &mut warnings),
-        );
+        object.insert("images".to_owned(), images_variable(repository, warnings));
     }
-    Ok((context_value, warnings))
 }
 
 /// The version in the first of `candidates` (relative to `base`) that exists;
@@ -398,8 +416,54 @@ pub fn render_in(
     context: &Value,
     settings: RenderSettings,
 ) -> Result<String, TemplateCommandError> {
+    let rendered = if crate::template::isolated::needs_isolation(dialect, &source.text) {
+        crate::template::isolated::render(&crate::template::isolated::Job {
+            dialect,
+            path: source.path.clone(),
+            text: source.text.clone(),
+            context: context.clone(),
+            strict: settings.strict,
+            allow_missing: settings.allow_missing,
+            max_output: settings.max_output,
+        })
+    } else {
+        render_here(dialect, source, context, settings)
+    };
+    rendered.map_err(|message| TemplateCommandError::Template {
+        path: source.path.clone(),
+        message,
+    })
+}
+
+/// The isolated renderer's side ([`crate::template::isolated`]): render a job in this process.
+///
+/// # Errors
+/// The template's error as text.
+pub fn render_isolated_job(job: &crate::template::isolated::Job) -> Result<String, String> {
+    render_here(
+        job.dialect,
+        &Source {
+            path: job.path.clone(),
+            text: job.text.clone(),
+        },
+        &job.context,
+        RenderSettings {
+            strict: job.strict,
+            allow_missing: job.allow_missing,
+            max_output: job.max_output,
+        },
+    )
+}
+
+/// Render in this process.
+fn render_here(
+    dialect: Dialect,
+    source: &Source,
+    context: &Value,
+    settings: RenderSettings,
+) -> Result<String, String> {
     let max_output = usize::try_from(settings.max_output).unwrap_or(usize::MAX);
-    let rendered = match dialect {
+    match dialect {
         Dialect::Go => Template::parse(&source.text)
             .and_then(|parsed| {
                 parsed.render_limited(
@@ -418,11 +482,7 @@ pub fn render_in(
             max_output,
         )
         .map_err(|error| error.to_string()),
-    };
-    rendered.map_err(|message| TemplateCommandError::Template {
-        path: source.path.clone(),
-        message,
-    })
+    }
 }
 
 /// What `sgr render` and `sgr stencil` were asked for: their flags

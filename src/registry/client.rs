@@ -26,7 +26,6 @@
 //! registries.
 
 use std::collections::HashMap;
-use std::fmt::Write as _;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -345,14 +344,7 @@ pub(crate) fn parse_challenge(value: &str) -> Option<Challenge> {
 }
 
 fn sha256_digest(body: &[u8]) -> String {
-    use sha2::Digest as _;
-    let hash = sha2::Sha256::digest(body);
-    let mut digest = String::with_capacity(71);
-    digest.push_str("sha256:");
-    for byte in hash {
-        let _ = write!(digest, "{byte:02x}");
-    }
-    digest
+    format!("sha256:{}", crate::digest::sha256_hex(body))
 }
 
 impl RegistryClient {

@@ -5,6 +5,7 @@
 pub mod context;
 pub mod dialect;
 pub mod go;
+pub mod isolated;
 pub mod process_host;
 pub mod settings;
 pub mod tera_dialect;

@@ -74,7 +74,11 @@ pub fn engine() -> tera::Tera {
             ))),
         }
     });
-    engine.register_function("uuidv4", |_: Kwargs, _: &State| Value::from(random_uuid()));
+    engine.register_function("uuidv4", |_: Kwargs, _: &State| -> TeraResult<Value> {
+        random_uuid()
+            .map(Value::from)
+            .map_err(|error| message_error(crate::error::chain(&error)))
+    });
     engine.register_filter("expandenv", |value: StringInput, _: Kwargs, _: &State| {
         Value::from(expand_env(value.as_str(), &|name| {
             std::env::var(name).unwrap_or_default()

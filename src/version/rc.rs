@@ -1,7 +1,7 @@
 //! Release candidates: the next `rc.N` for the current `MAJOR.MINOR.PATCH`,
 //! from the repository's tags (duat's `semver rc`).
 
-use super::Version;
+use super::{OverflowError, Version};
 
 /// The next release candidate and the tags that could not be read.
 #[derive(Debug, PartialEq, Eq)]
@@ -20,13 +20,17 @@ pub struct NextCandidate {
 /// ```
 /// use sgr::version::{Version, rc::next_candidate};
 /// let current = Version::parse("0.9.9").unwrap();
-/// let next = next_candidate(&current, ["0.9.9-rc.1", "v0.9.9-rc.4", "0.9.10-rc.7"]);
+/// let next = next_candidate(&current, ["0.9.9-rc.1", "v0.9.9-rc.4", "0.9.10-rc.7"]).unwrap();
 /// assert_eq!(next.version.to_string(), "0.9.9-rc.5");
 /// ```
+///
+/// # Errors
+/// A tagged `rc.N` whose N is already the largest number a component can hold: there is no
+/// next one (never the same number again, which would tag two builds alike).
 pub fn next_candidate<'a>(
     current: &Version,
     tags: impl IntoIterator<Item = &'a str>,
-) -> NextCandidate {
+) -> Result<NextCandidate, OverflowError> {
     let mut warnings = Vec::new();
     // The next number after the highest tagged rc.
     let mut next: Option<(u64, String)> = None;
@@ -34,7 +38,10 @@ pub fn next_candidate<'a>(
         match Version::parse(tag) {
             Ok(version) if version.same_core(current) => match rc_number(version.prerelease()) {
                 Some(Ok((number, trailing))) => {
-                    let candidate = number.saturating_add(1);
+                    let candidate = number.checked_add(1).ok_or_else(|| OverflowError {
+                        component: "release candidate number",
+                        version: tag.to_owned(),
+                    })?;
                     if next
                         .as_ref()
                         .is_none_or(|(highest, _)| candidate >= *highest)
@@ -68,7 +75,7 @@ pub fn next_candidate<'a>(
     let version = current
         .with_prerelease(&prerelease)
         .unwrap_or_else(|_| current.clone());
-    NextCandidate { version, warnings }
+    Ok(NextCandidate { version, warnings })
 }
 
 /// `rc.N[.rest]` as `(N, rest)`; `Err(field)` when N is not a number; `None` for other pre-releases.
@@ -89,6 +96,36 @@ mod tests {
 
     fn version(text: &str) -> Version {
         Version::parse(text).unwrap_or_else(|error| panic!("{error}"))
+    }
+
+    /// The next candidate of an input that has one.
+    fn next_candidate<'a>(
+        current: &Version,
+        tags: impl IntoIterator<Item = &'a str>,
+    ) -> NextCandidate {
+        super::next_candidate(current, tags).unwrap_or_else(|error| panic!("{error}"))
+    }
+
+    #[test]
+    fn the_largest_candidate_has_no_next() {
+        let error = super::next_candidate(
+            &version("1.2.3"),
+            ["1.2.3-rc.7", "1.2.3-rc.18446744073709551615"],
+        );
+        assert_eq!(
+            error.err().map(|error| error.to_string()),
+            Some(format!(
+                "cannot bump the release candidate number of 1.2.3-rc.18446744073709551615: it is already {} (the largest number a version component can hold)",
+                u64::MAX
+            ))
+        );
+        // One below the largest still has a next.
+        assert_eq!(
+            next_candidate(&version("1.2.3"), ["1.2.3-rc.18446744073709551614"])
+                .version
+                .original(),
+            "1.2.3-rc.18446744073709551615"
+        );
     }
 
     #[test]

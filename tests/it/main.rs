@@ -17,4 +17,5 @@ mod stencil;
 mod stencil_printf;
 mod template_input;
 mod templates;
+mod test_script;
 mod transfer;

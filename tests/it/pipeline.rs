@@ -5,7 +5,7 @@
 //! experiment from a directory queue, its result stored.
 //!
 //! No CUDA base can be pulled here, so the base is assembled from the host's Python
-//! (`/usr/bin/python3.11` with its standard library, ensurepip's wheels, the shared libraries
+//! (Debian's `/usr/bin/python3.X` with its standard library, ensurepip's wheels, the shared libraries
 //! `ldd` names, and a static busybox as `/bin/sh`), and the runner is the host's build.
 
 use std::path::{Path, PathBuf};
@@ -74,18 +74,29 @@ fn libraries(binary: &Path) -> Result<Vec<PathBuf>, Failure> {
         .collect())
 }
 
-/// A root file system with the host's Python 3.11, busybox and the C libraries a distribution
-/// base holds (those `program` needs among them), for `FROM scratch`.
-fn python_root(root: &Path, busybox: &Path, program: &Path) -> Result<(), Failure> {
-    let python = Path::new("/usr/bin/python3.11");
-    copy_into(root, python)?;
-    std::os::unix::fs::symlink("python3.11", root.join("usr/bin/python3"))?;
-    copy_tree(root, Path::new("/usr/lib/python3.11"))?;
+/// The version (`3.11`) of Debian's `/usr/bin/python3`.
+fn system_python_version() -> Result<String, Failure> {
+    let target = std::fs::read_link("/usr/bin/python3")?;
+    let name = target.to_string_lossy();
+    Ok(name
+        .strip_prefix("python")
+        .ok_or_else(|| format!("/usr/bin/python3 points at {name}"))?
+        .to_owned())
+}
+
+/// A root file system with the host's Python, busybox and the C libraries a distribution base
+/// holds (those `program` needs among them), for `FROM scratch`.
+fn python_root(root: &Path, busybox: &Path, program: &Path, version: &str) -> Result<(), Failure> {
+    let python = PathBuf::from(format!("/usr/bin/python{version}"));
+    let library = PathBuf::from(format!("/usr/lib/python{version}"));
+    copy_into(root, &python)?;
+    std::os::unix::fs::symlink(format!("python{version}"), root.join("usr/bin/python3"))?;
+    copy_tree(root, &library)?;
     if Path::new("/usr/share/python-wheels").is_dir() {
         copy_tree(root, Path::new("/usr/share/python-wheels"))?;
     }
-    let mut binaries = vec![python.to_path_buf(), program.to_path_buf()];
-    for entry in std::fs::read_dir("/usr/lib/python3.11/lib-dynload")? {
+    let mut binaries = vec![python.clone(), program.to_path_buf()];
+    for entry in std::fs::read_dir(library.join("lib-dynload"))? {
         binaries.push(entry?.path());
     }
     let mut wanted = std::collections::BTreeSet::new();
@@ -164,7 +175,13 @@ fn build_push_render_and_run_the_runner_image() -> TestResult {
     let repo = Repo::new("main")?;
     repo.write("README.md", "Version: <repo-version>1.4.0</repo-version>\n")?;
     repo.write(".gitignore", "base/rootfs/\nctx/\nstandalone/busybox\n")?;
-    python_root(&repo.file("base/rootfs"), Path::new(&busybox), &runner)?;
+    let python_version = system_python_version()?;
+    python_root(
+        &repo.file("base/rootfs"),
+        Path::new(&busybox),
+        &runner,
+        &python_version,
+    )?;
     repo.write("base/Dockerfile", "FROM scratch\nCOPY rootfs/ /\n")?;
     std::fs::create_dir_all(repo.file("ctx"))?;
     // Without its debug sections when strip is there: a smaller image to push.
@@ -332,7 +349,7 @@ context = "standalone"
     )?;
     let request = std::fs::read_to_string(project_file("examples/runner/request.json"))?
         .replace("@STORE@", "/store")
-        .replace("@PYTHONVER@", "3.11");
+        .replace("@PYTHONVER@", &python_version);
     std::fs::write(queues.join("request-1"), request)?;
     for directory in [
         work.path().to_path_buf(),

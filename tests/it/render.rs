@@ -1,5 +1,6 @@
 //! `sgr render` (tera 2) from the command line.
 
+use predicates::prelude::*;
 use predicates::str::contains;
 
 use crate::common::{Repo, TestResult};
@@ -59,5 +60,37 @@ fn undefined_variables_are_errors_unless_allowed() -> TestResult {
         .assert()
         .code(2)
         .stderr(contains("environment variable SGR_SURELY_UNSET is not set"));
+    Ok(())
+}
+
+/// A value that doubles in a loop never reaches the output limit: it would exhaust memory and
+/// abort. It renders in a child with a memory limit, and fails with exit 2 and a hint,
+/// nothing written; the same construct used sanely still renders.
+#[test]
+fn a_value_growing_without_bound_is_stopped_with_a_clear_error() -> TestResult {
+    let repo = checkout()?;
+    repo.write(
+        "grow.tera",
+        "{% set_global s = \"xxxxxxxxxxxxxxxx\" %}{% for i in range(end=48) %}{% set_global s = s ~ s %}{% endfor %}{{ s | length }}\n",
+    )?;
+    repo.sgr()
+        .args(["render", "grow.tera", "-o", "out.txt"])
+        .assert()
+        .code(2)
+        .stderr(
+            contains("grow.tera: rendering used more than 1536 MiB of memory")
+                .and(contains("grew without bound"))
+                .and(contains("hint: the limit is four times --max-output")),
+        );
+    assert!(!repo.file("out.txt").exists());
+    repo.write(
+        "small.tera",
+        "{% set_global s = \"ab\" %}{% for i in range(end=3) %}{% set_global s = s ~ s %}{% endfor %}{{ s }}\n",
+    )?;
+    repo.sgr()
+        .args(["render", "small.tera"])
+        .assert()
+        .success()
+        .stdout("abababababababab\n");
     Ok(())
 }

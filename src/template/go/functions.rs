@@ -3,6 +3,10 @@
 //! other types, `default`/`empty` treat nil, "" and 0 as empty, `quote`
 //! skips nil, `b64dec` returns the decoder's error text.
 
+use base64::Engine as _;
+use base64::alphabet;
+use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
+
 use super::format;
 use super::value::Value;
 use super::yaml;
@@ -13,8 +17,12 @@ pub trait Host {
     fn env(&self, name: &str) -> Option<String>;
     /// The current time as Go prints a `time.Time`.
     fn now(&self) -> String;
-    /// A random version-4 UUID.
-    fn uuid(&self) -> String;
+    /// A random version-4 UUID, or why none could be made (the render
+    /// fails with it: never a predictable stand-in).
+    ///
+    /// # Errors
+    /// The random source failed.
+    fn uuid(&self) -> Result<String, String>;
 }
 
 /// Every function name a template may call.
@@ -188,27 +196,19 @@ fn shell_name(text: &str) -> (&str, usize) {
     (&text[..length], length)
 }
 
-const BASE64: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+/// Go's `base64.StdEncoding`: padded, and (unlike the crate's default)
+/// tolerant of non-zero bits in the last symbol, as Go's non-strict decoder is.
+const GO_STANDARD: GeneralPurpose = GeneralPurpose::new(
+    &alphabet::STANDARD,
+    GeneralPurposeConfig::new()
+        .with_decode_allow_trailing_bits(true)
+        .with_decode_padding_mode(DecodePaddingMode::RequireCanonical),
+);
 
 /// Standard base64 with padding.
 #[must_use]
 pub fn base64_encode(bytes: &[u8]) -> String {
-    let mut output = String::with_capacity(bytes.len().div_ceil(3) * 4);
-    for chunk in bytes.chunks(3) {
-        let block = u32::from(chunk[0]) << 16
-            | u32::from(*chunk.get(1).unwrap_or(&0)) << 8
-            | u32::from(*chunk.get(2).unwrap_or(&0));
-        for position in 0..4 {
-            if position <= chunk.len() {
-                output.push(char::from(
-                    BASE64[(block >> (18 - 6 * position) & 63) as usize],
-                ));
-            } else {
-                output.push('=');
-            }
-        }
-    }
-    output
+    GO_STANDARD.encode(bytes)
 }
 
 /// Standard base64 decoding, as Go's `StdEncoding.DecodeString` (CR and LF
@@ -217,65 +217,45 @@ pub fn base64_encode(bytes: &[u8]) -> String {
 /// # Errors
 /// Invalid input.
 pub fn base64_decode(text: &str) -> Result<Vec<u8>, String> {
-    let source = text.as_bytes();
-    let illegal = |index: usize| format!("illegal base64 data at input byte {index}");
-    let skip_newlines = |mut index: usize| {
-        while index < source.len() && matches!(source[index], b'\n' | b'\r') {
-            index += 1;
-        }
-        index
+    let (symbols, positions): (Vec<u8>, Vec<usize>) = text
+        .bytes()
+        .enumerate()
+        .filter(|(_, byte)| !matches!(byte, b'\n' | b'\r'))
+        .map(|(index, byte)| (byte, index))
+        .unzip();
+    GO_STANDARD.decode(&symbols).map_err(|_| {
+        let offset = go_error_offset(&symbols, &positions, text.len());
+        format!("illegal base64 data at input byte {offset}")
+    })
+}
+
+/// Where Go's decoder, reading quantum by quantum, stops on input the crate
+/// rejected. The crate's own offset cannot be used as is: it counts without
+/// the newlines Go skips, and it may name a later byte (for `!bcd!` it
+/// names the trailing `!`, Go the first). `symbols` is the input without
+/// CR and LF, `positions` where each of them stood in the `length` bytes.
+fn go_error_offset(symbols: &[u8], positions: &[usize], length: usize) -> usize {
+    let at = |index: usize| positions.get(index).copied().unwrap_or(length);
+    let is_symbol = |byte: u8| byte.is_ascii_alphanumeric() || matches!(byte, b'+' | b'/');
+    let Some(first) = symbols.iter().position(|byte| !is_symbol(*byte)) else {
+        // Only symbols, the last quantum short: Go names where it would
+        // have started had there been no newlines in it.
+        return length - symbols.len() % 4;
     };
-    let mut output = Vec::with_capacity(source.len() / 4 * 3);
-    let mut index = 0;
-    loop {
-        let mut quantum = [0_u32; 4];
-        let mut length = 0;
-        let mut finished = false;
-        while length < 4 {
-            if index == source.len() {
-                if length == 0 {
-                    return Ok(output);
-                }
-                return Err(illegal(index - length));
-            }
-            let byte = source[index];
-            index += 1;
-            if let Some(value) = BASE64.iter().position(|symbol| *symbol == byte) {
-                quantum[length] = u32::try_from(value).unwrap_or(0);
-                length += 1;
-                continue;
-            }
-            if matches!(byte, b'\n' | b'\r') {
-                continue;
-            }
-            if byte != b'=' || length < 2 {
-                return Err(illegal(index - 1));
-            }
-            if length == 2 {
-                index = skip_newlines(index);
-                if index == source.len() {
-                    return Err(illegal(source.len()));
-                }
-                if source[index] != b'=' {
-                    return Err(illegal(index - 1));
-                }
-                index += 1;
-            }
-            index = skip_newlines(index);
-            if index < source.len() {
-                return Err(illegal(index));
-            }
-            finished = true;
-            break;
-        }
-        let block = quantum[0] << 18 | quantum[1] << 12 | quantum[2] << 6 | quantum[3];
-        for position in 0..length.saturating_sub(1) {
-            output.push(((block >> (16 - 8 * position)) & 0xff) as u8);
-        }
-        if finished {
-            return Ok(output);
+    if symbols[first] != b'=' || first % 4 < 2 {
+        return at(first);
+    }
+    let mut next = first + 1;
+    if first % 4 == 2 {
+        match symbols.get(next) {
+            None => return length,
+            Some(b'=') => next += 1,
+            // Go names the byte before the one that should have been `=`.
+            Some(_) => return at(next) - 1,
         }
     }
+    // The padding is complete: what follows it is trailing garbage.
+    at(next)
 }
 
 fn compare(name: &str, left: &Value, right: &Value) -> Result<std::cmp::Ordering, String> {
@@ -473,7 +453,7 @@ pub fn call(name: &str, values: &[Value], host: &dyn Host) -> Outcome {
         }
         "uuidv4" => {
             count(values, 0)?;
-            text(host.uuid())
+            host.uuid().map(Value::String)
         }
         "quote" | "squote" => {
             let quoted: Vec<String> = values
@@ -594,6 +574,49 @@ mod tests {
             Err("illegal base64 data at input byte 2".to_owned())
         );
         assert_eq!(base64_decode("Zm9v\nYmFy"), Ok(b"foobar".to_vec()));
+    }
+
+    /// Go's answers (go 1.x `base64.StdEncoding.DecodeString`), one case
+    /// per way its decoder stops; checked once exhaustively against Go for
+    /// every input of up to 8 bytes from `A`, `g`, `=`, LF and `!`.
+    #[test]
+    fn base64_decoding_fails_where_go_fails() {
+        for (input, offset) in [
+            ("!bcd!", 0),
+            ("not base64!", 3),
+            ("Zm9v!", 4),
+            ("Zg=", 3),
+            ("Zg=\n", 4),
+            ("Zm9vY", 4),
+            ("Zm9v\nY", 5),
+            ("Zm\n\n", 2),
+            ("\nZg", 1),
+            ("Zm=v", 2),
+            ("Zm\n=\nv", 4),
+            ("Zg=!", 2),
+            ("Zg==Zg==", 4),
+            ("Zm9=\n\nx", 6),
+            ("=", 0),
+            ("Z===", 1),
+        ] {
+            assert_eq!(
+                base64_decode(input),
+                Err(format!("illegal base64 data at input byte {offset}")),
+                "{input:?}"
+            );
+        }
+        for (input, plain) in [
+            ("Zm9vYg=\n=", "foob"),
+            ("Zh==", "f"),
+            ("Zm9=", "fo"),
+            ("Zm9v\r\nYmFy\n", "foobar"),
+        ] {
+            assert_eq!(
+                base64_decode(input),
+                Ok(plain.as_bytes().to_vec()),
+                "{input:?}"
+            );
+        }
     }
 
     #[test]

@@ -13,8 +13,8 @@ impl Host for FixedHost {
     fn now(&self) -> String {
         "2019-01-25 19:10:44 +0000 UTC".to_owned()
     }
-    fn uuid(&self) -> String {
-        "00000000-0000-4000-8000-000000000000".to_owned()
+    fn uuid(&self) -> Result<String, String> {
+        Ok("00000000-0000-4000-8000-000000000000".to_owned())
     }
 }
 
@@ -181,4 +181,35 @@ fn hostile_nesting_is_an_error_not_a_crash() {
         render("{{ range 3 }}x{{ end }}").is_err(),
         "Go 1.19 cannot range over an int"
     );
+}
+
+/// A host whose random source is gone.
+struct NoRandomHost;
+
+impl Host for NoRandomHost {
+    fn env(&self, _: &str) -> Option<String> {
+        None
+    }
+    fn now(&self) -> String {
+        String::new()
+    }
+    fn uuid(&self) -> Result<String, String> {
+        Err("the random source /dev/urandom could not be read for a UUID".to_owned())
+    }
+}
+
+#[test]
+fn a_failed_uuid_fails_the_render() {
+    let rendered = Template::parse("id: {{ uuidv4 }}")
+        .and_then(|template| template.render(&data(), &NoRandomHost));
+    match rendered {
+        Err(TemplateError::Execute { position, message }) => {
+            assert_eq!(position.to_string(), "1:8");
+            assert_eq!(
+                message,
+                "error calling uuidv4: the random source /dev/urandom could not be read for a UUID"
+            );
+        }
+        other => panic!("expected an execution error, got {other:?}"),
+    }
 }
