@@ -104,3 +104,58 @@ pub fn plan_selection<'a>(
         extra_args,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn nothing(_: &str) -> Option<String> {
+        None
+    }
+
+    #[test]
+    fn without_flags_ecr_is_implied_with_the_override_host_from_the_lookup()
+    -> Result<(), RegistryChoiceError> {
+        let lookup =
+            |name: &str| (name == env::ECR_REGISTRY_OVERRIDE).then(|| "moto:5000".to_owned());
+        let chosen = registry_selections(&RegistryArgs::default(), &lookup)?;
+        assert_eq!(chosen.len(), 1);
+        assert_eq!(chosen[0].kind, Kind::Aws);
+        assert_eq!(chosen[0].host.as_deref(), Some("moto:5000"));
+        assert!(!chosen[0].explicit);
+        Ok(())
+    }
+
+    #[test]
+    fn an_azure_name_alone_adds_acr_but_not_explicitly() -> Result<(), RegistryChoiceError> {
+        let targets = RegistryArgs {
+            azure_registry: Some("leafai".to_owned()),
+            ..RegistryArgs::default()
+        };
+        let chosen = registry_selections(&targets, &nothing)?;
+        let kinds: Vec<_> = chosen
+            .iter()
+            .map(|selection| (selection.kind, selection.host.clone(), selection.explicit))
+            .collect();
+        assert_eq!(
+            kinds,
+            [
+                (Kind::Azure, Some("leafai.azurecr.io".to_owned()), false),
+                (Kind::Aws, None, false)
+            ]
+        );
+        Ok(())
+    }
+
+    #[test]
+    fn a_blank_registry_list_with_no_cloud_flag_is_no_registry() {
+        let targets = RegistryArgs {
+            registries: vec![" ".to_owned()],
+            ..RegistryArgs::default()
+        };
+        assert!(matches!(
+            registry_selections(&targets, &nothing),
+            Err(RegistryChoiceError::NoRegistry)
+        ));
+    }
+}
