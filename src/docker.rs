@@ -253,7 +253,7 @@ impl Engine {
     pub async fn connect(host: Option<&str>) -> Result<Self, DockerError> {
         let host = host
             .map(str::to_owned)
-            .or_else(|| std::env::var("DOCKER_HOST").ok())
+            .or_else(|| crate::env::process(crate::env::DOCKER_HOST))
             .unwrap_or_else(|| "unix:///var/run/docker.sock".to_owned());
         let unreachable =
             |source: Box<dyn std::error::Error + Send + Sync>| DockerError::Unreachable {

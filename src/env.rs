@@ -39,12 +39,6 @@ pub const CI_BRANCH_VARIABLES: [&str; 6] = [
     "BRANCH_NAME",
 ];
 
-/// The process environment as a lookup function, for code that takes one.
-#[must_use]
-pub fn process(name: &str) -> Option<String> {
-    std::env::var(name).ok()
-}
-
 /// ACR user (admin user or scope-map token) instead of the Entra chain.
 pub const ACR_USERNAME: &str = "SGR_ACR_USERNAME";
 /// Its password.
@@ -74,3 +68,40 @@ pub const REGISTRY_REQUEST_TIMEOUT: &str = "SGR_REGISTRY_REQUEST_TIMEOUT";
 /// Seconds a blob transfer may go without moving a byte before it fails
 /// (default 60); a transfer that keeps moving has no deadline.
 pub const REGISTRY_IDLE_TIMEOUT: &str = "SGR_REGISTRY_IDLE_TIMEOUT";
+/// The build namespace of `sgr k8s-build` (`--namespace`).
+pub const NAMESPACE: &str = "SGR_NAMESPACE";
+/// The kubeconfig context of `sgr k8s-build` (`--context`).
+pub const KUBE_CONTEXT: &str = "SGR_KUBE_CONTEXT";
+/// Log filter read when `SGR_LOG` is not set.
+pub const RUST_LOG: &str = "RUST_LOG";
+/// The Docker Engine address (`--docker-host`), as Docker's own tools read it.
+pub const DOCKER_HOST: &str = "DOCKER_HOST";
+/// Docker's configuration directory (default `~/.docker`).
+pub const DOCKER_CONFIG: &str = "DOCKER_CONFIG";
+/// The home directory.
+pub const HOME: &str = "HOME";
+/// The login name, when the user database has none for the uid.
+pub const USER: &str = "USER";
+/// Directories searched for programs.
+pub const PATH: &str = "PATH";
+/// The AWS region (the SDK reads it too; sgr only names it in dry runs).
+pub const AWS_REGION: &str = "AWS_REGION";
+/// The AWS region when `AWS_REGION` is not set.
+pub const AWS_DEFAULT_REGION: &str = "AWS_DEFAULT_REGION";
+/// Azure workload identity: the federated token file.
+pub const AZURE_FEDERATED_TOKEN_FILE: &str = "AZURE_FEDERATED_TOKEN_FILE";
+/// Azure service principal: the tenant.
+pub const AZURE_TENANT_ID: &str = "AZURE_TENANT_ID";
+/// Azure service principal: the client (application) id.
+pub const AZURE_CLIENT_ID: &str = "AZURE_CLIENT_ID";
+/// Azure service principal: the client secret.
+pub const AZURE_CLIENT_SECRET: &str = "AZURE_CLIENT_SECRET";
+/// Azure managed identity endpoints (App Service, Arc, VMs).
+pub const AZURE_MANAGED_IDENTITY_ENDPOINTS: [&str; 3] =
+    ["IDENTITY_ENDPOINT", "MSI_ENDPOINT", "IMDS_ENDPOINT"];
+
+/// The process environment as a lookup function, for code that takes one.
+#[must_use]
+pub fn process(name: &str) -> Option<String> {
+    std::env::var(name).ok()
+}

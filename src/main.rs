@@ -59,7 +59,7 @@ fn main() -> ExitCode {
 /// Diagnostics logs on stderr: `SGR_LOG` (or `RUST_LOG`), else `-vv` for debug.
 fn init_logging(verbose: u8) {
     let filter = std::env::var(env::LOG)
-        .or_else(|_| std::env::var("RUST_LOG"))
+        .or_else(|_| std::env::var(env::RUST_LOG))
         .ok()
         .and_then(|directives| EnvFilter::try_new(directives).ok())
         .unwrap_or_else(|| EnvFilter::new(if verbose >= 2 { "sgr=debug" } else { "off" }));

@@ -6,3 +6,4 @@ pub mod dockerignore;
 pub mod images;
 pub mod labels;
 pub mod plan;
+pub mod prepare;

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use clap::Args;
 
-use crate::env;
+use super::shared::{EngineArgs, GitArgs, PlanArgs};
 
 pub(crate) const LONG_ABOUT: &str = "\
 Render each Dockerfile template and build the images through the Docker Engine API.
@@ -53,10 +53,6 @@ pub struct BuildArgs {
     #[arg(long = "only", value_name = "NAME")]
     pub only: Vec<String>,
 
-    /// Organisation in default image names.
-    #[arg(long, value_name = "ORG", env = env::ORG)]
-    pub org: Option<String>,
-
     /// Images built at the same time.
     #[arg(short = 'j', long, value_name = "N", default_value_t = 2, value_parser = clap::value_parser!(u16).range(1..=64))]
     pub jobs: u16,
@@ -94,15 +90,15 @@ pub struct BuildArgs {
     #[arg(long, value_name = "DIALECT", value_enum)]
     pub dialect: Option<crate::cli::template::DialectFlag>,
 
-    /// The configuration file (default: sgr.toml at the git top, if present).
-    #[arg(long, value_name = "FILE", env = env::CONFIG)]
-    pub config: Option<PathBuf>,
+    /// `sgr.toml` and the organisation.
+    #[command(flatten)]
+    pub plan: PlanArgs,
 
-    /// Directory where the search for the git repository starts.
-    #[arg(long = "git", value_name = "DIR", default_value = ".", env = env::GIT_DIR)]
-    pub git_dir: PathBuf,
+    /// The git repository.
+    #[command(flatten)]
+    pub git: GitArgs,
 
-    /// The engine address (default: `DOCKER_HOST`, else the default socket).
-    #[arg(long, value_name = "HOST")]
-    pub docker_host: Option<String>,
+    /// The engine.
+    #[command(flatten)]
+    pub engine: EngineArgs,
 }

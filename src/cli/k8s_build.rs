@@ -4,6 +4,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Subcommand};
 
+use super::shared::GitArgs;
 use crate::env;
 
 pub(crate) const LONG_ABOUT: &str = "\
@@ -75,12 +76,12 @@ pub struct K8sBuildArgs {
         long,
         value_name = "NAMESPACE",
         global = true,
-        env = "SGR_NAMESPACE"
+        env = env::NAMESPACE
     )]
     pub namespace: Option<String>,
 
     /// The kubeconfig context.
-    #[arg(long, value_name = "CONTEXT", global = true, env = "SGR_KUBE_CONTEXT")]
+    #[arg(long, value_name = "CONTEXT", global = true, env = env::KUBE_CONTEXT)]
     pub context: Option<String>,
 
     /// Read the GitHub token from this file instead of `GITHUB_TOKEN`.
@@ -135,9 +136,9 @@ pub struct K8sBuildArgs {
     #[arg(long, value_name = "SECRET")]
     pub image_pull_secret: Option<String>,
 
-    /// Directory where the search for the git repository starts.
-    #[arg(long = "git", value_name = "DIR", default_value = ".", env = env::GIT_DIR, global = true)]
-    pub git_dir: PathBuf,
+    /// The git repository.
+    #[command(flatten)]
+    pub git: GitArgs,
 
     /// The manifest's dialect: auto (detected from its constructs, as `sgr build`
     /// does; -v says which and why), tera, or go (duat's build.yaml).

@@ -8,6 +8,7 @@ pub mod release;
 pub mod render;
 pub mod runner;
 pub mod semver;
+pub mod shared;
 pub mod stencil;
 pub mod template;
 

@@ -1,10 +1,9 @@
 //! `sgr push`.
 
-use std::path::PathBuf;
-
 use clap::Args;
 
-use crate::env;
+pub use super::shared::RegistryArgs;
+use super::shared::{EngineArgs, GitArgs, PlanArgs};
 
 pub(crate) const LONG_ABOUT: &str = "\
 Tag the images made by sgr build for each selected registry and push them
@@ -50,35 +49,6 @@ Examples:
   sgr push --aws --atomic                         version tags only once all pushes succeeded
   sgr push --dry-run --output json                the plan; no registry is contacted";
 
-/// Which registries to push to; shared by `sgr push` and `sgr release --images`.
-#[derive(Clone, Debug, Default, Args)]
-#[allow(clippy::struct_excessive_bools)]
-pub struct RegistryArgs {
-    /// Push to Azure Container Registry.
-    #[arg(long)]
-    pub azure: bool,
-
-    /// The ACR name (`leafai`) or host.
-    #[arg(long, value_name = "NAME", env = env::AZURE_REGISTRY_NAME)]
-    pub azure_registry: Option<String>,
-
-    /// Push to AWS ECR.
-    #[arg(long)]
-    pub aws: bool,
-
-    /// Create missing ECR repositories (the default).
-    #[arg(long, overrides_with = "no_create_repos")]
-    pub create_repos: bool,
-
-    /// Do not create missing ECR repositories.
-    #[arg(long)]
-    pub no_create_repos: bool,
-
-    /// Push to this OCI registry host (`host[:port]`); repeatable or comma-separated.
-    #[arg(long = "registry", value_name = "HOST", env = env::REGISTRIES, value_delimiter = ',')]
-    pub registries: Vec<String>,
-}
-
 /// `sgr push [OPTIONS] [IMAGE]...`.
 #[derive(Clone, Debug, Args)]
 pub struct PushArgs {
@@ -102,19 +72,15 @@ pub struct PushArgs {
     #[arg(long)]
     pub atomic: bool,
 
-    /// Organisation in default image names.
-    #[arg(long, value_name = "ORG", env = env::ORG)]
-    pub org: Option<String>,
+    /// `sgr.toml` and the organisation.
+    #[command(flatten)]
+    pub plan: PlanArgs,
 
-    /// The configuration file (default: sgr.toml at the git top, if present).
-    #[arg(long, value_name = "FILE", env = env::CONFIG)]
-    pub config: Option<PathBuf>,
+    /// The git repository.
+    #[command(flatten)]
+    pub git: GitArgs,
 
-    /// Directory where the search for the git repository starts.
-    #[arg(long = "git", value_name = "DIR", default_value = ".", env = env::GIT_DIR)]
-    pub git_dir: PathBuf,
-
-    /// The engine address (default: `DOCKER_HOST`, else the default socket).
-    #[arg(long, value_name = "HOST")]
-    pub docker_host: Option<String>,
+    /// The engine.
+    #[command(flatten)]
+    pub engine: EngineArgs,
 }

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use clap::Args;
 
-use super::push::RegistryArgs;
+use super::shared::{EngineArgs, GitArgs, PlanArgs, RegistryArgs};
 use crate::env;
 
 pub(crate) const LONG_ABOUT: &str = "\
@@ -47,6 +47,11 @@ Examples:
 
 /// `sgr release [OPTIONS] [FILE]...`.
 #[derive(Debug, Args)]
+#[command(
+    mut_arg("org", |arg| arg.help("Organisation in default image names (`--images`)")),
+    mut_arg("config", |arg| arg.help("The build configuration file (`--images`; default: sgr.toml at the git top)")),
+    mut_arg("docker_host", |arg| arg.help("The engine address (`--images`; default: `DOCKER_HOST`, else the default socket)")),
+)]
 pub struct ReleaseArgs {
     /// Files or glob patterns to attach as assets (under their base names).
     #[arg(value_name = "FILE")]
@@ -89,9 +94,9 @@ pub struct ReleaseArgs {
     )]
     pub version_file: PathBuf,
 
-    /// Directory where the search for the git repository starts.
-    #[arg(long = "git", value_name = "DIR", default_value = ".", env = env::GIT_DIR)]
-    pub git_dir: PathBuf,
+    /// The git repository.
+    #[command(flatten)]
+    pub git: GitArgs,
 
     /// Also release the images: retag the images built for the pre-release
     /// version with the release version, push them (as `sgr push`), and write
@@ -103,15 +108,11 @@ pub struct ReleaseArgs {
     #[command(flatten)]
     pub targets: RegistryArgs,
 
-    /// Organisation in default image names (`--images`).
-    #[arg(long, value_name = "ORG", env = env::ORG)]
-    pub org: Option<String>,
+    /// `sgr.toml` and the organisation (`--images`).
+    #[command(flatten)]
+    pub plan: PlanArgs,
 
-    /// The build configuration file (`--images`; default: sgr.toml at the git top).
-    #[arg(long, value_name = "FILE", env = env::CONFIG)]
-    pub config: Option<PathBuf>,
-
-    /// The engine address (`--images`; default: `DOCKER_HOST`, else the default socket).
-    #[arg(long, value_name = "HOST")]
-    pub docker_host: Option<String>,
+    /// The engine (`--images`).
+    #[command(flatten)]
+    pub engine: EngineArgs,
 }

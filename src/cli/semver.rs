@@ -4,6 +4,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Subcommand};
 
+use super::shared::GitArgs;
 use crate::env;
 use crate::version::stamp::Encoding;
 
@@ -57,7 +58,7 @@ pub struct SemverArgs {
         long = "file",
         value_name = "FILES",
         value_delimiter = ',',
-        default_values = ["README.md", "README.adoc"],
+        default_values = crate::template::settings::DEFAULT_VERSION_FILES,
         env = env::VERSION_FILES,
         global = true
     )]
@@ -75,9 +76,9 @@ pub struct SemverArgs {
     #[arg(short = 'g', long = "git-tags", global = true)]
     pub from_git_tags: bool,
 
-    /// Directory where the search for the git repository starts.
-    #[arg(long = "git", value_name = "DIR", default_value = ".", env = env::GIT_DIR, global = true)]
-    pub git_dir: PathBuf,
+    /// The git repository.
+    #[command(flatten)]
+    pub git: GitArgs,
 
     /// With `sort`: include pre-release tags.
     #[arg(long = "rc", global = true)]

@@ -4,8 +4,10 @@ use std::path::PathBuf;
 
 use clap::Args;
 
+use super::shared::GitArgs;
 use crate::env;
 use crate::template::dialect::Dialect;
+use crate::template::settings;
 
 /// Where values come from, the module, the version file and strictness.
 #[derive(Debug, Args)]
@@ -27,16 +29,16 @@ pub struct TemplateArgs {
     pub values_files: Vec<PathBuf>,
 
     /// Directory whose name (made docker-safe) is `duat.module` / `module`.
-    #[arg(long, value_name = "DIR", default_value = ".")]
+    #[arg(long, value_name = "DIR", default_value = settings::DEFAULT_MODULE)]
     pub module: PathBuf,
 
     /// Version file candidates, relative to the git top directory; the first that exists is used.
-    #[arg(short = 'f', long = "file", value_name = "FILES", value_delimiter = ',', default_values = ["README.md", "README.adoc"], env = env::VERSION_FILES)]
+    #[arg(short = 'f', long = "file", value_name = "FILES", value_delimiter = ',', default_values = settings::DEFAULT_VERSION_FILES, env = env::VERSION_FILES)]
     pub version_files: Vec<PathBuf>,
 
-    /// Directory where the search for the git repository starts.
-    #[arg(long = "git", value_name = "DIR", default_value = ".", env = env::GIT_DIR)]
-    pub git_dir: PathBuf,
+    /// The git repository.
+    #[command(flatten)]
+    pub git: GitArgs,
 
     /// Print the variables (as JSON; secret-looking names and URL passwords masked) instead of rendering.
     #[arg(long)]
@@ -57,7 +59,7 @@ pub struct TemplateArgs {
 
     /// Refuse (exit 2, nothing written) a rendered result larger than SIZE
     /// (bytes, or with KiB, MiB, GiB).
-    #[arg(long, value_name = "SIZE", default_value = "256MiB", value_parser = parse_size)]
+    #[arg(long, value_name = "SIZE", default_value = settings::DEFAULT_MAX_OUTPUT_TEXT, value_parser = parse_size)]
     pub max_output: u64,
 }
 
@@ -83,9 +85,6 @@ impl DialectFlag {
         }
     }
 }
-
-/// The default of `--max-output`: 256 MiB.
-pub const DEFAULT_MAX_OUTPUT: u64 = 256 * 1024 * 1024;
 
 /// `1048576`, `64KiB`, `256MiB`, `1GiB` (also `K`, `M`, `G`, `KB`, `MB`, `GB` as powers of 1024).
 ///

@@ -10,17 +10,17 @@ use serde::Serialize;
 use thiserror::Error;
 
 use super::template::{self, Source, TemplateCommandError};
-use crate::build::plan::{self, Config, Dialect, Naming, PlanError, PlannedImage};
+use crate::build::plan::{self, Dialect, PlanError, PlannedImage};
+use crate::build::prepare::{PlanSelection, PrepareError, Prepared, prepare};
 use crate::build::{context, labels};
 use crate::cli::GlobalArgs;
 use crate::cli::build::BuildArgs;
-use crate::cli::template::{DialectFlag, TemplateArgs};
+use crate::cli::template::DialectFlag;
 use crate::docker::{BuildRequest, DockerError, Engine};
 use crate::error::{ExitStatus, Failure};
-use crate::git::{GitError, GitRepository};
+use crate::git::GitError;
 use crate::output::{OutputFormat, Printer};
-use crate::template::process_host::now_seconds;
-use crate::version::branch;
+use crate::template::settings::{ContextSettings, RenderSettings};
 
 /// Failures before any image is built.
 #[derive(Debug, Error)]
@@ -72,6 +72,17 @@ pub enum BuildCommandError {
         /// All builds.
         total: usize,
     },
+}
+
+impl From<PrepareError> for BuildCommandError {
+    fn from(error: PrepareError) -> Self {
+        match error {
+            PrepareError::Git(error) => Self::Git(error),
+            PrepareError::Config { path, message } => Self::Config { path, message },
+            PrepareError::Plan(error) => Self::Plan(error),
+            PrepareError::UnknownImage { name, known } => Self::UnknownImage { name, known },
+        }
+    }
 }
 
 impl From<BuildCommandError> for Failure {
@@ -134,17 +145,6 @@ struct BuildResult {
     error: Option<String>,
 }
 
-fn read_config(path: &Path) -> Result<Config, BuildCommandError> {
-    let text = std::fs::read_to_string(path).map_err(|error| BuildCommandError::Config {
-        path: path.to_path_buf(),
-        message: error.to_string(),
-    })?;
-    toml::from_str(&text).map_err(|error| BuildCommandError::Config {
-        path: path.to_path_buf(),
-        message: error.to_string().trim().replace('\n', " "),
-    })
-}
-
 fn extra_build_args(args: &BuildArgs) -> BTreeMap<String, String> {
     args.build_args
         .iter()
@@ -182,7 +182,7 @@ fn render_dockerfile(
         dialect,
         source,
         context_value,
-        template::RenderSettings::default(),
+        RenderSettings::default(),
     )?)
 }
 
@@ -199,453 +199,411 @@ pub fn run(
     run_inner(args, global, printer, runtime).map_err(Failure::from)
 }
 
-/// Which images a command works on.
-pub(crate) struct PlanSelection<'a> {
+/// `sgr build` as asked: its flags and the environment, resolved once.
+struct BuildSettings {
     /// Where git discovery starts.
-    pub git_dir: &'a Path,
+    git_dir: PathBuf,
     /// `--config`.
-    pub config: Option<&'a Path>,
+    config: Option<PathBuf>,
     /// `--org`.
-    pub org: Option<&'a str>,
-    /// Image names given on the command line (all when empty).
-    pub images: &'a [String],
-    /// Extra build args.
-    pub extra_args: BTreeMap<String, String>,
+    org: Option<String>,
+    /// Images to build, without what they depend on.
+    images: Vec<String>,
+    /// Images to build with what they depend on.
+    only: Vec<String>,
+    /// `--build-arg`s, values from the environment filled in.
+    extra_args: BTreeMap<String, String>,
+    /// The environment, against which build args are checked for secrets.
+    environment: Vec<(String, String)>,
+    /// The dialect forced for every Dockerfile.
+    dialect: Option<Dialect>,
+    /// Where the rendered Dockerfiles are also written.
+    out_dir: Option<PathBuf>,
+    /// How the engine builds.
+    engine: EngineSettings,
+    /// Print the plan and build nothing.
+    dry_run: bool,
 }
 
-/// The plan and what it was made from.
-pub(crate) struct Prepared {
-    /// The git top directory.
-    pub top: PathBuf,
-    /// Placeholder values.
-    pub naming: Naming,
-    /// The selected images.
-    pub planned: Vec<PlannedImage>,
-    /// Template settings for the Dockerfiles.
-    pub template_args: TemplateArgs,
+/// How the images are built.
+#[allow(clippy::struct_excessive_bools)] // independent engine options
+struct EngineSettings {
+    docker_host: Option<String>,
+    jobs: usize,
+    no_cache: bool,
+    pull: bool,
+    include_git: bool,
+    target: Option<String>,
+    network: Option<String>,
 }
 
-/// Read git, the version file and `sgr.toml`, and plan the selected images.
-///
-/// # Errors
-/// Git, configuration or plan errors; an unknown image name.
-#[allow(clippy::too_many_lines)]
-pub(crate) fn prepare(selection: &PlanSelection<'_>) -> Result<Prepared, BuildCommandError> {
-    let repository = GitRepository::discover(selection.git_dir)?;
-    let top = repository.top_dir().to_path_buf();
-    // No status scan (git.dirty) nor tag walk: the plan and labels use neither.
-    let metadata = template::git_metadata(
-        &repository,
-        &crate::env::process,
-        crate::template::context::Needs {
-            dirty: false,
-            tag: false,
-            ..crate::template::context::Needs::ALL
-        },
-    )?;
-    let config_path = selection
-        .config
-        .map_or_else(|| top.join("sgr.toml"), Path::to_path_buf);
-    let config = if selection.config.is_some() || config_path.exists() {
-        read_config(&config_path)?
-    } else {
-        Config::default()
-    };
-    let mut images = if config.images.is_empty() {
-        plan::default_images(&|path| top.join(path).is_file())
-    } else {
-        config.images.clone()
-    };
-    for image in &mut images {
-        image.dialect = image.dialect.or(config.dialect);
-    }
-    let template_args = TemplateArgs {
-        out: None,
-        values: Vec::new(),
-        set: Vec::new(),
-        values_files: Vec::new(),
-        module: top.clone(),
-        version_files: vec![PathBuf::from("README.md"), PathBuf::from("README.adoc")],
-        git_dir: selection.git_dir.to_path_buf(),
-        print_context: false,
-        suppress_warnings: true,
-        error_warnings: false,
-        dialect: None,
-        max_output: crate::cli::template::DEFAULT_MAX_OUTPUT,
-    };
-    let version = ["README.md", "README.adoc"]
-        .iter()
-        .map(|name| top.join(name))
-        .find(|path| path.exists())
-        .and_then(|path| crate::version_file::VersionFile::read(&path).ok())
-        .and_then(|file| file.version().ok())
-        .map(|(version, _)| version);
-    let module = crate::template::context::scrub_module(
-        &top.file_name()
-            .map(|name| name.to_string_lossy().into_owned())
-            .unwrap_or_default(),
-    );
-    let naming = Naming {
-        org: selection
-            .org
-            .map(str::to_owned)
-            .or(config.org.clone())
-            .unwrap_or_else(|| "leafai".to_owned()),
-        module: module.clone(),
-        branch: metadata.branch_slug.clone().unwrap_or_default(),
-        version: version
-            .as_ref()
-            .map(|version| branch::docker_tag(&version.to_string()))
-            .unwrap_or_default(),
-        short_hash: metadata.short_commit.clone().unwrap_or_default(),
-        user: metadata.user.name.clone(),
-        uid: metadata.user.uid.to_string(),
-        gid: metadata.user.gid.to_string(),
-    };
-    let (seconds, _) = now_seconds();
-    let mut labels = BTreeMap::new();
-    labels.insert(
-        "org.opencontainers.image.created".to_owned(),
-        crate::version::stamp::format_utc(seconds),
-    );
-    labels.insert(
-        "org.opencontainers.image.revision".to_owned(),
-        metadata.commit.clone().unwrap_or_default(),
-    );
-    labels.insert(
-        "org.opencontainers.image.version".to_owned(),
-        version
-            .as_ref()
-            .map(ToString::to_string)
-            .unwrap_or_default(),
-    );
-    labels.insert("dev.sgr.module".to_owned(), module);
-    labels.insert(
-        "dev.sgr.branch".to_owned(),
-        metadata
-            .branch
-            .as_ref()
-            .map(|branch| branch.name.clone())
-            .unwrap_or_default(),
-    );
-    if let Some(source) = metadata
-        .remote
-        .as_ref()
-        .and_then(crate::git::RemoteUrl::https)
-    {
-        labels.insert("org.opencontainers.image.source".to_owned(), source);
-    }
-    let mut planned = plan::plan(&images, &naming, &labels, &selection.extra_args, &top)?;
-    if !selection.images.is_empty() {
-        let known: Vec<String> = planned.iter().map(|image| image.name.clone()).collect();
-        for name in selection.images {
-            if !known.contains(name) {
-                return Err(BuildCommandError::UnknownImage {
-                    name: name.clone(),
-                    known,
-                });
-            }
+impl BuildSettings {
+    fn resolve(args: &BuildArgs, global: &GlobalArgs) -> Self {
+        Self {
+            git_dir: args.git.git_dir.clone(),
+            config: args.plan.config.clone(),
+            org: args.plan.org.clone(),
+            images: args.images.clone(),
+            only: args.only.clone(),
+            extra_args: extra_build_args(args),
+            environment: std::env::vars().collect(),
+            dialect: args.dialect.and_then(DialectFlag::forced),
+            out_dir: args.out_dir.clone(),
+            engine: EngineSettings {
+                docker_host: args.engine.docker_host.clone(),
+                jobs: usize::from(args.jobs),
+                no_cache: args.no_cache,
+                pull: args.pull,
+                include_git: args.include_git,
+                target: args.target.clone(),
+                network: args.network.clone(),
+            },
+            dry_run: global.dry_run,
         }
-        planned.retain(|image| selection.images.contains(&image.name));
     }
-    Ok(Prepared {
-        top,
-        naming,
-        planned,
-        template_args,
-    })
 }
 
-#[allow(clippy::too_many_lines)]
+/// `sgr build`: plan, render every Dockerfile, then print the plan
+/// (`--dry-run`) or build and summarise.
 fn run_inner(
     args: &BuildArgs,
     global: &GlobalArgs,
     printer: &Printer,
     runtime: &tokio::runtime::Runtime,
 ) -> Result<(), BuildCommandError> {
+    let settings = BuildSettings::resolve(args, global);
     let Prepared {
         top,
         planned,
-        template_args,
+        context_settings,
         ..
     } = prepare(&PlanSelection {
-        git_dir: &args.git_dir,
-        config: args.config.as_deref(),
-        org: args.org.as_deref(),
+        git_dir: &settings.git_dir,
+        config: settings.config.as_deref(),
+        org: settings.org.as_deref(),
         images: &[],
-        extra_args: extra_build_args(args),
+        extra_args: settings.extra_args.clone(),
     })?;
-    let planned = plan::select(planned, &args.images, &args.only)?;
-    let environment: Vec<(String, String)> = std::env::vars().collect();
+    let planned = plan::select(planned, &settings.images, &settings.only)?;
     for image in &planned {
-        plan::check_build_args(&image.build_args, &environment)?;
+        plan::check_build_args(&image.build_args, &settings.environment)?;
     }
-    // Render every Dockerfile before building anything: a broken template stops the run early.
-    // One context serves them all (git, version file and AWS are read once); `awsecr` is looked
-    // up when any of them mentions it.
+    let rendered = render_dockerfiles(
+        &planned,
+        &top,
+        &context_settings,
+        settings.dialect,
+        printer,
+        runtime,
+    )?;
+    if let Some(out_dir) = &settings.out_dir {
+        write_out_dir(out_dir, &planned, &rendered, printer)?;
+    }
+    if settings.dry_run {
+        return print_plan(&planned, printer);
+    }
+    let results = runtime.block_on(build_all(
+        &planned,
+        &top,
+        rendered,
+        &settings.engine,
+        printer,
+    ))?;
+    summarise(&planned, results, printer)
+}
+
+/// Render every Dockerfile before building anything: a broken template
+/// stops the run early. One context serves them all (git, version file and
+/// AWS are read once); `awsecr` is looked up when any of them mentions it.
+fn render_dockerfiles(
+    planned: &[PlannedImage],
+    top: &Path,
+    context_settings: &ContextSettings,
+    dialect: Option<Dialect>,
+    printer: &Printer,
+    runtime: &tokio::runtime::Runtime,
+) -> Result<Vec<String>, BuildCommandError> {
     let sources = planned
         .iter()
         .map(|image| template::read_source(Some(&top.join(&image.dockerfile))))
         .collect::<Result<Vec<_>, _>>()?;
     let all_templates = Source {
-        path: top.clone(),
+        path: top.to_path_buf(),
         text: sources
             .iter()
             .map(|source| source.text.as_str())
             .collect::<Vec<_>>()
             .join("\n"),
     };
-    let (context_value, _) = template::gather(&template_args, &all_templates, runtime)?;
-    let rendered = planned
+    let (context_value, _) = template::gather(context_settings, &all_templates, runtime)?;
+    planned
         .iter()
         .zip(&sources)
-        .map(|(image, source)| {
-            render_dockerfile(
-                image,
+        .map(|(image, source)| render_dockerfile(image, source, &context_value, dialect, printer))
+        .collect()
+}
+
+/// `--out-dir`: the rendered Dockerfiles, one file per image.
+fn write_out_dir(
+    out_dir: &Path,
+    planned: &[PlannedImage],
+    rendered: &[String],
+    printer: &Printer,
+) -> Result<(), BuildCommandError> {
+    for (image, text) in planned.iter().zip(rendered) {
+        let path = out_dir.join(format!(
+            "{}.Dockerfile",
+            image.name.replace(['/', ':'], "_")
+        ));
+        std::fs::create_dir_all(out_dir)
+            .and_then(|()| crate::atomic::write(&path, text.as_bytes()))
+            .map_err(|source| BuildCommandError::OutDir {
+                path: path.clone(),
                 source,
-                &context_value,
-                args.dialect.and_then(DialectFlag::forced),
-                printer,
+            })?;
+        printer.detail(&format!("wrote {}", path.display()));
+    }
+    Ok(())
+}
+
+/// `--dry-run`: one line per image (tags, Dockerfile, context, order, build args).
+fn print_plan(planned: &[PlannedImage], printer: &Printer) -> Result<(), BuildCommandError> {
+    let human = planned
+        .iter()
+        .map(|image| {
+            let args: Vec<String> = image
+                .build_args
+                .iter()
+                .map(|(key, value)| format!("{key}={value}"))
+                .collect();
+            format!(
+                "{}  {}  context {}{}  {}",
+                image
+                    .tags
+                    .iter()
+                    .chain(&image.extra_tags)
+                    .cloned()
+                    .collect::<Vec<_>>()
+                    .join(","),
+                image.dockerfile.display(),
+                image.context.display(),
+                if image.depends_on.is_empty() {
+                    String::new()
+                } else {
+                    format!("  after {}", image.depends_on.join(","))
+                },
+                if args.is_empty() {
+                    String::new()
+                } else {
+                    format!("build args {}", args.join(" "))
+                }
             )
         })
-        .collect::<Result<Vec<_>, _>>()?;
-    if let Some(out_dir) = &args.out_dir {
-        for (image, text) in planned.iter().zip(&rendered) {
-            let path = out_dir.join(format!(
-                "{}.Dockerfile",
-                image.name.replace(['/', ':'], "_")
-            ));
-            std::fs::create_dir_all(out_dir)
-                .and_then(|()| crate::atomic::write(&path, text.as_bytes()))
-                .map_err(|source| BuildCommandError::OutDir {
-                    path: path.clone(),
-                    source,
-                })?;
-            printer.detail(&format!("wrote {}", path.display()));
-        }
-    }
-    if global.dry_run {
-        let human = planned
-            .iter()
-            .map(|image| {
-                let args: Vec<String> = image
-                    .build_args
-                    .iter()
-                    .map(|(key, value)| format!("{key}={value}"))
-                    .collect();
-                format!(
-                    "{}  {}  context {}{}  {}",
-                    image
-                        .tags
-                        .iter()
-                        .chain(&image.extra_tags)
-                        .cloned()
-                        .collect::<Vec<_>>()
-                        .join(","),
-                    image.dockerfile.display(),
-                    image.context.display(),
-                    if image.depends_on.is_empty() {
-                        String::new()
-                    } else {
-                        format!("  after {}", image.depends_on.join(","))
-                    },
-                    if args.is_empty() {
-                        String::new()
-                    } else {
-                        format!("build args {}", args.join(" "))
-                    }
-                )
-            })
-            .collect::<Vec<_>>()
-            .join("\n");
-        return printer.result(human.trim_end(), &planned).map_err(|error| {
-            BuildCommandError::OutDir {
-                path: PathBuf::from("<stdout>"),
-                source: error,
-            }
-        });
-    }
+        .collect::<Vec<_>>()
+        .join("\n");
+    printer
+        .result(human.trim_end(), &planned)
+        .map_err(|error| BuildCommandError::OutDir {
+            path: PathBuf::from("<stdout>"),
+            source: error,
+        })
+}
+
+/// What one build gives: the image, when it began and how long it took,
+/// both from the start of the run.
+type Built = (
+    Result<crate::docker::BuiltImage, DockerError>,
+    std::time::Duration,
+    std::time::Duration,
+);
+
+/// Build the images through the engine, `settings.jobs` at a time, each
+/// after the images it waits for.
+async fn build_all(
+    planned: &[PlannedImage],
+    top: &Path,
+    rendered: Vec<String>,
+    settings: &EngineSettings,
+    printer: &Printer,
+) -> Result<Vec<Option<Outcome>>, BuildCommandError> {
     let progress = crate::output::progress::BuildProgress::new(
         printer,
         printer.interactive() && printer.format() == OutputFormat::Human,
     );
-    let progress = &progress;
-    let waits = plan::waits(&planned);
-    let results = runtime.block_on(async {
-        let engine = Engine::connect(args.docker_host.as_deref()).await?;
-        printer.detail(&format!("engine {}", engine.host()));
-        let engine = &engine;
-        let run_started = Instant::now();
-        let planned = &planned;
-        let top = &top;
-        let build = |index: usize, dockerfile: String| async move {
-            let image = &planned[index];
-            let context_directory = top.join(&image.context);
-            let mut tracker = progress.image(&image.name);
-            let started = run_started.elapsed();
-            let target = args.target.clone().or_else(|| image.target.clone());
-            // One LABEL step instead of one per label (see build::labels).
-            let (dockerfile, labels) = match labels::append_label_instruction(
-                &dockerfile,
-                &image.labels,
-                target.as_deref(),
-            ) {
-                Some(with_labels) => (with_labels, BTreeMap::new()),
-                None => (dockerfile, image.labels.clone()),
-            };
-            let outcome = match context::read_ignore(&context_directory) {
-                Err(error) => Err(DockerError::from(error)),
-                Ok(ignore) => {
-                    let request = BuildRequest {
-                        image: image.name.clone(),
-                        context: context_directory,
-                        ignore,
-                        include_git: args.include_git,
-                        dockerfile: dockerfile.into_bytes(),
-                        tags: image
-                            .tags
-                            .iter()
-                            .chain(&image.extra_tags)
-                            .cloned()
-                            .collect(),
-                        build_args: image.build_args.clone(),
-                        labels,
-                        no_cache: args.no_cache,
-                        pull: args.pull,
-                        target,
-                        network: args.network.clone(),
-                        sent: std::sync::Arc::clone(&tracker.sent),
-                    };
-                    engine.build(request, |line| tracker.line(line)).await
-                }
-            };
-            tracker.finish(if outcome.is_ok() { "built" } else { "failed" });
-            let finished = run_started.elapsed();
-            (index, outcome, started, finished.saturating_sub(started))
+    let engine = Engine::connect(settings.docker_host.as_deref()).await?;
+    printer.detail(&format!("engine {}", engine.host()));
+    let run_started = Instant::now();
+    let (engine, progress) = (&engine, &progress);
+    let build = |index: usize, dockerfile: String| async move {
+        let (outcome, started, elapsed) = build_one(
+            engine,
+            &planned[index],
+            top,
+            dockerfile,
+            settings,
+            progress,
+            run_started,
+        )
+        .await;
+        (index, outcome, started, elapsed)
+    };
+    Ok(schedule(planned, rendered, settings.jobs, build).await)
+}
+
+/// Build one image: its labels joined to the Dockerfile, its context streamed.
+async fn build_one(
+    engine: &Engine,
+    image: &PlannedImage,
+    top: &Path,
+    dockerfile: String,
+    settings: &EngineSettings,
+    progress: &crate::output::progress::BuildProgress<'_>,
+    run_started: Instant,
+) -> Built {
+    let context_directory = top.join(&image.context);
+    let mut tracker = progress.image(&image.name);
+    let started = run_started.elapsed();
+    let target = settings.target.clone().or_else(|| image.target.clone());
+    // One LABEL step instead of one per label (see build::labels).
+    let (dockerfile, labels) =
+        match labels::append_label_instruction(&dockerfile, &image.labels, target.as_deref()) {
+            Some(with_labels) => (with_labels, BTreeMap::new()),
+            None => (dockerfile, image.labels.clone()),
         };
-        let mut dockerfiles: Vec<Option<String>> = rendered.into_iter().map(Some).collect();
-        let mut states = vec![State::Waiting; planned.len()];
-        let mut outcomes: Vec<Option<Outcome>> = (0..planned.len()).map(|_| None).collect();
-        let mut running = futures_util::stream::FuturesUnordered::new();
-        loop {
-            // An image whose dependency failed (or was skipped) is skipped, transitively.
-            let mut changed = true;
-            while changed {
-                changed = false;
-                for index in 0..planned.len() {
-                    if states[index] != State::Waiting {
-                        continue;
-                    }
-                    if let Some(&dependency) = waits[index].iter().find(|&&dependency| {
-                        matches!(states[dependency], State::Failed | State::Skipped)
-                    }) {
-                        states[index] = State::Skipped;
-                        outcomes[index] = Some(Outcome::Skipped {
-                            dependency: planned[dependency].name.clone(),
-                        });
-                        changed = true;
-                    }
-                }
-            }
-            for index in 0..planned.len() {
-                if running.len() >= usize::from(args.jobs) {
-                    break;
-                }
-                if states[index] == State::Waiting
-                    && waits[index]
-                        .iter()
-                        .all(|&dependency| states[dependency] == State::Built)
-                    && let Some(dockerfile) = dockerfiles[index].take()
-                {
-                    states[index] = State::Running;
-                    running.push(build(index, dockerfile));
-                }
-            }
-            let Some((index, outcome, started, elapsed)) = running.next().await else {
-                break;
+    let outcome = match context::read_ignore(&context_directory) {
+        Err(error) => Err(DockerError::from(error)),
+        Ok(ignore) => {
+            let request = BuildRequest {
+                image: image.name.clone(),
+                context: context_directory,
+                ignore,
+                include_git: settings.include_git,
+                dockerfile: dockerfile.into_bytes(),
+                tags: image
+                    .tags
+                    .iter()
+                    .chain(&image.extra_tags)
+                    .cloned()
+                    .collect(),
+                build_args: image.build_args.clone(),
+                labels,
+                no_cache: settings.no_cache,
+                pull: settings.pull,
+                target,
+                network: settings.network.clone(),
+                sent: std::sync::Arc::clone(&tracker.sent),
             };
-            states[index] = if outcome.is_ok() {
-                State::Built
-            } else {
-                State::Failed
-            };
-            outcomes[index] = Some(Outcome::Ran {
-                outcome,
-                started,
-                elapsed,
-            });
+            engine.build(request, |line| tracker.line(line)).await
         }
-        Ok::<_, BuildCommandError>(outcomes)
-    })?;
+    };
+    tracker.finish(if outcome.is_ok() { "built" } else { "failed" });
+    let finished = run_started.elapsed();
+    (outcome, started, finished.saturating_sub(started))
+}
+
+/// Run `build` for every image once the images it waits for are built, at
+/// most `jobs` at a time; an image whose dependency failed (or was skipped)
+/// is skipped, transitively.
+async fn schedule<Build, Running>(
+    planned: &[PlannedImage],
+    rendered: Vec<String>,
+    jobs: usize,
+    build: Build,
+) -> Vec<Option<Outcome>>
+where
+    Build: Fn(usize, String) -> Running,
+    Running: std::future::Future<
+            Output = (
+                usize,
+                Result<crate::docker::BuiltImage, DockerError>,
+                std::time::Duration,
+                std::time::Duration,
+            ),
+        >,
+{
+    let waits = plan::waits(planned);
+    let mut dockerfiles: Vec<Option<String>> = rendered.into_iter().map(Some).collect();
+    let mut states = vec![State::Waiting; planned.len()];
+    let mut outcomes: Vec<Option<Outcome>> = (0..planned.len()).map(|_| None).collect();
+    let mut running = futures_util::stream::FuturesUnordered::new();
+    loop {
+        skip_dependents(planned, &waits, &mut states, &mut outcomes);
+        for index in 0..planned.len() {
+            if running.len() >= jobs {
+                break;
+            }
+            if states[index] == State::Waiting
+                && waits[index]
+                    .iter()
+                    .all(|&dependency| states[dependency] == State::Built)
+                && let Some(dockerfile) = dockerfiles[index].take()
+            {
+                states[index] = State::Running;
+                running.push(build(index, dockerfile));
+            }
+        }
+        let Some((index, outcome, started, elapsed)) = running.next().await else {
+            break;
+        };
+        states[index] = if outcome.is_ok() {
+            State::Built
+        } else {
+            State::Failed
+        };
+        outcomes[index] = Some(Outcome::Ran {
+            outcome,
+            started,
+            elapsed,
+        });
+    }
+    outcomes
+}
+
+/// Mark as skipped every waiting image whose dependency failed or was skipped, until nothing changes.
+fn skip_dependents(
+    planned: &[PlannedImage],
+    waits: &[Vec<usize>],
+    states: &mut [State],
+    outcomes: &mut [Option<Outcome>],
+) {
+    let mut changed = true;
+    while changed {
+        changed = false;
+        for index in 0..planned.len() {
+            if states[index] != State::Waiting {
+                continue;
+            }
+            if let Some(&dependency) = waits[index]
+                .iter()
+                .find(|&&dependency| matches!(states[dependency], State::Failed | State::Skipped))
+            {
+                states[index] = State::Skipped;
+                outcomes[index] = Some(Outcome::Skipped {
+                    dependency: planned[dependency].name.clone(),
+                });
+                changed = true;
+            }
+        }
+    }
+}
+
+/// Print one summary row per image, errors on stderr; fail when any image
+/// was not built.
+fn summarise(
+    planned: &[PlannedImage],
+    results: Vec<Option<Outcome>>,
+    printer: &Printer,
+) -> Result<(), BuildCommandError> {
     let mut rows = Vec::with_capacity(results.len());
     let mut failed = 0;
     let mut skipped = 0;
     for (image, outcome) in planned.iter().zip(results) {
-        let row = BuildResult {
-            image: image.name.clone(),
-            tags: image
-                .tags
-                .iter()
-                .chain(&image.extra_tags)
-                .cloned()
-                .collect(),
-            id: None,
-            size: None,
-            context_files: None,
-            context_bytes: None,
-            started: None,
-            seconds: 0.0,
-            result: "skipped",
-            error: None,
-        };
-        let row = match outcome {
-            Some(Outcome::Ran {
-                outcome: Ok(built),
-                started,
-                elapsed,
-            }) => BuildResult {
-                id: Some(built.id),
-                size: Some(built.size),
-                context_files: Some(built.context.files),
-                context_bytes: Some(built.context.bytes),
-                started: Some(started.as_secs_f64()),
-                seconds: elapsed.as_secs_f64(),
-                result: "built",
-                ..row
-            },
-            Some(Outcome::Ran {
-                outcome: Err(error),
-                started,
-                elapsed,
-            }) => {
-                failed += 1;
-                let message = Failure::new(error, ExitStatus::Failed, None).message();
-                printer.error(&message, None);
-                BuildResult {
-                    started: Some(started.as_secs_f64()),
-                    seconds: elapsed.as_secs_f64(),
-                    result: "failed",
-                    error: Some(message),
-                    ..row
-                }
-            }
-            Some(Outcome::Skipped { dependency }) => {
-                skipped += 1;
-                let message = format!(
-                    "{} not built: {dependency}, which it depends on, was not built",
-                    image.name
-                );
-                printer.error(&message, None);
-                BuildResult {
-                    error: Some(message),
-                    ..row
-                }
-            }
-            None => {
-                skipped += 1;
-                row
-            }
-        };
+        let row = summary_row(image, outcome, printer);
+        match row.result {
+            "failed" => failed += 1,
+            "skipped" => skipped += 1,
+            _ => {}
+        }
         rows.push(row);
     }
     rows.sort_by(|left, right| left.image.cmp(&right.image));
@@ -666,6 +624,70 @@ fn run_inner(
         });
     }
     Ok(())
+}
+
+/// The summary row of one image; a failure or skip is also printed as an error.
+fn summary_row(image: &PlannedImage, outcome: Option<Outcome>, printer: &Printer) -> BuildResult {
+    let row = BuildResult {
+        image: image.name.clone(),
+        tags: image
+            .tags
+            .iter()
+            .chain(&image.extra_tags)
+            .cloned()
+            .collect(),
+        id: None,
+        size: None,
+        context_files: None,
+        context_bytes: None,
+        started: None,
+        seconds: 0.0,
+        result: "skipped",
+        error: None,
+    };
+    match outcome {
+        Some(Outcome::Ran {
+            outcome: Ok(built),
+            started,
+            elapsed,
+        }) => BuildResult {
+            id: Some(built.id),
+            size: Some(built.size),
+            context_files: Some(built.context.files),
+            context_bytes: Some(built.context.bytes),
+            started: Some(started.as_secs_f64()),
+            seconds: elapsed.as_secs_f64(),
+            result: "built",
+            ..row
+        },
+        Some(Outcome::Ran {
+            outcome: Err(error),
+            started,
+            elapsed,
+        }) => {
+            let message = Failure::new(error, ExitStatus::Failed, None).message();
+            printer.error(&message, None);
+            BuildResult {
+                started: Some(started.as_secs_f64()),
+                seconds: elapsed.as_secs_f64(),
+                result: "failed",
+                error: Some(message),
+                ..row
+            }
+        }
+        Some(Outcome::Skipped { dependency }) => {
+            let message = format!(
+                "{} not built: {dependency}, which it depends on, was not built",
+                image.name
+            );
+            printer.error(&message, None);
+            BuildResult {
+                error: Some(message),
+                ..row
+            }
+        }
+        None => row,
+    }
 }
 
 fn summary_table(rows: &[BuildResult]) -> String {

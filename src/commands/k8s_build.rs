@@ -15,11 +15,11 @@ use thiserror::Error;
 use super::template::{self, Source, TemplateCommandError};
 use crate::cli::GlobalArgs;
 use crate::cli::k8s_build::{K8sAction, K8sBuildArgs};
-use crate::cli::template::TemplateArgs;
 use crate::env;
 use crate::error::{ExitStatus, Failure};
 use crate::k8s::{Cluster, ClusterError, KindCheck, Outcome, Progress};
 use crate::output::{OutputFormat, Printer};
+use crate::template::settings::{ContextSettings, RenderSettings};
 
 /// The image pull secret of the seed.
 const DEFAULT_PULL_SECRET: &str = "studioml-go-docker-key";
@@ -371,31 +371,18 @@ fn documents(
     if let Some(namespace) = &args.namespace {
         set.push(format!("namespace={namespace}"));
     }
-    let template_args = TemplateArgs {
-        out: None,
-        values: Vec::new(),
+    let context_settings = ContextSettings {
         set,
-        values_files: Vec::new(),
-        module: PathBuf::from("."),
-        version_files: vec![PathBuf::from("README.md"), PathBuf::from("README.adoc")],
-        git_dir: args.git_dir.clone(),
-        print_context: false,
-        suppress_warnings: true,
-        error_warnings: false,
-        dialect: None,
-        max_output: crate::cli::template::DEFAULT_MAX_OUTPUT,
+        git_dir: args.git.git_dir.clone(),
+        ..ContextSettings::default()
     };
     let source: Source = template::read_source(Some(&args.manifest))?;
-    let (context, _) = template::gather(&template_args, &source, runtime)?;
+    // The manifest's warnings (no version file, no AWS) are not the build's concern.
+    let (context, _) = template::gather(&context_settings, &source, runtime)?;
     // The same decision as `sgr build` makes for a Dockerfile template:
     // duat's `stencil -input build.yaml` files are Go templates.
     let dialect = template::choose_dialect(args.dialect.forced(), None, &source, printer);
-    let text = template::render_in(
-        dialect,
-        &source,
-        &context,
-        template::RenderSettings::default(),
-    )?;
+    let text = template::render_in(dialect, &source, &context, RenderSettings::default())?;
     let parsed: Vec<Value> =
         serde_saphyr::from_multiple(&text).map_err(|error| K8sBuildError::Yaml {
             path: args.manifest.clone(),
@@ -535,7 +522,8 @@ fn kind_name(document: &Value) -> (String, String) {
     (kind, name)
 }
 
-#[allow(clippy::too_many_lines)]
+/// `sgr k8s-build`: connect, read the documents, then delete them, show
+/// them (`--dry-run`) or run the Job.
 fn run_inner(
     args: &K8sBuildArgs,
     global: &GlobalArgs,
@@ -551,16 +539,8 @@ fn run_inner(
     let token = read_token(args)?;
     // kube's client spawns tasks: connect inside the runtime.
     let _runtime = runtime.enter();
-    let cluster = if global.dry_run && !args.attach {
-        None
-    } else if global.dry_run {
-        runtime
-            .block_on(Cluster::connect(args.context.as_deref()))
-            .ok()
-    } else {
-        Some(runtime.block_on(Cluster::connect(args.context.as_deref()))?)
-    };
-    let mut located = if args.attach {
+    let cluster = connect(args, global.dry_run, runtime)?;
+    let located = if args.attach {
         let namespace = args
             .namespace
             .clone()
@@ -577,144 +557,246 @@ fn run_inner(
     } else {
         documents(args, printer, runtime)?
     };
-    let lines: Vec<Option<usize>> = located.iter().map(|(_, line)| *line).collect();
-    let mut documents: Vec<Value> = located.drain(..).map(|(document, _)| document).collect();
+    let (documents, lines): (Vec<Value>, Vec<Option<usize>>) = located.into_iter().unzip();
     let secrets = secrets_of(token.as_ref(), &documents);
     if matches!(args.action, Some(K8sAction::Delete)) {
-        if global.dry_run {
-            let names: Vec<String> = documents
-                .iter()
-                .rev()
-                .map(|document| {
-                    let (kind, name) = kind_name(document);
-                    format!("would delete {kind} {name}")
-                })
-                .collect();
-            return printer.result(&names.join("\n"), &names).map_err(|source| {
-                K8sBuildError::File {
-                    action: "write",
-                    path: PathBuf::from("<stdout>"),
-                    source,
-                }
-            });
-        }
-        let Some(cluster) = &cluster else {
-            return Ok(());
-        };
-        runtime.block_on(async {
-            for (index, document) in documents.iter().enumerate().rev() {
-                let (kind, name) = kind_name(document);
-                if cluster.delete(document, index + 1).await? {
-                    printer.note(&format!("deleted {kind} {name}"));
-                } else {
-                    printer.detail(&format!("{kind} {name} was not there"));
-                }
-            }
-            Ok::<_, K8sBuildError>(())
-        })?;
-        return Ok(());
-    }
-    let job_position = job_index(&documents, &args.manifest)?;
-    customise(&mut documents[job_position], args)?;
-    let job = documents[job_position].clone();
-    let job_name = job["metadata"]["name"]
-        .as_str()
-        .unwrap_or_default()
-        .to_owned();
-    let namespace = job["metadata"]["namespace"]
-        .as_str()
-        .map(str::to_owned)
-        .or_else(|| {
-            cluster
-                .as_ref()
-                .map(|cluster| cluster.default_namespace.clone())
-        })
-        .unwrap_or_else(|| "default".to_owned());
-    let (secret_name, secret_key) = token_reference(&job)
-        .unwrap_or_else(|| (format!("{job_name}-github-token"), "token".to_owned()));
-    // A manifest that declares the Secret fills it itself (studio-go-runner's
-    // `{{ expandenv "$GITHUB_TOKEN" | b64enc }}`): sgr leaves it alone.
-    let declares_secret = documents.iter().any(|document| {
-        document["kind"] == "Secret"
-            && document["metadata"]["name"] == secret_name.as_str()
-            && document["metadata"]["namespace"]
-                .as_str()
-                .is_none_or(|declared| declared == namespace)
-    });
-    let token = if declares_secret { None } else { token };
-    if token.is_none() && !args.no_github_token && !declares_secret {
-        printer.warn(
-            "GITHUB_TOKEN is not set: the build runs without it (--no-github-token silences this)",
+        return delete(
+            &documents,
+            cluster.as_ref(),
+            global.dry_run,
+            printer,
+            runtime,
         );
     }
+    let plan = JobPlan::new(documents, args, cluster.as_ref(), token, printer)?;
     if global.dry_run {
-        for (document, line) in documents.iter().zip(&lines) {
-            if let (Some(api_version), Some(kind)) =
-                (document["apiVersion"].as_str(), document["kind"].as_str())
-                && let Some((replacement, release)) = crate::k8s::removed_api(api_version, kind)
-            {
-                let (_, name) = kind_name(document);
-                printer.warn(&format!(
-                    "{}{}: {kind} {name}: apiVersion {api_version} was removed in Kubernetes {release}; use apiVersion: {replacement} (a real run refuses it)",
-                    args.manifest.display(),
-                    line.map(|line| format!(":{line}")).unwrap_or_default()
-                ));
-            }
-        }
-        let mut shown: Vec<Value> = documents.iter().map(masked).collect();
-        if token.is_some() {
-            shown.push(token_secret(
-                &namespace,
-                &secret_name,
-                &secret_key,
-                None,
-                Some((&job_name, "<job uid>")),
-            ));
-        }
-        let text = shown
-            .iter()
-            .map(|document| serde_saphyr::to_string(document).unwrap_or_default())
-            .collect::<Vec<_>>()
-            .join("---\n");
-        let text = redact(&text, &secrets);
-        let shown: Vec<Value> = serde_json::from_str(&redact(
-            &serde_json::to_string(&shown).unwrap_or_default(),
-            &secrets,
-        ))
-        .unwrap_or_default();
-        return printer
-            .result(&format!("---\n{}", text.trim_end()), &shown)
-            .map_err(|source| K8sBuildError::File {
-                action: "write",
-                path: PathBuf::from("<stdout>"),
-                source,
-            });
+        return show(&plan, &lines, &secrets, &args.manifest, printer);
     }
     let Some(cluster) = cluster else {
         return Ok(());
     };
     // Nothing is written unless the cluster serves every object's kind.
-    runtime.block_on(check_kinds(&cluster, &args.manifest, &documents, &lines))?;
+    runtime.block_on(check_kinds(
+        &cluster,
+        &args.manifest,
+        &plan.documents,
+        &lines,
+    ))?;
     let log_path = args
         .log_file
         .clone()
-        .unwrap_or_else(|| PathBuf::from(format!("{namespace}-{job_name}.log")));
-    let log_file = std::fs::File::create(&log_path).map_err(|source| K8sBuildError::File {
-        action: "write",
-        path: log_path.clone(),
-        source,
-    })?;
-    let log_file = Mutex::new(std::io::BufWriter::new(log_file));
-    let several = job["spec"]["template"]["spec"]["containers"]
-        .as_array()
-        .is_some_and(|containers| containers.len() > 1);
-    let json = printer.format() == OutputFormat::Json;
-    let emit_json = |value: &Value| {
-        let mut stdout = std::io::stdout().lock();
-        let _ = writeln!(stdout, "{value}");
-        let _ = stdout.flush();
+        .unwrap_or_else(|| PathBuf::from(format!("{}-{}.log", plan.namespace, plan.job_name)));
+    let outcome = run_job(&plan, &cluster, &log_path, timeout, printer, runtime)?;
+    finish(
+        &plan,
+        &cluster,
+        &outcome,
+        &log_path,
+        args.cleanup,
+        printer,
+        runtime,
+    )
+}
+
+/// The cluster: none for a manifest dry run, any that answers for an
+/// `--attach` dry run (its default namespace), else one that must answer.
+fn connect(
+    args: &K8sBuildArgs,
+    dry_run: bool,
+    runtime: &tokio::runtime::Runtime,
+) -> Result<Option<Cluster>, K8sBuildError> {
+    Ok(if dry_run && !args.attach {
+        None
+    } else if dry_run {
+        runtime
+            .block_on(Cluster::connect(args.context.as_deref()))
+            .ok()
+    } else {
+        Some(runtime.block_on(Cluster::connect(args.context.as_deref()))?)
+    })
+}
+
+/// `sgr k8s-build delete`: every document, last first.
+fn delete(
+    documents: &[Value],
+    cluster: Option<&Cluster>,
+    dry_run: bool,
+    printer: &Printer,
+    runtime: &tokio::runtime::Runtime,
+) -> Result<(), K8sBuildError> {
+    if dry_run {
+        let names: Vec<String> = documents
+            .iter()
+            .rev()
+            .map(|document| {
+                let (kind, name) = kind_name(document);
+                format!("would delete {kind} {name}")
+            })
+            .collect();
+        return printer
+            .result(&names.join("\n"), &names)
+            .map_err(stdout_error);
+    }
+    let Some(cluster) = cluster else {
+        return Ok(());
     };
-    let on_progress = |progress: Progress| {
+    runtime.block_on(async {
+        for (index, document) in documents.iter().enumerate().rev() {
+            let (kind, name) = kind_name(document);
+            if cluster.delete(document, index + 1).await? {
+                printer.note(&format!("deleted {kind} {name}"));
+            } else {
+                printer.detail(&format!("{kind} {name} was not there"));
+            }
+        }
+        Ok::<_, K8sBuildError>(())
+    })
+}
+
+fn stdout_error(source: std::io::Error) -> K8sBuildError {
+    K8sBuildError::File {
+        action: "write",
+        path: PathBuf::from("<stdout>"),
+        source,
+    }
+}
+
+/// The documents with the Job customised, and what running it needs.
+struct JobPlan {
+    documents: Vec<Value>,
+    job_position: usize,
+    job_name: String,
+    namespace: String,
+    secret_name: String,
+    secret_key: String,
+    /// The token for the Secret sgr creates; `None` when there is none or
+    /// the manifest declares that Secret itself.
+    token: Option<SecretString>,
+    /// The Job has several containers: log lines get the container's name.
+    several_containers: bool,
+}
+
+impl JobPlan {
+    fn new(
+        mut documents: Vec<Value>,
+        args: &K8sBuildArgs,
+        cluster: Option<&Cluster>,
+        token: Option<SecretString>,
+        printer: &Printer,
+    ) -> Result<Self, K8sBuildError> {
+        let job_position = job_index(&documents, &args.manifest)?;
+        customise(&mut documents[job_position], args)?;
+        let job = &documents[job_position];
+        let job_name = job["metadata"]["name"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
+        let namespace = job["metadata"]["namespace"]
+            .as_str()
+            .map(str::to_owned)
+            .or_else(|| cluster.map(|cluster| cluster.default_namespace.clone()))
+            .unwrap_or_else(|| "default".to_owned());
+        let (secret_name, secret_key) = token_reference(job)
+            .unwrap_or_else(|| (format!("{job_name}-github-token"), "token".to_owned()));
+        let several_containers = job["spec"]["template"]["spec"]["containers"]
+            .as_array()
+            .is_some_and(|containers| containers.len() > 1);
+        // A manifest that declares the Secret fills it itself (studio-go-runner's
+        // `{{ expandenv "$GITHUB_TOKEN" | b64enc }}`): sgr leaves it alone.
+        let declares_secret = documents.iter().any(|document| {
+            document["kind"] == "Secret"
+                && document["metadata"]["name"] == secret_name.as_str()
+                && document["metadata"]["namespace"]
+                    .as_str()
+                    .is_none_or(|declared| declared == namespace)
+        });
+        let token = if declares_secret { None } else { token };
+        if token.is_none() && !args.no_github_token && !declares_secret {
+            printer.warn(
+                "GITHUB_TOKEN is not set: the build runs without it (--no-github-token silences this)",
+            );
+        }
+        Ok(Self {
+            documents,
+            job_position,
+            job_name,
+            namespace,
+            secret_name,
+            secret_key,
+            token,
+            several_containers,
+        })
+    }
+}
+
+/// `--dry-run`: the documents as they would be applied, Secret data masked
+/// and secrets taken out; removed API versions warned about.
+fn show(
+    plan: &JobPlan,
+    lines: &[Option<usize>],
+    secrets: &[String],
+    manifest: &std::path::Path,
+    printer: &Printer,
+) -> Result<(), K8sBuildError> {
+    for (document, line) in plan.documents.iter().zip(lines) {
+        if let (Some(api_version), Some(kind)) =
+            (document["apiVersion"].as_str(), document["kind"].as_str())
+            && let Some((replacement, release)) = crate::k8s::removed_api(api_version, kind)
+        {
+            let (_, name) = kind_name(document);
+            printer.warn(&format!(
+                "{}{}: {kind} {name}: apiVersion {api_version} was removed in Kubernetes {release}; use apiVersion: {replacement} (a real run refuses it)",
+                manifest.display(),
+                line.map(|line| format!(":{line}")).unwrap_or_default()
+            ));
+        }
+    }
+    let mut shown: Vec<Value> = plan.documents.iter().map(masked).collect();
+    if plan.token.is_some() {
+        shown.push(token_secret(
+            &plan.namespace,
+            &plan.secret_name,
+            &plan.secret_key,
+            None,
+            Some((&plan.job_name, "<job uid>")),
+        ));
+    }
+    let text = shown
+        .iter()
+        .map(|document| serde_saphyr::to_string(document).unwrap_or_default())
+        .collect::<Vec<_>>()
+        .join("---\n");
+    let text = redact(&text, secrets);
+    let shown: Vec<Value> = serde_json::from_str(&redact(
+        &serde_json::to_string(&shown).unwrap_or_default(),
+        secrets,
+    ))
+    .unwrap_or_default();
+    printer
+        .result(&format!("---\n{}", text.trim_end()), &shown)
+        .map_err(stdout_error)
+}
+
+/// Where the Job's progress goes: log lines to the log copy and stdout,
+/// the rest to stderr, or everything as JSON Lines with `--output json`.
+struct ProgressSink<'a> {
+    log_file: Mutex<std::io::BufWriter<std::fs::File>>,
+    several_containers: bool,
+    printer: &'a Printer,
+}
+
+impl ProgressSink<'_> {
+    fn json(&self) -> bool {
+        self.printer.format() == OutputFormat::Json
+    }
+
+    /// One event as a JSON line. Output errors while following are
+    /// ignored: the log copy has everything.
+    fn emit_json(&self, value: &Value) {
+        let _ = self.printer.json_line(value);
+    }
+
+    fn on(&self, progress: Progress) {
         if let Progress::Log {
             container,
             line,
@@ -724,31 +806,31 @@ fn run_inner(
         } = &progress
         {
             // A long line comes in pieces: the prefix on its first, the newline after its last.
-            let prefix = if several && !continued {
+            let prefix = if self.several_containers && !continued {
                 format!("{container} | ")
             } else {
                 String::new()
             };
             let end = if *partial { "" } else { "\n" };
-            if let Ok(mut file) = log_file.lock() {
+            if let Ok(mut file) = self.log_file.lock() {
                 let _ = write!(file, "{prefix}{line}{end}");
             }
-            if json {
-                emit_json(&serde_json::to_value(&progress).unwrap_or_default());
+            if self.json() {
+                self.emit_json(&serde_json::to_value(&progress).unwrap_or_default());
             } else {
-                let mut stdout = std::io::stdout().lock();
-                let _ = write!(stdout, "{prefix}{line}{end}");
-                let _ = stdout.flush();
+                let _ = self.printer.text(&format!("{prefix}{line}{end}"));
             }
             return;
         }
-        if json {
-            emit_json(&serde_json::to_value(&progress).unwrap_or_default());
+        if self.json() {
+            self.emit_json(&serde_json::to_value(&progress).unwrap_or_default());
             return;
         }
         match progress {
-            Progress::Applied { kind, name } => printer.detail(&format!("applied {kind} {name}")),
-            Progress::Phase { pod, phase, reason } => printer.note(&format!(
+            Progress::Applied { kind, name } => {
+                self.printer.detail(&format!("applied {kind} {name}"));
+            }
+            Progress::Phase { pod, phase, reason } => self.printer.note(&format!(
                 "pod {pod}: {phase}{}",
                 reason
                     .map(|reason| format!(" ({reason})"))
@@ -756,37 +838,44 @@ fn run_inner(
             )),
             Progress::Log { .. } => {}
         }
+    }
+
+    fn flush(&self) {
+        if let Ok(mut file) = self.log_file.lock() {
+            let _ = file.flush();
+        }
+    }
+}
+
+/// Apply the documents and the token Secret, then follow the Job until it
+/// ends (or `timeout`), its log copied to `log_path`.
+fn run_job(
+    plan: &JobPlan,
+    cluster: &Cluster,
+    log_path: &std::path::Path,
+    timeout: Option<Duration>,
+    printer: &Printer,
+    runtime: &tokio::runtime::Runtime,
+) -> Result<Outcome, K8sBuildError> {
+    let log_file = std::fs::File::create(log_path).map_err(|source| K8sBuildError::File {
+        action: "write",
+        path: log_path.to_path_buf(),
+        source,
+    })?;
+    let sink = ProgressSink {
+        log_file: Mutex::new(std::io::BufWriter::new(log_file)),
+        several_containers: plan.several_containers,
+        printer,
     };
-    let outcome: Result<Outcome, K8sBuildError> =
+    let on_progress = |progress: Progress| sink.on(progress);
+    let outcome =
         runtime.block_on(async {
-            let mut job_uid = None;
-            for (index, document) in documents.iter().enumerate() {
-                let applied = cluster.apply(document, index + 1).await?;
-                let (kind, name) = kind_name(document);
-                if index == job_position {
-                    job_uid = applied["metadata"]["uid"].as_str().map(str::to_owned);
-                }
-                on_progress(Progress::Applied { kind, name });
-            }
-            if let (Some(token), Some(uid)) = (&token, &job_uid) {
-                let secret = token_secret(
-                    &namespace,
-                    &secret_name,
-                    &secret_key,
-                    Some(token),
-                    Some((&job_name, uid)),
-                );
-                cluster.apply(&secret, documents.len() + 1).await?;
-                on_progress(Progress::Applied {
-                    kind: "Secret".to_owned(),
-                    name: format!("{namespace}/{secret_name}"),
-                });
-            }
-            let follow = cluster.follow_job(&namespace, &job_name, &on_progress);
+            apply_all(plan, cluster, &on_progress).await?;
+            let follow = cluster.follow_job(&plan.namespace, &plan.job_name, &on_progress);
             match timeout {
                 Some(limit) => tokio::time::timeout(limit, follow).await.map_err(|_| {
                     K8sBuildError::TimedOut {
-                        job: job_name.clone(),
+                        job: plan.job_name.clone(),
                         seconds: limit.as_secs(),
                     }
                 })?,
@@ -794,17 +883,60 @@ fn run_inner(
             }
             .map_err(K8sBuildError::from)
         });
-    if let Ok(mut file) = log_file.lock() {
-        let _ = file.flush();
+    sink.flush();
+    outcome
+}
+
+/// Apply every document in order, then the token Secret owned by the Job.
+async fn apply_all(
+    plan: &JobPlan,
+    cluster: &Cluster,
+    on_progress: &(dyn Fn(Progress) + Send + Sync),
+) -> Result<(), K8sBuildError> {
+    let mut job_uid = None;
+    for (index, document) in plan.documents.iter().enumerate() {
+        let applied = cluster.apply(document, index + 1).await?;
+        let (kind, name) = kind_name(document);
+        if index == plan.job_position {
+            job_uid = applied["metadata"]["uid"].as_str().map(str::to_owned);
+        }
+        on_progress(Progress::Applied { kind, name });
     }
-    let outcome = outcome?;
-    if json {
-        emit_json(
+    if let (Some(token), Some(uid)) = (&plan.token, &job_uid) {
+        let secret = token_secret(
+            &plan.namespace,
+            &plan.secret_name,
+            &plan.secret_key,
+            Some(token),
+            Some((&plan.job_name, uid)),
+        );
+        cluster.apply(&secret, plan.documents.len() + 1).await?;
+        on_progress(Progress::Applied {
+            kind: "Secret".to_owned(),
+            name: format!("{}/{}", plan.namespace, plan.secret_name),
+        });
+    }
+    Ok(())
+}
+
+/// Report the outcome, delete with `--cleanup`, and fail when the Job did.
+fn finish(
+    plan: &JobPlan,
+    cluster: &Cluster,
+    outcome: &Outcome,
+    log_path: &std::path::Path,
+    cleanup: bool,
+    printer: &Printer,
+    runtime: &tokio::runtime::Runtime,
+) -> Result<(), K8sBuildError> {
+    if printer.format() == OutputFormat::Json {
+        let _ = printer.json_line(
             &json!({"event": "finished", "succeeded": outcome.succeeded, "exit_code": outcome.exit_code, "pod": outcome.pod, "log_file": log_path}),
         );
     } else {
         printer.note(&format!(
-            "job {job_name} {} (log: {})",
+            "job {} {} (log: {})",
+            plan.job_name,
             if outcome.succeeded {
                 "completed"
             } else {
@@ -813,9 +945,9 @@ fn run_inner(
             log_path.display()
         ));
     }
-    if args.cleanup {
+    if cleanup {
         runtime.block_on(async {
-            for (index, document) in documents.iter().enumerate().rev() {
+            for (index, document) in plan.documents.iter().enumerate().rev() {
                 cluster.delete(document, index + 1).await?;
             }
             Ok::<_, ClusterError>(())
@@ -826,7 +958,7 @@ fn run_inner(
         Ok(())
     } else {
         Err(K8sBuildError::JobFailed {
-            job: job_name,
+            job: plan.job_name.clone(),
             exit_code: outcome.exit_code,
         })
     }

@@ -8,24 +8,24 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 use thiserror::Error;
 
-use super::build::{BuildCommandError, PlanSelection, Prepared, prepare};
+use super::build::BuildCommandError;
+use super::shared::{self, RegistryChoiceError};
 use crate::build::images::{self, PushRecord, Pushed};
 use crate::build::plan::{self, Naming};
+use crate::build::prepare::{PrepareError, Prepared, prepare};
 use crate::cli::GlobalArgs;
 use crate::cli::push::PushArgs;
-use crate::cli::push::RegistryArgs;
 use crate::docker::DockerError;
 use crate::env;
 use crate::error::{ExitStatus, Failure};
 use crate::output::progress::BuildProgress;
 use crate::output::{OutputFormat, Printer};
 use crate::registry::client::{TimeoutError, Timeouts};
-use crate::registry::provider::Kind;
+use crate::registry::remote_repository;
 use crate::registry::transfer::{
     self, Outcome, RegistrySelection, TransferError, TransferImage, TransferRow, TransferSettings,
     host_label,
 };
-use crate::registry::{azure, remote_repository};
 use crate::version::branch;
 
 /// Failures that stop `sgr push` before anything is pushed.
@@ -76,6 +76,15 @@ impl From<TransferError> for PushCommandError {
         match error {
             TransferError::Docker(error) => Self::Docker(error),
             TransferError::NothingUsable { skipped } => Self::NothingUsable { skipped },
+        }
+    }
+}
+
+impl From<RegistryChoiceError> for PushCommandError {
+    fn from(error: RegistryChoiceError) -> Self {
+        match error {
+            RegistryChoiceError::NoRegistry => Self::NoRegistry,
+            RegistryChoiceError::NoAzureRegistry => Self::NoAzureRegistry,
         }
     }
 }
@@ -241,58 +250,7 @@ pub(crate) fn reference_images(
 
 /// The registries the flags and environment select.
 fn selections(args: &PushArgs) -> Result<Vec<RegistrySelection>, PushCommandError> {
-    registry_selections(&args.targets)
-}
-
-/// The registries `targets` and the environment select (also for `sgr release --images`).
-pub(crate) fn registry_selections(
-    targets: &RegistryArgs,
-) -> Result<Vec<RegistrySelection>, PushCommandError> {
-    let explicit = targets.azure || targets.aws || !targets.registries.is_empty();
-    let azure_name = targets
-        .azure_registry
-        .clone()
-        .filter(|name| !name.trim().is_empty());
-    let mut selected = Vec::new();
-    if targets.azure || (!explicit && azure_name.is_some()) {
-        let name = azure_name.ok_or(PushCommandError::NoAzureRegistry)?;
-        selected.push(RegistrySelection {
-            kind: Kind::Azure,
-            host: Some(azure::registry_host(name.trim())),
-            explicit,
-        });
-    }
-    if targets.aws || !explicit {
-        selected.push(RegistrySelection {
-            kind: Kind::Aws,
-            host: env::process(env::ECR_REGISTRY_OVERRIDE).filter(|host| !host.is_empty()),
-            explicit,
-        });
-    }
-    for host in &targets.registries {
-        let host = host.trim().trim_end_matches('/');
-        if host.is_empty() {
-            continue;
-        }
-        let host = host
-            .strip_prefix("https://")
-            .or_else(|| host.strip_prefix("http://"))
-            .unwrap_or(host);
-        if !selected
-            .iter()
-            .any(|existing| existing.host.as_deref() == Some(host))
-        {
-            selected.push(RegistrySelection {
-                kind: Kind::Registry,
-                host: Some(host.to_owned()),
-                explicit: true,
-            });
-        }
-    }
-    if selected.is_empty() {
-        return Err(PushCommandError::NoRegistry);
-    }
-    Ok(selected)
+    Ok(shared::registry_selections(&args.targets, &env::process)?)
 }
 
 /// `sgr push` from its arguments: the plan's images (or `--image`), the
@@ -306,22 +264,21 @@ fn run_inner(
     printer: &Printer,
     runtime: &tokio::runtime::Runtime,
 ) -> Result<(), PushCommandError> {
-    let prepared = prepare(&PlanSelection {
-        git_dir: &args.git_dir,
-        config: args.config.as_deref(),
-        org: args.org.as_deref(),
-        images: &args.images,
-        extra_args: BTreeMap::new(),
-    });
+    let prepared = prepare(&shared::plan_selection(
+        &args.git,
+        &args.plan,
+        &args.images,
+        BTreeMap::new(),
+    ));
     // `--image` needs no plan: a repository without Dockerfiles can still push.
     let prepared = match prepared {
         Ok(prepared) => Some(prepared),
-        Err(BuildCommandError::Plan(plan::PlanError::NothingToBuild { .. }))
+        Err(PrepareError::Plan(plan::PlanError::NothingToBuild { .. }))
             if !args.image.is_empty() =>
         {
             None
         }
-        Err(error) => return Err(error.into()),
+        Err(error) => return Err(BuildCommandError::from(error).into()),
     };
     let naming = match &prepared {
         Some(prepared) => prepared.naming.clone(),
@@ -332,13 +289,19 @@ fn run_inner(
         registries: selections(args)?,
         atomic: args.atomic,
         create_repositories: !args.targets.no_create_repos,
-        docker_host: args.docker_host.clone(),
+        docker_host: args.engine.docker_host.clone(),
         timeouts: Timeouts::from_lookup(&env::process)?,
     };
-    let record_in = crate::git::GitRepository::discover(&args.git_dir)
+    let record_in = crate::git::GitRepository::discover(&args.git.git_dir)
         .ok()
         .map(|repository| repository.git_dir().to_path_buf());
-    deliver(settings, record_in.as_deref(), global, printer, runtime)
+    deliver(
+        settings,
+        record_in.as_deref(),
+        global.dry_run,
+        printer,
+        runtime,
+    )
 }
 
 /// Run a transfer and print it: in a dry run the plan and nothing else,
@@ -351,11 +314,11 @@ fn run_inner(
 pub(crate) fn deliver(
     settings: TransferSettings,
     record_in: Option<&Path>,
-    global: &GlobalArgs,
+    dry_run: bool,
     printer: &Printer,
     runtime: &tokio::runtime::Runtime,
 ) -> Result<(), PushCommandError> {
-    if global.dry_run {
+    if dry_run {
         let targets: Vec<String> = settings
             .registries
             .iter()
@@ -429,7 +392,7 @@ pub(crate) fn deliver(
 /// Names for `--image` pushes outside a buildable repository.
 fn fallback_naming(args: &PushArgs) -> Result<Naming, PushCommandError> {
     let repository =
-        crate::git::GitRepository::discover(&args.git_dir).map_err(BuildCommandError::from)?;
+        crate::git::GitRepository::discover(&args.git.git_dir).map_err(BuildCommandError::from)?;
     let metadata = repository
         .metadata(&env::process)
         .map_err(BuildCommandError::from)?;
@@ -441,7 +404,11 @@ fn fallback_naming(args: &PushArgs) -> Result<Naming, PushCommandError> {
             .unwrap_or_default(),
     );
     Ok(Naming {
-        org: args.org.clone().unwrap_or_else(|| "leafai".to_owned()),
+        org: args
+            .plan
+            .org
+            .clone()
+            .unwrap_or_else(|| crate::build::prepare::DEFAULT_ORG.to_owned()),
         module,
         branch: metadata.branch_slug.unwrap_or_default(),
         short_hash: metadata.short_commit.unwrap_or_default(),
@@ -482,6 +449,7 @@ fn summary_table(rows: &[TransferRow]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::registry::provider::Kind;
 
     fn args(extra: &[&str]) -> PushArgs {
         use clap::Parser as _;

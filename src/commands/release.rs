@@ -12,8 +12,9 @@ use serde::Serialize;
 use sha2::{Digest as _, Sha256};
 use thiserror::Error;
 
-use super::build::{PlanSelection, prepare};
 use super::push::{self, PushCommandError};
+use super::shared;
+use crate::build::prepare::prepare;
 use crate::cli::GlobalArgs;
 use crate::cli::release::ReleaseArgs;
 use crate::digest::{hex, sha256_hex};
@@ -173,6 +174,9 @@ struct LocalAsset {
 #[derive(Debug, Serialize)]
 struct ReleasePlan {
     repository: String,
+    /// The repository's owner and name, for the client.
+    #[serde(skip)]
+    owner_and_name: (String, String),
     tag: String,
     target: String,
     prerelease: bool,
@@ -387,69 +391,49 @@ fn notes(
     Ok(text)
 }
 
-#[allow(clippy::too_many_lines)]
-fn run_inner(
-    args: &ReleaseArgs,
-    global: &GlobalArgs,
-    printer: &Printer,
-    runtime: &tokio::runtime::Runtime,
-) -> Result<(), ReleaseError> {
-    let git = GitRepository::discover(&args.git_dir)?;
-    let version_path = if args.version_file.is_absolute() {
+/// The version file, the version it holds and the version released (with
+/// `--images`, the pre-release part dropped: 1.2.3-main-aaaa becomes 1.2.3).
+struct Versions {
+    path: PathBuf,
+    file: VersionFile,
+    current: Version,
+    release: Version,
+}
+
+fn read_versions(args: &ReleaseArgs, git: &GitRepository) -> Result<Versions, ReleaseError> {
+    let path = if args.version_file.is_absolute() {
         args.version_file.clone()
     } else {
         git.top_dir().join(&args.version_file)
     };
-    let version_file = VersionFile::read(&version_path)?;
-    let (current, _) = version_file.version()?;
-    // --images releases the pre-release: 1.2.3-main-aaaa becomes 1.2.3.
-    let version = if args.images {
+    let file = VersionFile::read(&path)?;
+    let (current, _) = file.version()?;
+    let release = if args.images {
         current
             .with_prerelease("")
             .unwrap_or_else(|_| current.clone())
     } else {
         current.clone()
     };
-    let tag = format!("{}{version}", args.tag_prefix);
-    let target = git.commit()?.ok_or(ReleaseError::NoCommit)?;
-    let (owner, name) = repository(args, &git)?;
-    let mut assets = assets(&args.files)?;
-    let notes = notes(args, &git, &version, &tag)?;
-    let checksums_file = if assets.is_empty() {
-        None
-    } else {
-        let text = assets.iter().fold(String::new(), |mut text, asset| {
-            let _ = writeln!(text, "{}  {}", asset.sha256, asset.name);
-            text
-        });
-        let mut file = tempfile::NamedTempFile::new().map_err(|source| ReleaseError::Read {
-            path: PathBuf::from(CHECKSUMS),
-            source,
-        })?;
-        std::io::Write::write_all(&mut file, text.as_bytes()).map_err(|source| {
-            ReleaseError::Read {
-                path: file.path().to_path_buf(),
-                source,
-            }
-        })?;
-        let digest = sha256_hex(text.as_bytes());
-        assets.push(LocalAsset {
-            name: CHECKSUMS.to_owned(),
-            path: file.path().to_path_buf(),
-            size: text.len() as u64,
-            sha256: digest,
-        });
-        Some(file)
-    };
-    let plan = ReleasePlan {
-        repository: format!("{owner}/{name}"),
-        tag: tag.clone(),
-        target: target.clone(),
-        prerelease: !version.prerelease().is_empty(),
-        draft: args.draft,
-        notes,
-        assets,
-    };
+    Ok(Versions {
+        path,
+        file,
+        current,
+        release,
+    })
+}
+
+/// `sgr release`: plan the release, check the token, release the images
+/// (`--images`), then print the plan (`--dry-run`) or make GitHub match it.
+fn run_inner(
+    args: &ReleaseArgs,
+    global: &GlobalArgs,
+    printer: &Printer,
+    runtime: &tokio::runtime::Runtime,
+) -> Result<(), ReleaseError> {
+    let git = GitRepository::discover(&args.git.git_dir)?;
+    let versions = read_versions(args, &git)?;
+    let (plan, checksums_file) = plan_release(args, &git, &versions.release)?;
     // The token is checked before any image is pushed.
     let token = if global.dry_run {
         None
@@ -457,61 +441,157 @@ fn run_inner(
         Some(token(args)?)
     };
     if args.images {
-        release_images(args, global, printer, runtime, &current, &version)?;
+        release_images(
+            args,
+            global,
+            printer,
+            runtime,
+            &versions.current,
+            &versions.release,
+        )?;
     }
     if global.dry_run {
-        let mut human = format!(
-            "release {tag} of {}/{} at {target}{}{}\n",
-            owner,
-            name,
-            if plan.prerelease {
-                " (pre-release)"
-            } else {
-                ""
-            },
-            if plan.draft {
-                " (draft until the assets are up)"
-            } else {
-                ""
-            },
-        );
-        for asset in &plan.assets {
-            let _ = writeln!(
-                human,
-                "{}  {}  {}",
-                asset.name,
-                human_bytes(asset.size),
-                asset.sha256
-            );
-        }
-        return printer
-            .result(human.trim_end(), &plan)
-            .map_err(ReleaseError::Output);
+        return print_plan(&plan, printer);
     }
     let Some(token) = token else {
         return Err(ReleaseError::NoToken);
     };
+    let report = publish_with(args, token, &plan, printer, runtime);
+    drop(checksums_file);
+    let report = report?;
+    if args.images && versions.current.to_string() != versions.release.to_string() {
+        write_release_version(&versions, printer)?;
+    }
+    print_report(&report, printer)
+}
+
+/// The release: tag, commit, notes, and the assets with their checksum file
+/// (kept in a temporary file for as long as the returned handle lives).
+fn plan_release(
+    args: &ReleaseArgs,
+    git: &GitRepository,
+    version: &Version,
+) -> Result<(ReleasePlan, Option<tempfile::NamedTempFile>), ReleaseError> {
+    let tag = format!("{}{version}", args.tag_prefix);
+    let target = git.commit()?.ok_or(ReleaseError::NoCommit)?;
+    let (owner, name) = repository(args, git)?;
+    let mut assets = assets(&args.files)?;
+    let notes = notes(args, git, version, &tag)?;
+    let checksums_file = if assets.is_empty() {
+        None
+    } else {
+        let (asset, file) = checksums_asset(&assets)?;
+        assets.push(asset);
+        Some(file)
+    };
+    let plan = ReleasePlan {
+        repository: format!("{owner}/{name}"),
+        owner_and_name: (owner, name),
+        tag,
+        target,
+        prerelease: !version.prerelease().is_empty(),
+        draft: args.draft,
+        notes,
+        assets,
+    };
+    Ok((plan, checksums_file))
+}
+
+/// The SHA256SUMS asset of `assets`, written to a temporary file.
+fn checksums_asset(
+    assets: &[LocalAsset],
+) -> Result<(LocalAsset, tempfile::NamedTempFile), ReleaseError> {
+    let text = assets.iter().fold(String::new(), |mut text, asset| {
+        let _ = writeln!(text, "{}  {}", asset.sha256, asset.name);
+        text
+    });
+    let mut file = tempfile::NamedTempFile::new().map_err(|source| ReleaseError::Read {
+        path: PathBuf::from(CHECKSUMS),
+        source,
+    })?;
+    std::io::Write::write_all(&mut file, text.as_bytes()).map_err(|source| ReleaseError::Read {
+        path: file.path().to_path_buf(),
+        source,
+    })?;
+    let digest = sha256_hex(text.as_bytes());
+    let asset = LocalAsset {
+        name: CHECKSUMS.to_owned(),
+        path: file.path().to_path_buf(),
+        size: text.len() as u64,
+        sha256: digest,
+    };
+    Ok((asset, file))
+}
+
+/// `--dry-run`: the release and its assets with sizes and checksums.
+fn print_plan(plan: &ReleasePlan, printer: &Printer) -> Result<(), ReleaseError> {
+    let mut human = format!(
+        "release {} of {} at {}{}{}\n",
+        plan.tag,
+        plan.repository,
+        plan.target,
+        if plan.prerelease {
+            " (pre-release)"
+        } else {
+            ""
+        },
+        if plan.draft {
+            " (draft until the assets are up)"
+        } else {
+            ""
+        },
+    );
+    for asset in &plan.assets {
+        let _ = writeln!(
+            human,
+            "{}  {}  {}",
+            asset.name,
+            human_bytes(asset.size),
+            asset.sha256
+        );
+    }
+    printer
+        .result(human.trim_end(), plan)
+        .map_err(ReleaseError::Output)
+}
+
+/// Make GitHub match `plan` through a client for the repository it names.
+fn publish_with(
+    args: &ReleaseArgs,
+    token: SecretString,
+    plan: &ReleasePlan,
+    printer: &Printer,
+    runtime: &tokio::runtime::Runtime,
+) -> Result<ReleaseReport, ReleaseError> {
+    let (owner, name) = &plan.owner_and_name;
     let waits = printer.clone();
     // octocrab's client spawns its request buffer: it must be built inside the runtime.
     let _runtime = runtime.enter();
-    let github = GitHub::new(&args.api_url, token, &owner, &name)?.on_wait(move |reason, wait| {
+    let github = GitHub::new(&args.api_url, token, owner, name)?.on_wait(move |reason, wait| {
         waits.warn(&format!("{reason}; waiting {} s", wait.as_secs().max(1)));
     });
-    let report = runtime.block_on(publish(&github, &plan, args, printer));
-    drop(checksums_file);
-    let report = report?;
-    if args.images && current.to_string() != version.to_string() {
-        let (contents, _) = version_file.rewritten(
-            &version.to_string(),
-            crate::version::document::Replacement::KeepMarkers,
-        );
-        crate::version_file::write_atomic(&version_path, &contents)
-            .map_err(ReleaseError::VersionWrite)?;
-        printer.note(&format!(
-            "{}: {current} -> {version}",
-            version_path.display()
-        ));
-    }
+    runtime.block_on(publish(&github, plan, args, printer))
+}
+
+/// `--images`: the version file holds the release version, once everything succeeded.
+fn write_release_version(versions: &Versions, printer: &Printer) -> Result<(), ReleaseError> {
+    let (contents, _) = versions.file.rewritten(
+        &versions.release.to_string(),
+        crate::version::document::Replacement::KeepMarkers,
+    );
+    crate::version_file::write_atomic(&versions.path, &contents)
+        .map_err(ReleaseError::VersionWrite)?;
+    printer.note(&format!(
+        "{}: {} -> {}",
+        versions.path.display(),
+        versions.current,
+        versions.release
+    ));
+    Ok(())
+}
+
+/// One line per asset and the release's address.
+fn print_report(report: &ReleaseReport, printer: &Printer) -> Result<(), ReleaseError> {
     let table: Vec<String> = report
         .assets
         .iter()
@@ -532,7 +612,7 @@ fn run_inner(
         )))
         .collect();
     printer
-        .result(&table.join("\n"), &report)
+        .result(&table.join("\n"), report)
         .map_err(ReleaseError::Output)
 }
 
@@ -546,14 +626,13 @@ fn release_images(
     current: &Version,
     release: &Version,
 ) -> Result<(), ReleaseError> {
-    let prepared = prepare(&PlanSelection {
-        git_dir: &args.git_dir,
-        config: args.config.as_deref(),
-        org: args.org.as_deref(),
-        images: &[],
-        extra_args: std::collections::BTreeMap::new(),
-    })
-    .map_err(PushCommandError::from)?;
+    let prepared = prepare(&shared::plan_selection(
+        &args.git,
+        &args.plan,
+        &[],
+        std::collections::BTreeMap::new(),
+    ))
+    .map_err(|error| PushCommandError::from(super::build::BuildCommandError::from(error)))?;
     let current_tag = crate::version::branch::docker_tag(&current.to_string());
     let release_tag = crate::version::branch::docker_tag(&release.to_string());
     let sources: Vec<String> = prepared
@@ -582,7 +661,7 @@ fn release_images(
         }
     } else {
         runtime.block_on(async {
-            let engine = crate::docker::Engine::connect(args.docker_host.as_deref()).await?;
+            let engine = crate::docker::Engine::connect(args.engine.docker_host.as_deref()).await?;
             for (source, target) in sources.iter().zip(&targets) {
                 let image =
                     engine
@@ -599,16 +678,23 @@ fn release_images(
     }
     let settings = TransferSettings {
         images: push::reference_images(&targets, &prepared.naming)?,
-        registries: push::registry_selections(&args.targets)?,
+        registries: shared::registry_selections(&args.targets, &env::process)
+            .map_err(PushCommandError::from)?,
         atomic: true,
         create_repositories: !args.targets.no_create_repos,
-        docker_host: args.docker_host.clone(),
+        docker_host: args.engine.docker_host.clone(),
         timeouts: Timeouts::from_lookup(&crate::env::process).map_err(PushCommandError::from)?,
     };
-    let record_in = crate::git::GitRepository::discover(&args.git_dir)
+    let record_in = crate::git::GitRepository::discover(&args.git.git_dir)
         .ok()
         .map(|repository| repository.git_dir().to_path_buf());
-    push::deliver(settings, record_in.as_deref(), global, printer, runtime)?;
+    push::deliver(
+        settings,
+        record_in.as_deref(),
+        global.dry_run,
+        printer,
+        runtime,
+    )?;
     Ok(())
 }
 

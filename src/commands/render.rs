@@ -2,12 +2,11 @@
 
 use crate::cli::GlobalArgs;
 use crate::cli::render::RenderArgs;
-use crate::cli::template::DialectFlag;
 use crate::error::Failure;
 use crate::output::Printer;
 use crate::template::dialect::Dialect;
 
-use super::template::{self, RenderSettings};
+use super::template::{self, TemplateCommandSettings};
 
 /// Run `sgr render`.
 ///
@@ -19,33 +18,17 @@ pub fn run(
     printer: &Printer,
     runtime: &tokio::runtime::Runtime,
 ) -> Result<(), Failure> {
-    let template_args = &args.template_args;
+    let mut settings =
+        TemplateCommandSettings::resolve(&args.template_args, Dialect::Tera, global.dry_run);
+    settings.render.allow_missing = args.allow_missing;
     let source = template::read_source(args.template.as_deref())?;
-    let dialect = template::choose_dialect(
-        template_args
-            .dialect
-            .map_or(Some(Dialect::Tera), DialectFlag::forced),
-        None,
-        &source,
-        printer,
-    );
-    let settings = RenderSettings {
-        strict: false,
-        allow_missing: args.allow_missing,
-        max_output: template_args.max_output,
-    };
-    template::render_and_emit(
-        template_args,
-        &source,
-        global.dry_run,
-        printer,
-        runtime,
-        |context| {
-            template::render_in(dialect, &source, context, settings).map_err(|error| match error {
-                template::TemplateCommandError::Template { message, .. } => message,
-                other => other.to_string(),
-            })
-        },
-    )
+    let dialect = template::choose_dialect(settings.dialect, None, &source, printer);
+    template::render_and_emit(&settings, &source, printer, runtime, |context| {
+        template::render_in(dialect, &source, context, settings.render).map_err(|error| match error
+        {
+            template::TemplateCommandError::Template { message, .. } => message,
+            other => other.to_string(),
+        })
+    })
     .map_err(Failure::from)
 }

@@ -246,20 +246,21 @@ fn now_seconds(lookup: &dyn Fn(&str) -> Option<String>) -> Result<u64, SemverErr
 }
 
 fn open_repository(args: &SemverArgs) -> Result<GitRepository, SemverError> {
-    Ok(GitRepository::discover(&args.git_dir)?)
+    Ok(GitRepository::discover(&args.git.git_dir)?)
 }
 
-#[allow(clippy::too_many_lines)]
-fn version_command(
-    command: &SemverCommand,
-    args: &SemverArgs,
-    global: &GlobalArgs,
-    printer: &Printer,
-    lookup: &dyn Fn(&str) -> Option<String>,
-) -> Result<(), SemverError> {
-    // Read the starting version.
-    let mut repository = None;
-    let (source, file, current) = if args.from_git_tags {
+/// The version a command starts from, and where it was read.
+struct Start {
+    source: Source,
+    file: Option<VersionFile>,
+    current: Version,
+    /// The repository, when reading the version needed it.
+    repository: Option<GitRepository>,
+}
+
+/// Read the starting version: the highest version tag with `-g`, else the version file.
+fn read_start(args: &SemverArgs, printer: &Printer) -> Result<Start, SemverError> {
+    let start = if args.from_git_tags {
         let opened = open_repository(args)?;
         let (_, highest) =
             opened
@@ -272,23 +273,46 @@ fn version_command(
             .ok()
             .map(|path| VersionFile::read(&path))
             .transpose()?;
-        repository = Some(opened);
-        (Source::GitTags, file, highest)
+        Start {
+            source: Source::GitTags,
+            file,
+            current: highest,
+            repository: Some(opened),
+        }
     } else {
         let path = locate_version_file(&args.files)?;
         let file = VersionFile::read(&path)?;
         let (version, _) = file.version()?;
-        (Source::File, Some(file), version)
-    };
-    printer.detail(&match &file {
-        Some(file) if source == Source::File => {
-            format!("read {} from {}", current.original(), file.path.display())
+        Start {
+            source: Source::File,
+            file: Some(file),
+            current: version,
+            repository: None,
         }
-        _ => format!("read {} from the git tags", current.original()),
+    };
+    printer.detail(&match &start.file {
+        Some(file) if start.source == Source::File => {
+            format!(
+                "read {} from {}",
+                start.current.original(),
+                file.path.display()
+            )
+        }
+        _ => format!("read {} from the git tags", start.current.original()),
     });
+    Ok(start)
+}
 
-    // Work out the new version and what to write.
-    let next = match command {
+/// The version `command` makes of `start`.
+fn next_version(
+    command: &SemverCommand,
+    args: &SemverArgs,
+    start: &mut Start,
+    printer: &Printer,
+    lookup: &dyn Fn(&str) -> Option<String>,
+) -> Result<Version, SemverError> {
+    let current = &start.current;
+    Ok(match command {
         // Sort and stamp never reach here; they have their own functions.
         SemverCommand::Extract
         | SemverCommand::Apply
@@ -298,7 +322,7 @@ fn version_command(
         SemverCommand::Minor => current.bump_minor()?,
         SemverCommand::Patch => current.bump_patch()?,
         SemverCommand::Pre => {
-            let repository = match repository.take() {
+            let repository = match start.repository.take() {
                 Some(repository) => repository,
                 None => open_repository(args)?,
             };
@@ -314,21 +338,29 @@ fn version_command(
                 .map_err(SemverError::Generated)?
         }
         SemverCommand::Rc => {
-            let repository = match repository.take() {
+            let repository = match start.repository.take() {
                 Some(repository) => repository,
                 None => open_repository(args)?,
             };
             let tags = repository.tag_names()?;
-            let candidate = rc::next_candidate(&current, tags.iter().map(String::as_str))?;
+            let candidate = rc::next_candidate(current, tags.iter().map(String::as_str))?;
             for warning in &candidate.warnings {
                 printer.detail(&format!("skipped {warning}"));
             }
             candidate.version
         }
-    };
-    let next = apply_prefix(next, args.prefix.as_deref())?;
-    let value = next.original();
+    })
+}
 
+/// The files `command` rewrites to hold `value`: the `-t` targets for
+/// `apply`, else the version file unless nothing changes.
+fn planned_writes(
+    command: &SemverCommand,
+    args: &SemverArgs,
+    file: Option<&VersionFile>,
+    value: &str,
+    printer: &Printer,
+) -> Result<Vec<PlannedWrite>, SemverError> {
     let mut writes: Vec<PlannedWrite> = Vec::new();
     if matches!(command, SemverCommand::Apply) {
         let targets = apply_targets(args)?;
@@ -346,7 +378,7 @@ fn version_command(
                     marker: target_file.format.marker(),
                 });
             }
-            let (contents, changed) = target_file.rewritten(&value, replacement);
+            let (contents, changed) = target_file.rewritten(value, replacement);
             if changed {
                 writes.push(PlannedWrite {
                     path: target,
@@ -354,8 +386,8 @@ fn version_command(
                 });
             }
         }
-    } else if let Some(file) = &file {
-        let (contents, changed) = file.rewritten(&value, Replacement::KeepMarkers);
+    } else if let Some(file) = file {
+        let (contents, changed) = file.rewritten(value, Replacement::KeepMarkers);
         if changed && !matches!(command, SemverCommand::Extract) {
             writes.push(PlannedWrite {
                 path: file.path.clone(),
@@ -365,10 +397,18 @@ fn version_command(
     } else if !matches!(command, SemverCommand::Extract) {
         printer.warn("no version file exists, so the new version is printed but written nowhere");
     }
+    Ok(writes)
+}
 
-    // Execute the plan.
-    for write in &writes {
-        if global.dry_run {
+/// Write the planned files (in a dry run, say what would be written).
+fn execute_writes(
+    writes: &[PlannedWrite],
+    value: &str,
+    dry_run: bool,
+    printer: &Printer,
+) -> Result<(), SemverError> {
+    for write in writes {
+        if dry_run {
             printer.note(&format!(
                 "would write {} to {}",
                 value,
@@ -379,13 +419,30 @@ fn version_command(
             printer.detail(&format!("wrote {} to {}", value, write.path.display()));
         }
     }
+    Ok(())
+}
 
+/// A version command: read the start, make the next version, plan the
+/// writes, write, report.
+fn version_command(
+    command: &SemverCommand,
+    args: &SemverArgs,
+    global: &GlobalArgs,
+    printer: &Printer,
+    lookup: &dyn Fn(&str) -> Option<String>,
+) -> Result<(), SemverError> {
+    let mut start = read_start(args, printer)?;
+    let next = next_version(command, args, &mut start, printer, lookup)?;
+    let next = apply_prefix(next, args.prefix.as_deref())?;
+    let value = next.original();
+    let writes = planned_writes(command, args, start.file.as_ref(), &value, printer)?;
+    execute_writes(&writes, &value, global.dry_run, printer)?;
     let report = VersionReport {
         command: command_name(command),
         version: value.clone(),
-        previous: current.original(),
-        source,
-        file: file.as_ref().map(|file| file.path.as_path()),
+        previous: start.current.original(),
+        source: start.source,
+        file: start.file.as_ref().map(|file| file.path.as_path()),
         major: next.semver().major,
         minor: next.semver().minor,
         patch: next.semver().patch,

@@ -9,15 +9,17 @@ use std::path::{Path, PathBuf};
 use serde_json::{Map, Value};
 use thiserror::Error;
 
-use crate::cli::template::TemplateArgs;
+use crate::build::prepare::{PlanSelection, PrepareError, prepare};
+use crate::cli::template::{DialectFlag, TemplateArgs};
 use crate::error::{ExitStatus, Failure};
 use crate::git::GitRepository;
-use crate::git::{CurrentUser, GitError, GitMetadata};
 use crate::output::Printer;
 use crate::template::context::{self, ContextInputs, Needs, ValuesError};
 use crate::template::dialect::{self, Dialect};
 use crate::template::go::{Template, Value as GoValue};
 use crate::template::process_host::ProcessHost;
+use crate::template::settings::ContextSettings;
+pub use crate::template::settings::RenderSettings;
 use crate::template::tera_dialect;
 use crate::version_file::VersionFile;
 use crate::{aws, env};
@@ -163,7 +165,7 @@ fn read_stdin() -> Result<Source, TemplateCommandError> {
 }
 
 /// The user values: `--values-file`s, then `--values`, then `--set`.
-fn user_values(args: &TemplateArgs) -> Result<Map<String, Value>, TemplateCommandError> {
+fn user_values(args: &ContextSettings) -> Result<Map<String, Value>, TemplateCommandError> {
     let mut values = Map::new();
     for path in &args.values_files {
         let text =
@@ -219,65 +221,12 @@ fn user_values(args: &TemplateArgs) -> Result<Map<String, Value>, TemplateComman
     Ok(values)
 }
 
-/// The git metadata a template needs, and only that: the parts `needs`
-/// leaves out keep their empty defaults (`dirty` false, no tag, no remote).
-///
-/// # Errors
-/// Unreadable repository data.
-pub fn git_metadata(
-    repository: &GitRepository,
-    lookup: &dyn Fn(&str) -> Option<String>,
-    needs: Needs,
-) -> Result<GitMetadata, GitError> {
-    let branch = if needs.branch {
-        match repository.branch(lookup) {
-            Ok(branch) => Some(branch),
-            Err(GitError::NoBranch { .. }) => None,
-            Err(error) => return Err(error),
-        }
-    } else {
-        None
-    };
-    Ok(GitMetadata {
-        top_dir: repository.top_dir().to_path_buf(),
-        branch_slug: branch.as_ref().map(crate::git::Branch::slug),
-        branch_dns_label: branch.as_ref().map(crate::git::Branch::dns_label),
-        branch,
-        commit: if needs.commit {
-            repository.commit()?
-        } else {
-            None
-        },
-        short_commit: if needs.commit {
-            repository.short_commit()?
-        } else {
-            None
-        },
-        tag: if needs.tag {
-            repository.tag_at_head()?
-        } else {
-            None
-        },
-        remote: if needs.remote {
-            repository.remote()?
-        } else {
-            None
-        },
-        dirty: needs.dirty && repository.is_dirty()?,
-        user: if needs.user {
-            CurrentUser::current()
-        } else {
-            CurrentUser::default()
-        },
-    })
-}
-
 /// The context for `source`, and the warnings met while gathering it.
 ///
 /// # Errors
 /// Bad values or values files.
 pub fn gather(
-    args: &TemplateArgs,
+    args: &ContextSettings,
     source: &Source,
     runtime: &tokio::runtime::Runtime,
 ) -> Result<(Value, Vec<String>), TemplateCommandError> {
@@ -296,13 +245,13 @@ pub fn gather(
             None
         }
     };
-    let needs = if args.print_context {
+    let needs = if args.all_variables {
         Needs::ALL
     } else {
         Needs::of_template(&source.text)
     };
     let git = match &repository {
-        Some(repository) => match git_metadata(repository, &env::process, needs) {
+        Some(repository) => match repository.metadata_for(&env::process, needs) {
             Ok(metadata) => {
                 if needs.branch && metadata.branch.is_none() {
                     warnings.push("HEAD is detached and no CI branch variable is set: duat.gitBranch is empty".to_owned());
@@ -320,35 +269,7 @@ pub fn gather(
         || PathBuf::from("."),
         |repository| repository.top_dir().to_path_buf(),
     );
-    let version_file = args
-        .version_files
-        .iter()
-        .map(|candidate| base.join(candidate))
-        .find(|candidate| candidate.exists());
-    let version = if let Some(path) = version_file {
-        match VersionFile::read(&path).and_then(|file| file.version()) {
-            Ok((version, _)) => Some(version),
-            Err(error) => {
-                warnings.push(format!(
-                    "{}: the version variables are not set",
-                    crate::error::Failure::new(error, ExitStatus::Usage, None).message()
-                ));
-                None
-            }
-        }
-    } else {
-        let names: Vec<String> = args
-            .version_files
-            .iter()
-            .map(|path| path.display().to_string())
-            .collect();
-        warnings.push(format!(
-            "no version file ({}) in {}: the version variables are not set",
-            names.join(", "),
-            base.display()
-        ));
-        None
-    };
+    let version = version_of(&args.version_files, &base, &mut warnings);
     // duat looked AWS up on every run; sgr only when the template mentions it.
     let aws_ecr = if source.text.contains("awsecr") {
         match runtime.block_on(aws::default_ecr_registry()) {
@@ -374,7 +295,7 @@ pub fn gather(
         needs,
     };
     let mut context_value = context::build(&inputs);
-    if args.print_context || source.text.contains("images") {
+    if args.all_variables || source.text.contains("images") {
         add_images(&mut context_value, repository.as_ref(), &mut warnings);
     }
     Ok((context_value, warnings))
@@ -394,11 +315,47 @@ fn add_images(
     }
 }
 
+/// The version in the first of `candidates` (relative to `base`) that exists;
+/// `None` with a warning when there is none or it holds no version.
+fn version_of(
+    candidates: &[PathBuf],
+    base: &Path,
+    warnings: &mut Vec<String>,
+) -> Option<crate::version::Version> {
+    let version_file = candidates
+        .iter()
+        .map(|candidate| base.join(candidate))
+        .find(|candidate| candidate.exists());
+    if let Some(path) = version_file {
+        match VersionFile::read(&path).and_then(|file| file.version()) {
+            Ok((version, _)) => Some(version),
+            Err(error) => {
+                warnings.push(format!(
+                    "{}: the version variables are not set",
+                    crate::error::Failure::new(error, ExitStatus::Usage, None).message()
+                ));
+                None
+            }
+        }
+    } else {
+        let names: Vec<String> = candidates
+            .iter()
+            .map(|path| path.display().to_string())
+            .collect();
+        warnings.push(format!(
+            "no version file ({}) in {}: the version variables are not set",
+            names.join(", "),
+            base.display()
+        ));
+        None
+    }
+}
+
 /// `images`: the plan's images by key, with what `sgr push` recorded
 /// ([`crate::build::images`]). A repository without images gives an empty map; a broken
 /// `sgr.toml` a warning (the template may not need it).
 fn images_variable(repository: &GitRepository, warnings: &mut Vec<String>) -> Value {
-    let prepared = super::build::prepare(&super::build::PlanSelection {
+    let prepared = prepare(&PlanSelection {
         git_dir: repository.top_dir(),
         config: None,
         org: None,
@@ -410,9 +367,9 @@ fn images_variable(repository: &GitRepository, warnings: &mut Vec<String>) -> Va
             &prepared.planned,
             &crate::build::images::PushRecord::read(repository.git_dir()),
         ),
-        Err(super::build::BuildCommandError::Plan(
-            crate::build::plan::PlanError::NothingToBuild { .. },
-        )) => Value::Object(serde_json::Map::new()),
+        Err(PrepareError::Plan(crate::build::plan::PlanError::NothingToBuild { .. })) => {
+            Value::Object(serde_json::Map::new())
+        }
         Err(error) => {
             warnings.push(format!(
                 "{}: the images variable is empty",
@@ -428,27 +385,6 @@ fn images_variable(repository: &GitRepository, warnings: &mut Vec<String>) -> Va
 #[must_use]
 pub fn masked(context: &Value) -> Value {
     crate::secrets::masked(context)
-}
-
-/// How a template is rendered, whatever its dialect.
-#[derive(Clone, Copy, Debug)]
-pub struct RenderSettings {
-    /// Go dialect: a missing key is an error instead of `<no value>`.
-    pub strict: bool,
-    /// tera: undefined top-level variables render as empty strings.
-    pub allow_missing: bool,
-    /// The most bytes the result may hold.
-    pub max_output: u64,
-}
-
-impl Default for RenderSettings {
-    fn default() -> Self {
-        Self {
-            strict: false,
-            allow_missing: false,
-            max_output: crate::cli::template::DEFAULT_MAX_OUTPUT,
-        }
-    }
 }
 
 /// Choose the dialect of `source` ([`dialect::choose`]) and say why under `-v`.
@@ -549,6 +485,58 @@ fn render_here(
     }
 }
 
+/// What `sgr render` and `sgr stencil` were asked for: their flags
+/// resolved once ([`TemplateCommandSettings::resolve`]).
+#[derive(Clone, Debug)]
+#[allow(clippy::struct_excessive_bools)] // independent flags
+pub struct TemplateCommandSettings {
+    /// Where the variables come from.
+    pub context: ContextSettings,
+    /// How strictly the template renders.
+    pub render: RenderSettings,
+    /// The dialect forced, `None` to detect it.
+    pub dialect: Option<Dialect>,
+    /// The output file; `None` is stdout.
+    pub out: Option<PathBuf>,
+    /// Print the variables instead of rendering.
+    pub print_context: bool,
+    /// Do not print warnings.
+    pub suppress_warnings: bool,
+    /// Fail when any warning occurred.
+    pub error_warnings: bool,
+    /// Write nothing; say what would be written.
+    pub dry_run: bool,
+}
+
+impl TemplateCommandSettings {
+    /// The settings `args` ask for; `own_dialect` is the command's dialect
+    /// when `--dialect` is not given.
+    #[must_use]
+    pub fn resolve(args: &TemplateArgs, own_dialect: Dialect, dry_run: bool) -> Self {
+        Self {
+            context: ContextSettings {
+                values: args.values.clone(),
+                set: args.set.clone(),
+                values_files: args.values_files.clone(),
+                module: args.module.clone(),
+                version_files: args.version_files.clone(),
+                git_dir: args.git.git_dir.clone(),
+                all_variables: args.print_context,
+            },
+            render: RenderSettings {
+                max_output: args.max_output,
+                ..RenderSettings::default()
+            },
+            dialect: args.dialect.map_or(Some(own_dialect), DialectFlag::forced),
+            out: args.out.clone().filter(|path| path.as_os_str() != "-"),
+            print_context: args.print_context,
+            suppress_warnings: args.suppress_warnings,
+            error_warnings: args.error_warnings,
+            dry_run,
+        }
+    }
+}
+
 /// What `sgr render` and `sgr stencil` do once their template is read: gather
 /// the context, then either print it (`--print-context`) or render with
 /// `render`, report warnings, and write the result.
@@ -557,24 +545,23 @@ fn render_here(
 /// Bad values, a failed render (named with the template's path), warnings
 /// with `--error-warnings`, or a failed write.
 pub fn render_and_emit(
-    args: &TemplateArgs,
+    settings: &TemplateCommandSettings,
     source: &Source,
-    dry_run: bool,
     printer: &Printer,
     runtime: &tokio::runtime::Runtime,
     render: impl FnOnce(&Value) -> Result<String, String>,
 ) -> Result<(), TemplateCommandError> {
-    check_output(args)?;
-    let (context, warnings) = gather(args, source, runtime)?;
-    if args.print_context {
-        return print_context(args, &context, &warnings, dry_run, printer);
+    check_output(settings.out.as_deref())?;
+    let (context, warnings) = gather(&settings.context, source, runtime)?;
+    if settings.print_context {
+        return print_context(settings, &context, &warnings, printer);
     }
     let rendered = render(&context).map_err(|message| TemplateCommandError::Template {
         path: source.path.clone(),
         message,
     })?;
-    report_warnings(args, &warnings, printer)?;
-    emit(args, &rendered, dry_run, printer)
+    report_warnings(settings, &warnings, printer)?;
+    emit(settings, &rendered, printer)
 }
 
 /// `--print-context`: the variables as JSON (secret-looking environment values masked).
@@ -582,15 +569,14 @@ pub fn render_and_emit(
 /// # Errors
 /// Warnings with `--error-warnings`, or a failed write.
 pub fn print_context(
-    args: &TemplateArgs,
+    settings: &TemplateCommandSettings,
     context: &Value,
     warnings: &[String],
-    dry_run: bool,
     printer: &Printer,
 ) -> Result<(), TemplateCommandError> {
-    report_warnings(args, warnings, printer)?;
+    report_warnings(settings, warnings, printer)?;
     let shown = serde_json::to_string_pretty(&masked(context)).unwrap_or_default();
-    emit(args, &format!("{shown}\n"), dry_run, printer)
+    emit(settings, &format!("{shown}\n"), printer)
 }
 
 /// Print warnings (unless suppressed) and fail when `--error-warnings` is set.
@@ -598,16 +584,16 @@ pub fn print_context(
 /// # Errors
 /// Warnings with `--error-warnings`.
 pub fn report_warnings(
-    args: &TemplateArgs,
+    settings: &TemplateCommandSettings,
     warnings: &[String],
     printer: &Printer,
 ) -> Result<(), TemplateCommandError> {
-    if !args.suppress_warnings {
+    if !settings.suppress_warnings {
         for warning in warnings {
             printer.warn(warning);
         }
     }
-    if args.error_warnings && !warnings.is_empty() {
+    if settings.error_warnings && !warnings.is_empty() {
         return Err(TemplateCommandError::Warnings {
             count: warnings.len(),
         });
@@ -615,14 +601,14 @@ pub fn report_warnings(
     Ok(())
 }
 
-/// Refuse an `-o` that is not a regular file (symbolic links are followed):
+/// Refuse an output that is not a regular file (symbolic links are followed):
 /// writing replaces the file, which would turn `/dev/null` or a FIFO into a file.
 ///
 /// # Errors
 /// The output exists and is a device, FIFO, socket or directory.
-pub fn check_output(args: &TemplateArgs) -> Result<(), TemplateCommandError> {
+pub fn check_output(out: Option<&Path>) -> Result<(), TemplateCommandError> {
     use std::os::unix::fs::FileTypeExt as _;
-    let Some(path) = args.out.as_ref().filter(|path| path.as_os_str() != "-") else {
+    let Some(path) = out else {
         return Ok(());
     };
     let Ok(metadata) = std::fs::metadata(path) else {
@@ -645,24 +631,23 @@ pub fn check_output(args: &TemplateArgs) -> Result<(), TemplateCommandError> {
         "special file"
     };
     Err(TemplateCommandError::NotARegularFile {
-        path: path.clone(),
+        path: path.to_path_buf(),
         kind,
     })
 }
 
-/// Write the rendered text to `--out` atomically, or to stdout (`-o -` or none).
+/// Write the rendered text to the output file atomically, or to stdout.
 ///
 /// # Errors
 /// The file or stdout cannot be written.
 pub fn emit(
-    args: &TemplateArgs,
+    settings: &TemplateCommandSettings,
     rendered: &str,
-    dry_run: bool,
     printer: &Printer,
 ) -> Result<(), TemplateCommandError> {
-    check_output(args)?;
-    match args.out.as_ref().filter(|path| path.as_os_str() != "-") {
-        Some(path) if dry_run => {
+    check_output(settings.out.as_deref())?;
+    match &settings.out {
+        Some(path) if settings.dry_run => {
             printer.note(&format!(
                 "would write {} bytes to {}",
                 rendered.len(),
@@ -676,18 +661,73 @@ pub fn emit(
                 source,
             }
         }),
-        None => {
-            use std::io::Write as _;
-            let mut stdout = io::stdout().lock();
-            match stdout
-                .write_all(rendered.as_bytes())
-                .and_then(|()| stdout.flush())
-            {
-                Err(error) if error.kind() != io::ErrorKind::BrokenPipe => {
-                    Err(TemplateCommandError::Output(error))
-                }
-                _ => Ok(()),
+        None => printer.text(rendered).map_err(TemplateCommandError::Output),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser as _;
+
+    use super::*;
+    use crate::cli::{Cli, Command};
+
+    #[test]
+    fn the_flags_defaults_are_the_settings_defaults() {
+        let parsed = Cli::try_parse_from(["sgr", "render"]).map(|cli| cli.command);
+        let Ok(Command::Render(args)) = parsed else {
+            panic!("not a render: {parsed:?}");
+        };
+        let settings = TemplateCommandSettings::resolve(&args.template_args, Dialect::Tera, false);
+        assert_eq!(settings.context, ContextSettings::default());
+        assert_eq!(settings.render, RenderSettings::default());
+        assert_eq!(settings.dialect, Some(Dialect::Tera));
+        assert_eq!(settings.out, None);
+    }
+
+    #[test]
+    fn flags_become_settings_and_dash_is_stdout() {
+        let parsed = Cli::try_parse_from([
+            "sgr",
+            "stencil",
+            "--set",
+            "a=1",
+            "--values",
+            "B=2",
+            "--module",
+            "m",
+            "--git",
+            "g",
+            "-f",
+            "V.md",
+            "--max-output",
+            "1KiB",
+            "--dialect",
+            "auto",
+            "-o",
+            "-",
+            "--print-context",
+        ])
+        .map(|cli| cli.command);
+        let Ok(Command::Stencil(args)) = parsed else {
+            panic!("not a stencil: {parsed:?}");
+        };
+        let settings = TemplateCommandSettings::resolve(&args.template_args, Dialect::Go, true);
+        assert_eq!(
+            settings.context,
+            ContextSettings {
+                values: vec!["B=2".to_owned()],
+                set: vec!["a=1".to_owned()],
+                values_files: Vec::new(),
+                module: PathBuf::from("m"),
+                version_files: vec![PathBuf::from("V.md")],
+                git_dir: PathBuf::from("g"),
+                all_variables: true,
             }
-        }
+        );
+        assert_eq!(settings.render.max_output, 1024);
+        assert_eq!(settings.dialect, None);
+        assert_eq!(settings.out, None);
+        assert!(settings.print_context && settings.dry_run);
     }
 }

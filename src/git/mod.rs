@@ -15,6 +15,7 @@ pub use remote::RemoteUrl;
 pub use user::CurrentUser;
 
 use crate::env;
+use crate::template::context::Needs;
 use crate::version::{Version, branch};
 
 /// Why git metadata could not be read.
@@ -430,22 +431,48 @@ impl GitRepository {
         &self,
         lookup: &dyn Fn(&str) -> Option<String>,
     ) -> Result<GitMetadata, GitError> {
-        let branch = match self.branch(lookup) {
-            Ok(branch) => Some(branch),
-            Err(GitError::NoBranch { .. }) => None,
-            Err(error) => return Err(error),
+        self.metadata_for(lookup, Needs::ALL)
+    }
+
+    /// The parts of the metadata `needs` names, and only those: the others
+    /// keep their empty defaults (`dirty` false, no tag, no remote), so a
+    /// template that does not ask pays for no status scan or tag walk.
+    ///
+    /// # Errors
+    /// Unreadable repository data.
+    pub fn metadata_for(
+        &self,
+        lookup: &dyn Fn(&str) -> Option<String>,
+        needs: Needs,
+    ) -> Result<GitMetadata, GitError> {
+        let branch = if needs.branch {
+            match self.branch(lookup) {
+                Ok(branch) => Some(branch),
+                Err(GitError::NoBranch { .. }) => None,
+                Err(error) => return Err(error),
+            }
+        } else {
+            None
         };
         Ok(GitMetadata {
             top_dir: self.top.clone(),
             branch_slug: branch.as_ref().map(Branch::slug),
             branch_dns_label: branch.as_ref().map(Branch::dns_label),
             branch,
-            commit: self.commit()?,
-            short_commit: self.short_commit()?,
-            tag: self.tag_at_head()?,
-            remote: self.remote()?,
-            dirty: self.is_dirty()?,
-            user: CurrentUser::current(),
+            commit: if needs.commit { self.commit()? } else { None },
+            short_commit: if needs.commit {
+                self.short_commit()?
+            } else {
+                None
+            },
+            tag: if needs.tag { self.tag_at_head()? } else { None },
+            remote: if needs.remote { self.remote()? } else { None },
+            dirty: needs.dirty && self.is_dirty()?,
+            user: if needs.user {
+                CurrentUser::current()
+            } else {
+                CurrentUser::default()
+            },
         })
     }
 }

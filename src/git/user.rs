@@ -24,7 +24,7 @@ impl CurrentUser {
             .ok()
             .and_then(|passwd| name_for_uid(&passwd, uid));
         let name = from_database
-            .or_else(|| std::env::var("USER").ok().filter(|name| !name.is_empty()))
+            .or_else(|| crate::env::process(crate::env::USER).filter(|name| !name.is_empty()))
             .unwrap_or_else(|| uid.to_string());
         Self { name, uid, gid }
     }

@@ -123,6 +123,38 @@ impl Printer {
         }
     }
 
+    /// Text on stdout as it is (a rendered template, a followed log), flushed at once.
+    ///
+    /// # Errors
+    /// stdout cannot be written (other than a closed pipe, which is ignored).
+    pub fn text(&self, text: &str) -> io::Result<()> {
+        let mut stdout = io::stdout().lock();
+        match stdout
+            .write_all(text.as_bytes())
+            .and_then(|()| stdout.flush())
+        {
+            Err(error) if error.kind() == io::ErrorKind::BrokenPipe => Ok(()),
+            other => other,
+        }
+    }
+
+    /// One event as a line of JSON (JSON Lines) on stdout, flushed at once:
+    /// the stream `--output json` gives for long-running commands.
+    ///
+    /// # Errors
+    /// stdout cannot be written (other than a closed pipe, which is ignored).
+    pub fn json_line<T: Serialize>(&self, value: &T) -> io::Result<()> {
+        let mut stdout = io::stdout().lock();
+        let written = serde_json::to_writer(&mut stdout, value)
+            .map_err(io::Error::other)
+            .and_then(|()| writeln!(stdout))
+            .and_then(|()| stdout.flush());
+        match written {
+            Err(error) if error.kind() == io::ErrorKind::BrokenPipe => Ok(()),
+            other => other,
+        }
+    }
+
     /// A warning on stderr, unless `-q`.
     pub fn warn(&self, message: &str) {
         if !self.quiet {

@@ -68,7 +68,7 @@ struct Source {
 fn sources(lookup: &dyn Fn(&str) -> Option<String>) -> Vec<Source> {
     let set = |name: &str| lookup(name).is_some_and(|value| !value.is_empty());
     let mut sources = Vec::new();
-    if set("AZURE_FEDERATED_TOKEN_FILE") {
+    if set(env::AZURE_FEDERATED_TOKEN_FILE) {
         sources.push(Source {
             name: "workload identity",
             credential: azure_identity::WorkloadIdentityCredential::new(None)
@@ -77,11 +77,11 @@ fn sources(lookup: &dyn Fn(&str) -> Option<String>) -> Vec<Source> {
             timeout: SOURCE_TIMEOUT,
         });
     }
-    if set("AZURE_CLIENT_SECRET") {
+    if set(env::AZURE_CLIENT_SECRET) {
         let credential = match (
-            lookup("AZURE_TENANT_ID"),
-            lookup("AZURE_CLIENT_ID"),
-            lookup("AZURE_CLIENT_SECRET"),
+            lookup(env::AZURE_TENANT_ID),
+            lookup(env::AZURE_CLIENT_ID),
+            lookup(env::AZURE_CLIENT_SECRET),
         ) {
             (Some(tenant), Some(client), Some(secret)) => {
                 azure_identity::ClientSecretCredential::new(
@@ -104,7 +104,7 @@ fn sources(lookup: &dyn Fn(&str) -> Option<String>) -> Vec<Source> {
             timeout: SOURCE_TIMEOUT,
         });
     }
-    let pointed = set("IDENTITY_ENDPOINT") || set("MSI_ENDPOINT") || set("IMDS_ENDPOINT");
+    let pointed = env::AZURE_MANAGED_IDENTITY_ENDPOINTS.into_iter().any(&set);
     sources.push(Source {
         name: "managed identity",
         credential: azure_identity::ManagedIdentityCredential::new(None)
@@ -129,7 +129,7 @@ fn sources(lookup: &dyn Fn(&str) -> Option<String>) -> Vec<Source> {
 }
 
 fn on_path(program: &str) -> bool {
-    std::env::var_os("PATH").is_some_and(|path| {
+    std::env::var_os(env::PATH).is_some_and(|path| {
         std::env::split_paths(&path).any(|directory| directory.join(program).is_file())
     })
 }
@@ -234,7 +234,7 @@ pub async fn credentials(
             host: host.to_owned(),
             tried: vec![format!("HTTP client: {error}")],
         })?;
-    let tenant = lookup("AZURE_TENANT_ID");
+    let tenant = lookup(env::AZURE_TENANT_ID);
     let mut tried = Vec::new();
     for source in sources(lookup) {
         let credential = match source.credential {

@@ -74,9 +74,9 @@ pub struct Found {
 /// `$DOCKER_CONFIG/config.json`, else `~/.docker/config.json`.
 #[must_use]
 pub fn config_path() -> Option<PathBuf> {
-    std::env::var_os("DOCKER_CONFIG")
+    std::env::var_os(crate::env::DOCKER_CONFIG)
         .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|home| Path::new(&home).join(".docker")))
+        .or_else(|| std::env::var_os(crate::env::HOME).map(|home| Path::new(&home).join(".docker")))
         .map(|directory| directory.join("config.json"))
 }
 

@@ -185,8 +185,8 @@ impl StepError {
 #[must_use]
 pub fn host_label(selection: &RegistrySelection) -> String {
     selection.host.clone().unwrap_or_else(|| {
-        let region = env::process("AWS_REGION")
-            .or_else(|| env::process("AWS_DEFAULT_REGION"))
+        let region = env::process(env::AWS_REGION)
+            .or_else(|| env::process(env::AWS_DEFAULT_REGION))
             .unwrap_or_else(|| "<region>".to_owned());
         format!("<account>.dkr.ecr.{region}.amazonaws.com")
     })

@@ -7,4 +7,5 @@ pub mod dialect;
 pub mod go;
 pub mod isolated;
 pub mod process_host;
+pub mod settings;
 pub mod tera_dialect;
