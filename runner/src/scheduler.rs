@@ -228,6 +228,14 @@ impl Scheduler<'_> {
                         on_event(event);
                     }
                     Intake::Empty(left) => {
+                        // The end of a pass that took nothing: what a test
+                        // waits for before it asserts that nothing was taken.
+                        tracing::debug!(
+                            target: "runner",
+                            "intake pass: nothing taken ({} waiting, {} never runnable here)",
+                            left.waiting,
+                            left.never.len()
+                        );
                         self.report_never(&left, &mut book);
                         if self.options.once
                             && self.resources.running() == 0

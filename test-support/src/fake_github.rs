@@ -16,7 +16,6 @@
 //! `digest`. Scripted failures: uploads failing after
 //! N successes, 500s, rate limits with `Retry-After`.
 
-use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, PoisonError};
 
@@ -27,7 +26,8 @@ use hyper::body::Incoming;
 use hyper::{Method, Request, Response, StatusCode};
 use serde_json::{Value, json};
 use sha2::{Digest as _, Sha256};
-use tokio::net::TcpListener;
+
+use crate::loopback::LoopbackServer;
 
 /// One asset as the fake holds it.
 #[derive(Clone, Debug)]
@@ -97,7 +97,7 @@ const KEPT_CONTENT: u64 = 16 * 1024 * 1024;
 pub struct FakeGitHub {
     state: Arc<Mutex<State>>,
     api: SocketAddr,
-    runtime: Option<tokio::runtime::Runtime>,
+    _server: LoopbackServer,
 }
 
 fn lock(state: &Mutex<State>) -> std::sync::MutexGuard<'_, State> {
@@ -110,48 +110,31 @@ impl FakeGitHub {
     /// # Errors
     /// The runtime or a listener cannot be created.
     pub fn start(owner: &str, repository: &str, token: &str) -> std::io::Result<Self> {
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()?;
-        let (api, uploads) = runtime.block_on(async {
-            Ok::<_, std::io::Error>((
-                TcpListener::bind("127.0.0.1:0").await?,
-                TcpListener::bind("127.0.0.1:0").await?,
-            ))
-        })?;
-        let api_address = api.local_addr()?;
-        let uploads_address = uploads.local_addr()?;
+        let server = LoopbackServer::new("fake-github")?;
         let state = Arc::new(Mutex::new(State {
             token: token.to_owned(),
             owner: owner.to_owned(),
             repository: repository.to_owned(),
-            uploads_base: format!("http://{uploads_address}"),
-            api_base: format!("http://{api_address}"),
             next_id: 1000,
             ..State::default()
         }));
-        for listener in [api, uploads] {
-            let state = Arc::clone(&state);
-            runtime.spawn(async move {
-                while let Ok((stream, _)) = listener.accept().await {
-                    let state = Arc::clone(&state);
-                    tokio::spawn(async move {
-                        let service = hyper::service::service_fn(move |request| {
-                            let state = Arc::clone(&state);
-                            async move { Ok::<_, Infallible>(handle(&state, request).await) }
-                        });
-                        let _ = hyper::server::conn::http1::Builder::new()
-                            .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
-                            .await;
-                    });
-                }
-            });
+        let serve = |state: Arc<Mutex<State>>| {
+            move |request| {
+                let state = Arc::clone(&state);
+                async move { handle(&state, request).await }
+            }
+        };
+        let api = server.listen_http(serve(Arc::clone(&state)))?;
+        let uploads = server.listen_http(serve(Arc::clone(&state)))?;
+        {
+            let mut state = lock(&state);
+            state.uploads_base = format!("http://{uploads}");
+            state.api_base = format!("http://{api}");
         }
         Ok(Self {
             state,
-            api: api_address,
-            runtime: Some(runtime),
+            api,
+            _server: server,
         })
     }
 
@@ -218,14 +201,6 @@ impl FakeGitHub {
             assets: Vec::new(),
         });
         id
-    }
-}
-
-impl Drop for FakeGitHub {
-    fn drop(&mut self) {
-        if let Some(runtime) = self.runtime.take() {
-            runtime.shutdown_background();
-        }
     }
 }
 

@@ -10,7 +10,9 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, PoisonError};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpStream;
+
+use crate::loopback::LoopbackServer;
 
 /// One request the proxy saw.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -41,7 +43,7 @@ struct State {
 pub struct FaultProxy {
     address: SocketAddr,
     state: Arc<Mutex<State>>,
-    runtime: Option<tokio::runtime::Runtime>,
+    _server: LoopbackServer,
 }
 
 impl FaultProxy {
@@ -50,28 +52,21 @@ impl FaultProxy {
     /// # Errors
     /// The runtime or the listener cannot be created.
     pub fn start(upstream: &str) -> io::Result<Self> {
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()?;
-        let listener = runtime.block_on(TcpListener::bind("127.0.0.1:0"))?;
-        let address = listener.local_addr()?;
+        let server = LoopbackServer::new("fault-proxy")?;
         let state = Arc::new(Mutex::new(State::default()));
         let upstream = upstream.to_owned();
         let shared = Arc::clone(&state);
-        runtime.spawn(async move {
-            while let Ok((client, _)) = listener.accept().await {
-                let shared = Arc::clone(&shared);
-                let upstream = upstream.clone();
-                tokio::spawn(async move {
-                    let _ = serve(client, &upstream, &shared).await;
-                });
+        let address = server.listen(move |client| {
+            let shared = Arc::clone(&shared);
+            let upstream = upstream.clone();
+            async move {
+                let _ = serve(client, &upstream, &shared).await;
             }
-        });
+        })?;
         Ok(Self {
             address,
             state,
-            runtime: Some(runtime),
+            _server: server,
         })
     }
 
@@ -110,14 +105,6 @@ impl FaultProxy {
             .unwrap_or_else(PoisonError::into_inner)
             .seen
             .clear();
-    }
-}
-
-impl Drop for FaultProxy {
-    fn drop(&mut self) {
-        if let Some(runtime) = self.runtime.take() {
-            runtime.shutdown_background();
-        }
     }
 }
 

@@ -20,6 +20,7 @@ use std::io::Write as _;
 mod fake_github;
 mod fake_kube;
 mod fault_proxy;
+mod loopback;
 mod rabbitmq;
 mod tcp_proxy;
 pub use fake_github::{FakeAsset, FakeGitHub, FakeRelease, Fault};
@@ -245,6 +246,78 @@ fn append_line(path: &std::path::Path, line: &str) -> std::io::Result<()> {
         .append(true)
         .open(path)?
         .write_all(line.as_bytes())
+}
+
+/// The `python3` on `PATH` that can make virtual environments (its `venv`
+/// and `ensurepip` modules import), which the runner needs to run any
+/// experiment; `None` when the test should be skipped.
+///
+/// Python is not one of the [`Service`]s (nothing listens), but the test
+/// script promises it all the same: it installs `python3-venv` before it sets
+/// `SGR_TEST_SERVICES=1`.
+///
+/// # Panics
+/// When `SGR_TEST_SERVICES=1` and no such Python is found: a test that
+/// returned early then would pass without having run.
+#[must_use]
+#[track_caller]
+pub fn require_python() -> Option<std::path::PathBuf> {
+    let found = python_with_venv();
+    match found {
+        Ok(path) => Some(path),
+        Err(reason) if services_expected() => {
+            panic!("python3 with venv is missing although {SERVICES_VARIABLE}=1: {reason}")
+        }
+        Err(reason) => {
+            eprintln!("skipped: needs python3 with venv ({reason})");
+            None
+        }
+    }
+}
+
+/// The first `python3` on `PATH` whose `venv` and `ensurepip` import, or why there is none.
+fn python_with_venv() -> Result<std::path::PathBuf, String> {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    let python = std::env::split_paths(&path)
+        .map(|directory| directory.join("python3"))
+        .find(|candidate| candidate.is_file())
+        .ok_or_else(|| "no python3 on PATH".to_owned())?;
+    let output = std::process::Command::new(&python)
+        .args(["-c", "import ensurepip, venv"])
+        .output()
+        .map_err(|error| format!("{} cannot be run: {error}", python.display()))?;
+    if output.status.success() {
+        Ok(python)
+    } else {
+        Err(format!(
+            "{} cannot import venv and ensurepip: {}",
+            python.display(),
+            String::from_utf8_lossy(&output.stderr).trim()
+        ))
+    }
+}
+
+/// A value that the test script sets beside `service`'s address (a user
+/// name, a header secret), or `None` when the test should be skipped.
+///
+/// # Panics
+/// When `SGR_TEST_SERVICES=1`, the service's address is set and `variable`
+/// is not: the script promised both, so a test that returned early would
+/// pass without having run.
+#[must_use]
+#[track_caller]
+pub fn service_setting(service: Service, variable: &str) -> Option<String> {
+    match std::env::var(variable) {
+        Ok(value) if !value.is_empty() => Some(value),
+        _ if services_expected() => panic!(
+            "{variable} is unset although {SERVICES_VARIABLE}=1 and {service} is at {}",
+            std::env::var(service.variable()).unwrap_or_default()
+        ),
+        _ => {
+            eprintln!("skipped: needs {variable} for {service}; run scripts/test.sh to set it");
+            None
+        }
+    }
 }
 
 /// A current-thread runtime for a test, with the crypto provider installed.

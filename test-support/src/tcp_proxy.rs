@@ -12,8 +12,10 @@ use std::io;
 use std::net::SocketAddr;
 
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpStream;
 use tokio::sync::watch;
+
+use crate::loopback::LoopbackServer;
 
 /// What the proxy does with connections.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -37,7 +39,7 @@ pub struct TcpFaultProxy {
     address: SocketAddr,
     mode: watch::Sender<Mode>,
     resets: watch::Sender<u64>,
-    runtime: Option<tokio::runtime::Runtime>,
+    _server: LoopbackServer,
 }
 
 impl TcpFaultProxy {
@@ -47,39 +49,32 @@ impl TcpFaultProxy {
     /// # Errors
     /// The runtime or the listener cannot be created.
     pub fn start(upstream: &str) -> io::Result<Self> {
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .thread_name("tcp-fault-proxy")
-            .enable_all()
-            .build()?;
-        let listener = runtime.block_on(TcpListener::bind("127.0.0.1:0"))?;
-        let address = listener.local_addr()?;
+        let server = LoopbackServer::new("tcp-fault-proxy")?;
         let (mode, modes) = watch::channel(Mode::Forward);
         let (resets, reset_count) = watch::channel(0_u64);
         let upstream = upstream.to_owned();
-        runtime.spawn(async move {
-            while let Ok((client, _)) = listener.accept().await {
-                if *modes.borrow() == Mode::Refuse {
+        let address = server.listen(move |client| {
+            let refused = *modes.borrow() == Mode::Refuse;
+            let upstream = upstream.clone();
+            let modes = modes.clone();
+            let mut reset_count = reset_count.clone();
+            reset_count.mark_unchanged();
+            async move {
+                if refused {
                     drop(client);
-                    continue;
+                    return;
                 }
-                let upstream = upstream.clone();
-                let modes = modes.clone();
-                let mut reset_count = reset_count.clone();
-                reset_count.mark_unchanged();
-                tokio::spawn(async move {
-                    tokio::select! {
-                        () = connection(client, &upstream, modes) => {}
-                        _ = reset_count.changed() => {}
-                    }
-                });
+                tokio::select! {
+                    () = connection(client, &upstream, modes) => {}
+                    _ = reset_count.changed() => {}
+                }
             }
-        });
+        })?;
         Ok(Self {
             address,
             mode,
             resets,
-            runtime: Some(runtime),
+            _server: server,
         })
     }
 
@@ -128,14 +123,6 @@ impl TcpFaultProxy {
     /// Drop every open connection (both sides see it closed).
     pub fn reset_all(&self) {
         self.resets.send_modify(|count| *count += 1);
-    }
-}
-
-impl Drop for TcpFaultProxy {
-    fn drop(&mut self) {
-        if let Some(runtime) = self.runtime.take() {
-            runtime.shutdown_background();
-        }
     }
 }
 

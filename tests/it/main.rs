@@ -19,3 +19,4 @@ mod template_input;
 mod templates;
 mod test_script;
 mod transfer;
+mod usage_errors;

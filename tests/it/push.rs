@@ -117,8 +117,9 @@ impl Fixture {
 
 fn registry_credentials() -> Option<(String, String, String)> {
     let host = service(Service::Registry)?;
-    let user = std::env::var("SGR_TEST_REGISTRY_USERNAME").ok()?;
-    let password = std::env::var("SGR_TEST_REGISTRY_PASSWORD").ok()?;
+    let user = sgr_test_support::service_setting(Service::Registry, "SGR_TEST_REGISTRY_USERNAME")?;
+    let password =
+        sgr_test_support::service_setting(Service::Registry, "SGR_TEST_REGISTRY_PASSWORD")?;
     Some((host, user, password))
 }
 
@@ -410,7 +411,8 @@ fn a_registry_answering_errors_is_retried() -> TestResult {
 /// exchanged at /oauth2/exchange, refresh token used as the null GUID.
 fn azure_environment(command: &mut assert_cmd::Command) -> Option<String> {
     let endpoint = service(Service::IdentityEndpoint)?;
-    let header = std::env::var("SGR_TEST_IDENTITY_HEADER").ok()?;
+    let header =
+        sgr_test_support::service_setting(Service::IdentityEndpoint, "SGR_TEST_IDENTITY_HEADER")?;
     command
         .env("IDENTITY_ENDPOINT", endpoint)
         .env("IDENTITY_HEADER", header);
@@ -419,7 +421,11 @@ fn azure_environment(command: &mut assert_cmd::Command) -> Option<String> {
 
 fn token_service_post(path: &str, form: &[(&str, &str)]) -> Result<serde_json::Value, Failure> {
     let Some(base) = service(Service::TokenService) else {
-        return Ok(serde_json::Value::Null);
+        return Err(format!(
+            "{path} needs the {} beside the token registry",
+            Service::TokenService
+        )
+        .into());
     };
     sgr_test_support::runtime()?.block_on(async {
         let client = reqwest::Client::new();

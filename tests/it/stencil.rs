@@ -260,25 +260,6 @@ fn bad_input_is_named_with_line_and_column() -> TestResult {
             .stdout("")
             .stderr(contains(format!("error: {message}")));
     }
-    repo.sgr()
-        .args(["stencil", "missing.tmpl"])
-        .assert()
-        .code(2)
-        .stderr(contains("cannot read the template missing.tmpl"));
-    repo.sgr()
-        .args(["stencil", "-values", "Namespace", "-"])
-        .write_stdin("x")
-        .assert()
-        .code(2)
-        .stderr(contains("'Namespace' has no '='"));
-    repo.sgr()
-        .args(["stencil", "--strict", "-"])
-        .write_stdin("{{ .duat.version }}\n{{ .Namespace }}")
-        .assert()
-        .code(2)
-        .stderr(contains(
-            "<stdin>:2:4: undefined variable: . has no entry for key \"Namespace\"",
-        ));
     Ok(())
 }
 

@@ -227,13 +227,6 @@ fn outputs_must_be_regular_files() -> TestResult {
 #[test]
 fn nesting_is_bounded() -> TestResult {
     let repo = checkout()?;
-    let deep_key = format!("--set={}=1", vec!["a"; 20_000].join("."));
-    repo.sgr()
-        .args(["stencil", "-", &deep_key])
-        .write_stdin("x")
-        .assert()
-        .code(2)
-        .stderr(contains("20000 levels deep; the limit is 64"));
     repo.write("deep.yaml", format!("{}1\n", "- ".repeat(20_000)))?;
     repo.sgr()
         .args(["render", "-", "--values-file", "deep.yaml"])
@@ -310,10 +303,5 @@ fn rendered_size_is_bounded_in_both_dialects() -> TestResult {
         .assert()
         .code(2)
         .stderr(contains("exceeds 1048576 bytes (--max-output)"));
-    repo.sgr()
-        .args(["render", "-", "--max-output", "lots"])
-        .write_stdin("x")
-        .assert()
-        .code(2);
     Ok(())
 }

@@ -65,8 +65,9 @@ fn fresh_blob() -> Result<Blob, Failure> {
 /// The htpasswd registry and its credentials, or `None` without services.
 fn registry() -> Option<(String, Credentials)> {
     let host = service(Service::Registry)?;
-    let user = std::env::var("SGR_TEST_REGISTRY_USERNAME").ok()?;
-    let password = std::env::var("SGR_TEST_REGISTRY_PASSWORD").ok()?;
+    let user = sgr_test_support::service_setting(Service::Registry, "SGR_TEST_REGISTRY_USERNAME")?;
+    let password =
+        sgr_test_support::service_setting(Service::Registry, "SGR_TEST_REGISTRY_PASSWORD")?;
     Some((host, Credentials::new(user, password)))
 }
 

@@ -199,25 +199,6 @@ async fn assert_drained(
 
 /// Whether Python with venv is here; under `scripts/test.sh`
 /// (`SGR_TEST_SERVICES=1`) its absence fails the test instead of skipping it.
-pub fn require_python() -> bool {
-    if python_available() {
-        return true;
-    }
-    assert!(
-        !sgr_test_support::services_expected(),
-        "python3 with venv is missing although SGR_TEST_SERVICES=1"
-    );
-    eprintln!("skipped: needs python3 with venv");
-    false
-}
-
-pub fn python_available() -> bool {
-    std::process::Command::new("python3")
-        .args(["-m", "venv", "--help"])
-        .output()
-        .is_ok_and(|output| output.status.success())
-}
-
 const SCRIPT: &str = r#"
 import os, sys
 print("args", sys.argv[1:])
@@ -231,8 +212,7 @@ with open("../modeldir/model.txt", "w") as handle:
 
 #[test]
 fn an_experiment_runs_its_output_is_stored_and_its_message_acked() -> TestResult {
-    if !python_available() {
-        eprintln!("skipped: needs python3 with venv");
+    if sgr_test_support::require_python().is_none() {
         return Ok(());
     }
     let setup = Setup::new()?;
@@ -316,20 +296,22 @@ fn a_bad_message_is_dead_lettered_and_a_missing_workspace_too() -> TestResult {
 
 #[test]
 fn an_experiment_past_its_deadline_is_killed_with_its_children() -> TestResult {
-    if !python_available() {
-        eprintln!("skipped: needs python3 with venv");
+    if sgr_test_support::require_python().is_none() {
         return Ok(());
     }
     let setup = Setup::new()?;
     let marker = setup.root.join("child-alive");
+    let child_pid = setup.root.join("child-pid");
     setup.workspace(&format!(
         r#"
 import subprocess, sys, time
-subprocess.Popen(["sh", "-c", "sleep 3; touch {marker}"])
+child = subprocess.Popen(["sh", "-c", "sleep 3; touch {marker}"])
+open("{child_pid}", "w").write(str(child.pid))
 print("started", flush=True)
 time.sleep(60)
 "#,
-        marker = marker.display()
+        marker = marker.display(),
+        child_pid = child_pid.display()
     ))?;
     setup.publish("slow.json", &setup.request("exp-slow", "1s"))?;
     let started = std::time::Instant::now();
@@ -342,7 +324,20 @@ time.sleep(60)
         started.elapsed().as_secs() < 30,
         "not killed at the deadline"
     );
-    std::thread::sleep(std::time::Duration::from_secs(4));
+    // The child's end, not a nap, is the signal: once it is gone it can
+    // touch nothing, and had it outlived the deadline it would have touched
+    // the marker before it ended.
+    let pid = fs::read_to_string(&child_pid)?;
+    let process = Path::new("/proc").join(pid.trim());
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while process_lives(&process) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the experiment's child {} still runs 30 s after the deadline",
+            pid.trim()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
     assert!(
         !Path::new(&marker).exists(),
         "a child of the experiment survived the deadline"
@@ -350,6 +345,15 @@ time.sleep(60)
     let output = fs::read_to_string(setup.unpacked("exp-slow-output.tar")?.join("output"))?;
     assert!(output.contains("started"), "{output}");
     Ok(())
+}
+
+/// Whether the process of `/proc/<pid>` exists and is not a zombie.
+fn process_lives(process: &Path) -> bool {
+    fs::read_to_string(process.join("stat")).is_ok_and(|stat| {
+        // The state follows the command's closing parenthesis.
+        stat.rsplit_once(')')
+            .is_some_and(|(_, rest)| !rest.trim_start().starts_with(['Z', 'X']))
+    })
 }
 
 #[test]
@@ -376,7 +380,7 @@ fn artifacts_come_from_and_go_to_s3() -> TestResult {
     let Some(endpoint) = sgr_test_support::service(sgr_test_support::Service::S3) else {
         return Ok(());
     };
-    if !python_available() {
+    if sgr_test_support::require_python().is_none() {
         return Ok(());
     }
     let access_key = std::env::var("SGR_TEST_S3_ACCESS_KEY")?;
@@ -465,7 +469,7 @@ fn requests_come_from_rabbitmq() -> TestResult {
     else {
         return Ok(());
     };
-    if !python_available() {
+    if sgr_test_support::require_python().is_none() {
         return Ok(());
     }
     let setup = Setup::new()?;
@@ -552,7 +556,9 @@ fn requests_come_from_rabbitmq() -> TestResult {
 /// SQS (moto): an experiment run and deleted, a bad message sent to `<queue>-dead`.
 #[test]
 fn requests_come_from_sqs() -> TestResult {
-    if sgr_test_support::service(sgr_test_support::Service::Aws).is_none() || !python_available() {
+    if sgr_test_support::service(sgr_test_support::Service::Aws).is_none()
+        || sgr_test_support::require_python().is_none()
+    {
         return Ok(());
     }
     let setup = Setup::new()?;
@@ -625,7 +631,7 @@ fn requests_come_from_sqs() -> TestResult {
 /// timeout, is then killed, and its message goes back to the queue.
 #[test]
 fn sigterm_drains_and_requeues_what_did_not_finish() -> TestResult {
-    if !python_available() {
+    if sgr_test_support::require_python().is_none() {
         return Ok(());
     }
     let setup = Setup::new()?;
@@ -756,7 +762,9 @@ fn healthz_and_metrics_are_served_while_it_runs() -> TestResult {
 /// run is given back (visibility 0) and redelivered; the queue ends empty.
 #[test]
 fn sqs_keeps_held_messages_hidden_and_redelivers_after_a_nack() -> TestResult {
-    if sgr_test_support::service(sgr_test_support::Service::Aws).is_none() || !python_available() {
+    if sgr_test_support::service(sgr_test_support::Service::Aws).is_none()
+        || sgr_test_support::require_python().is_none()
+    {
         return Ok(());
     }
     let script = r#"

@@ -22,7 +22,7 @@ use runner::s3::{S3Failure, Timeouts, s3_get_with};
 use runner::storage::{self, Location};
 use sgr_test_support::{PrivateRabbitMq, Service, TcpFaultProxy, service};
 
-use crate::cli::{Setup, TestResult, python_available};
+use crate::cli::{Setup, TestResult};
 
 /// Poll `condition` until it holds or `within` has passed.
 fn eventually<T>(
@@ -339,7 +339,7 @@ impl Drop for Running {
 /// again) and takes the next request.
 #[test]
 fn the_runner_lives_through_a_broker_restart_during_an_experiment() -> TestResult {
-    if !python_available() {
+    if sgr_test_support::require_python().is_none() {
         return Ok(());
     }
     let Some(mut broker) = PrivateRabbitMq::start_or_skip()? else {
@@ -393,7 +393,7 @@ fn the_runner_lives_through_a_broker_restart_during_an_experiment() -> TestResul
 /// takes the next request.
 #[test]
 fn the_runner_lives_through_a_broker_restart_while_idle() -> TestResult {
-    if !python_available() {
+    if sgr_test_support::require_python().is_none() {
         return Ok(());
     }
     let Some(mut broker) = PrivateRabbitMq::start_or_skip()? else {
@@ -468,7 +468,7 @@ fn poison_messages_under_rabbitmq_kill_no_runner() -> TestResult {
     let Some(management) = service(Service::AmqpManagement) else {
         return Ok(());
     };
-    if !crate::cli::require_python() {
+    if sgr_test_support::require_python().is_none() {
         return Ok(());
     }
     let setup = Setup::new()?;
@@ -528,7 +528,7 @@ fn the_runner_waits_out_a_management_api_outage() -> TestResult {
     let Some(management) = service(Service::AmqpManagement) else {
         return Ok(());
     };
-    if !crate::cli::require_python() {
+    if sgr_test_support::require_python().is_none() {
         return Ok(());
     }
     let setup = Setup::new()?;
@@ -585,7 +585,7 @@ fn a_stalled_s3_workspace_is_given_back_within_the_idle_timeout() -> TestResult 
     let Some(endpoint) = service(Service::S3) else {
         return Ok(());
     };
-    if !crate::cli::require_python() {
+    if sgr_test_support::require_python().is_none() {
         return Ok(());
     }
     let access_key = std::env::var("SGR_TEST_S3_ACCESS_KEY")?;

@@ -11,7 +11,7 @@ use std::path::Path;
 use predicates::prelude::*;
 use predicates::str::contains;
 
-use crate::cli::{Setup, TestResult, require_python};
+use crate::cli::{Setup, TestResult};
 use crate::scheduling::alive;
 
 /// Prints its environment (sorted), its arguments, and writes a file into
@@ -79,7 +79,7 @@ fn dead_reasons(setup: &Setup) -> Result<Vec<String>, Box<dyn std::error::Error>
 /// does; HOME and TMPDIR are inside the experiment directory.
 #[test]
 fn the_runners_secrets_stay_out_of_the_experiment() -> TestResult {
-    if !require_python() {
+    if sgr_test_support::require_python().is_none() {
         return Ok(());
     }
     let setup = Setup::new()?;
@@ -149,7 +149,7 @@ fn the_runners_secrets_stay_out_of_the_experiment() -> TestResult {
 /// of their own: each sees only its own files.
 #[test]
 fn duplicate_keys_never_share_files() -> TestResult {
-    if !require_python() {
+    if sgr_test_support::require_python().is_none() {
         return Ok(());
     }
     let setup = Setup::new()?;
@@ -186,7 +186,7 @@ fn duplicate_keys_never_share_files() -> TestResult {
 /// queued for another runner, says so, and exits 0.
 #[test]
 fn once_runs_what_it_can_and_says_what_it_left() -> TestResult {
-    if !require_python() {
+    if sgr_test_support::require_python().is_none() {
         return Ok(());
     }
     let setup = Setup::new()?;
@@ -219,7 +219,7 @@ fn once_runs_what_it_can_and_says_what_it_left() -> TestResult {
 /// `--max-attempts` with the reason of every attempt. Never a hot loop.
 #[test]
 fn transient_failures_back_off_then_dead_letter_with_their_history() -> TestResult {
-    if !require_python() {
+    if sgr_test_support::require_python().is_none() {
         return Ok(());
     }
     let setup = Setup::new()?;
@@ -295,7 +295,7 @@ const fn worker_backoff() -> std::time::Duration {
 /// good request behind them runs.
 #[test]
 fn poison_requests_are_dead_lettered_and_the_runner_lives_on() -> TestResult {
-    if !require_python() {
+    if sgr_test_support::require_python().is_none() {
         return Ok(());
     }
     let setup = Setup::new()?;
@@ -450,7 +450,7 @@ fn entry(kind: tar::EntryType, path: &str, size: u64, mode: u32) -> tar::Header 
 /// (unpacked without the bit).
 #[test]
 fn hostile_artifacts_stay_inside_and_within_budget() -> TestResult {
-    if !require_python() {
+    if sgr_test_support::require_python().is_none() {
         return Ok(());
     }
     let setup = Setup::new()?;
@@ -586,7 +586,7 @@ fn hostile_archives(store: &Path, victim: &Path) -> TestResult {
 #[test]
 fn a_file_being_written_is_left_to_its_writer_and_once_waits_for_it() -> TestResult {
     use std::io::BufRead as _;
-    if !require_python() {
+    if sgr_test_support::require_python().is_none() {
         return Ok(());
     }
     let setup = Setup::new()?;
@@ -640,7 +640,7 @@ fn a_file_being_written_is_left_to_its_writer_and_once_waits_for_it() -> TestRes
 /// stored output, and the message is dead-lettered after its attempts.
 #[test]
 fn pip_errors_reach_the_stored_output() -> TestResult {
-    if !require_python() {
+    if sgr_test_support::require_python().is_none() {
         return Ok(());
     }
     let setup = Setup::new()?;
@@ -679,7 +679,7 @@ fn pip_errors_reach_the_stored_output() -> TestResult {
 /// its deadline.
 #[test]
 fn daemons_that_left_the_process_group_end_with_the_experiment() -> TestResult {
-    if !require_python() {
+    if sgr_test_support::require_python().is_none() {
         return Ok(());
     }
     let setup = Setup::new()?;

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 use sgr_test_support::FakeKube;
 
-use crate::cli::{Setup, TestResult, python_available};
+use crate::cli::{Setup, TestResult};
 
 const NAMESPACE: &str = "studioml";
 
@@ -24,6 +24,9 @@ open(os.path.join(marks, key + ".start"), "w").write("x")
 time.sleep(float(os.environ.get("NAP", "0.2")))
 open(os.path.join(marks, key + ".end"), "w").write("x")
 "#;
+
+/// The runner's debug line at the end of an intake pass that took nothing.
+const PASS: &str = "intake pass: nothing taken";
 
 struct Running {
     setup: Setup,
@@ -41,6 +44,9 @@ impl Running {
             .env_remove("KUBERNETES_SERVICE_HOST")
             .env_remove("K8S_NAMESPACE")
             .env_remove("K8S_POD_NAME")
+            // The debug line at the end of each intake pass: what a test
+            // waits for before it asserts that nothing was taken.
+            .env("RUNNER_LOG", "warn,runner=debug")
             .stderr(fs::File::create(&log)?);
         if let Some(path) = kubeconfig {
             command.env("KUBECONFIG", path);
@@ -64,6 +70,28 @@ impl Running {
         }
         Err(format!(
             "the runner never said {text:?}; its log:\n{}",
+            self.log()
+        ))
+    }
+
+    /// How many intake passes that took nothing the log shows so far.
+    fn passes(&self) -> usize {
+        self.log().matches(PASS).count()
+    }
+
+    /// Wait (at most 30 s) until the log shows two more passes than
+    /// `before`: the second of them began after `before` was counted, so
+    /// whatever was published before then was there for it to take.
+    fn passed_since(&self, before: usize) -> Result<(), String> {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            if self.passes() >= before + 2 {
+                return Ok(());
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Err(format!(
+            "the runner never ended two intake passes after the {before} it had; its log:\n{}",
             self.log()
         ))
     }
@@ -158,7 +186,7 @@ fn reported(kube: &FakeKube, state: &str, running: usize) -> Result<Value, Strin
 /// node map makes the idle runner exit 0. The status map follows.
 #[test]
 fn drain_suspend_resume_and_terminate_from_config_maps() -> TestResult {
-    if !python_available() {
+    if sgr_test_support::require_python().is_none() {
         return Ok(());
     }
     let setup = prepare()?;
@@ -190,7 +218,7 @@ fn drain_suspend_resume_and_terminate_from_config_maps() -> TestResult {
     runner.said("state: Running -> DrainAndSuspend (ConfigMap studioml/studioml-go-runner)")?;
     runner.publish("next")?;
     runner.said("experiment long-1: Succeeded")?;
-    std::thread::sleep(Duration::from_millis(1500));
+    runner.passed_since(runner.passes())?;
     assert_eq!(runner.queued(), ["next.json"], "{}", runner.log());
     assert!(!runner.marked("next.start"));
     reported(&kube, "DrainAndSuspend", 0)?;
@@ -313,7 +341,7 @@ fn node_map_over_global_invalid_values_and_watch_resumption() -> TestResult {
 /// Without Kubernetes: the same states from `--state-file`.
 #[test]
 fn the_state_file_drains_and_terminates() -> TestResult {
-    if !python_available() {
+    if sgr_test_support::require_python().is_none() {
         return Ok(());
     }
     let setup = prepare()?;
@@ -323,7 +351,7 @@ fn the_state_file_drains_and_terminates() -> TestResult {
     let mut runner = Running::start(setup, &["--state-file", &state_arg], None)?;
     runner.said("state: Running -> DrainAndSuspend (state file")?;
     runner.publish("waiting")?;
-    std::thread::sleep(Duration::from_millis(1500));
+    runner.passed_since(runner.passes())?;
     assert_eq!(runner.queued(), ["waiting.json"]);
     fs::write(&state, "# back to work\nSTATE=Running\n")?;
     runner.said("experiment waiting: Succeeded")?;

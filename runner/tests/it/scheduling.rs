@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use predicates::str::contains;
 
-use crate::cli::{Setup, TestResult, python_available};
+use crate::cli::{Setup, TestResult};
 
 /// Writes `<key>.start`/`<key>.end` times to $MARKS, prints the GPUs it got.
 const TIMED: &str = r#"
@@ -75,7 +75,7 @@ fn nvml_stub(directory: &Path) -> Result<PathBuf, Box<dyn std::error::Error>> {
 /// left in the queue. Logs are JSON (stdout is not a terminal).
 #[test]
 fn gpus_are_given_whole_to_concurrent_experiments_and_ecc_cards_never() -> TestResult {
-    if !python_available() {
+    if sgr_test_support::require_python().is_none() {
         return Ok(());
     }
     let setup = prepare(TIMED)?;
@@ -166,7 +166,7 @@ fn gpus_are_given_whole_to_concurrent_experiments_and_ecc_cards_never() -> TestR
 /// one-core experiments run one after the other.
 #[test]
 fn what_does_not_fit_waits_or_stays_queued() -> TestResult {
-    if !python_available() {
+    if sgr_test_support::require_python().is_none() {
         return Ok(());
     }
     let setup = prepare(TIMED)?;
@@ -256,7 +256,7 @@ fn limits_above_what_the_machine_has_are_usage_errors() {
 /// and its second pass succeeds and is the one stored.
 #[test]
 fn a_failed_experiment_is_retried_when_asked() -> TestResult {
-    if !python_available() {
+    if sgr_test_support::require_python().is_none() {
         return Ok(());
     }
     let script = r#"
@@ -301,7 +301,7 @@ print("second pass ok")
 /// experiment runs, and once more at the end.
 #[test]
 fn checkpoints_are_stored_while_the_experiment_runs() -> TestResult {
-    if !python_available() {
+    if sgr_test_support::require_python().is_none() {
         return Ok(());
     }
     let script = r#"
@@ -362,7 +362,7 @@ pub fn alive(pid: &str) -> bool {
 /// the message back and runs it: one completed result.
 #[test]
 fn a_runner_killed_mid_experiment_leaves_one_completed_result() -> TestResult {
-    if !python_available() {
+    if sgr_test_support::require_python().is_none() {
         return Ok(());
     }
     let script = r#"

@@ -155,7 +155,7 @@ fn once_gives_up_on_queues_that_keep_failing() -> TestResult {
 /// queue made afterwards.
 #[test]
 fn a_queue_deleted_under_a_running_experiment_is_weather() -> TestResult {
-    if !crate::cli::require_python() {
+    if sgr_test_support::require_python().is_none() {
         return Ok(());
     }
     let setup = Setup::new()?;
