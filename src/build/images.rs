@@ -32,6 +32,10 @@ const RECORD: &str = "sgr/pushed.json";
 /// The most bytes of a record read: it is ours, but a damaged one must not cost memory.
 const RECORD_LIMIT: u64 = 4 * 1024 * 1024;
 
+/// References kept per image: the newest; with tens of registries and tags, far under
+/// [`RECORD_LIMIT`].
+pub const KEPT_PER_IMAGE: usize = 64;
+
 /// One reference a push wrote.
 #[derive(Clone, Debug, Deserialize, Serialize, PartialEq, Eq)]
 pub struct Pushed {
@@ -87,8 +91,13 @@ impl PushRecord {
     #[must_use]
     pub fn read(git_dir: &Path) -> Self {
         use std::io::Read as _;
+        let path = Self::path(git_dir);
+        // Never open a FIFO or a device (opening a FIFO blocks): only a regular file is ours.
+        if !std::fs::metadata(&path).is_ok_and(|metadata| metadata.is_file()) {
+            return Self::default();
+        }
         let mut text = Vec::new();
-        let read = std::fs::File::open(Self::path(git_dir))
+        let read = std::fs::File::open(&path)
             .and_then(|file| file.take(RECORD_LIMIT).read_to_end(&mut text));
         match read {
             Ok(_) => serde_json::from_slice(&text).unwrap_or_default(),
@@ -96,13 +105,23 @@ impl PushRecord {
         }
     }
 
-    /// Add what a push wrote: for each local repository pushed, its references replace those
-    /// of the same registry repository and tag; the others are kept.
+    /// Add what a push wrote: a reference pushed again replaces its entry in place (so the
+    /// order, and `ref`, do not depend on which registry was pushed last); a new one is added
+    /// at the end; each image keeps its last [`KEPT_PER_IMAGE`] references.
     pub fn add(&mut self, pushed: impl IntoIterator<Item = (String, Pushed)>) {
         for (local, entry) in pushed {
             let list = self.images.entry(local).or_default();
-            list.retain(|known| known.reference != entry.reference);
-            list.push(entry);
+            match list
+                .iter_mut()
+                .find(|known| known.reference == entry.reference)
+            {
+                Some(known) => *known = entry,
+                None => list.push(entry),
+            }
+            if list.len() > KEPT_PER_IMAGE {
+                let excess = list.len() - KEPT_PER_IMAGE;
+                list.drain(..excess);
+            }
         }
     }
 
@@ -152,12 +171,12 @@ pub fn repository_of(reference: &str) -> &str {
 /// The template key of an image: the last part of its remote repository, `-` and `.` as `_`.
 #[must_use]
 pub fn key_of(image: &PlannedImage) -> String {
-    image
-        .remote
-        .rsplit('/')
-        .next()
-        .unwrap_or(&image.remote)
-        .chars()
+    identifier(image.remote.rsplit('/').next().unwrap_or(&image.remote))
+}
+
+/// `text` with every character that is not a letter or a digit as `_`.
+fn identifier(text: &str) -> String {
+    text.chars()
         .map(|character| {
             if character.is_ascii_alphanumeric() {
                 character
@@ -168,38 +187,101 @@ pub fn key_of(image: &PlannedImage) -> String {
         .collect()
 }
 
-/// The `images` template variable for a plan and a push record.
+/// Whether a template names the `images` variable (`images.x`, `images["x"]`, `.images`,
+/// `images |`), not merely the word: only then is the plan read for it.
 #[must_use]
-pub fn variable(planned: &[PlannedImage], record: &PushRecord) -> serde_json::Value {
-    let mut images = serde_json::Map::new();
-    for image in planned {
-        let local = image
-            .tags
-            .first()
-            .cloned()
-            .unwrap_or_else(|| format!("{}:latest", image.name));
-        let tags: Vec<&str> = image.tags.iter().map(|tag| tag_of(tag)).collect();
-        let pushed: Vec<String> = record
-            .images
-            .get(&image.name)
-            .into_iter()
-            .flatten()
-            .filter(|entry| tags.contains(&entry.tag()))
-            .map(Pushed::pinned)
-            .collect();
-        let best = pushed.first().cloned().unwrap_or_else(|| local.clone());
-        images.insert(
-            key_of(image),
-            serde_json::json!({
-                "name": image.name,
-                "local": local,
-                "remote": image.remote,
-                "pushed": pushed,
-                "ref": best,
-            }),
-        );
+pub fn referenced_in(text: &str) -> bool {
+    text.match_indices("images").any(|(index, _)| {
+        let before = text[..index].chars().next_back();
+        let after = text[index + "images".len()..].trim_start().chars().next();
+        let word_start =
+            before.is_none_or(|character| !character.is_alphanumeric() && character != '_');
+        word_start && matches!(after, Some('.' | '[' | '|' | '}' | ')'))
+    })
+}
+
+/// Merge `user` over `ours`, key by key (objects recursively; anything else replaces).
+pub fn merge(ours: &mut serde_json::Value, user: serde_json::Value) {
+    match (ours, user) {
+        (serde_json::Value::Object(ours), serde_json::Value::Object(user)) => {
+            for (key, value) in user {
+                match ours.get_mut(&key) {
+                    Some(existing) => merge(existing, value),
+                    None => {
+                        ours.insert(key, value);
+                    }
+                }
+            }
+        }
+        (ours, user) => *ours = user,
     }
-    serde_json::Value::Object(images)
+}
+
+/// The `images` template variable for a plan and a push record, and a warning per key two
+/// images would share (both then go by their whole remote repository: `team_a_runner`).
+#[must_use]
+pub fn variable(planned: &[PlannedImage], record: &PushRecord) -> (serde_json::Value, Vec<String>) {
+    let mut by_key: BTreeMap<String, Vec<&PlannedImage>> = BTreeMap::new();
+    for image in planned {
+        by_key.entry(key_of(image)).or_default().push(image);
+    }
+    let mut warnings = Vec::new();
+    let mut images = serde_json::Map::new();
+    for (key, sharing) in by_key {
+        if sharing.len() > 1 {
+            let names: Vec<String> = sharing
+                .iter()
+                .map(|image| format!("images.{}", identifier(&image.remote)))
+                .collect();
+            warnings.push(format!(
+                "images {} share the template key {key}: use {}",
+                sharing
+                    .iter()
+                    .map(|image| image.remote.as_str())
+                    .collect::<Vec<_>>()
+                    .join(" and "),
+                names.join(" and ")
+            ));
+        }
+        for image in &sharing {
+            let key = if sharing.len() > 1 {
+                identifier(&image.remote)
+            } else {
+                key.clone()
+            };
+            images.insert(key, entry(image, record));
+        }
+    }
+    (serde_json::Value::Object(images), warnings)
+}
+
+/// One image's entry: pushed references of its current tags in its current remote repository.
+fn entry(image: &PlannedImage, record: &PushRecord) -> serde_json::Value {
+    let local = image
+        .tags
+        .first()
+        .cloned()
+        .unwrap_or_else(|| format!("{}:latest", image.name));
+    let tags: Vec<&str> = image.tags.iter().map(|tag| tag_of(tag)).collect();
+    let remote_suffix = format!("/{}", image.remote);
+    let pushed: Vec<String> = record
+        .images
+        .get(&image.name)
+        .into_iter()
+        .flatten()
+        .filter(|entry| {
+            tags.contains(&entry.tag()) && repository_of(&entry.reference).ends_with(&remote_suffix)
+        })
+        .map(Pushed::pinned)
+        .collect();
+    let best = pushed.first().cloned().unwrap_or_else(|| local.clone());
+    serde_json::json!({
+        "name": image.name,
+        "local": local,
+        "remote": image.remote,
+        "pushed": pushed,
+        "ref": best,
+    })
 }
 
 #[cfg(test)]
@@ -271,7 +353,8 @@ mod tests {
                 digest: Some("sha256:bbb".to_owned()),
             },
         )]);
-        let value = variable(&plan, &record);
+        let (value, warnings) = variable(&plan, &record);
+        assert!(warnings.is_empty(), "{warnings:?}");
         assert_eq!(
             value["runner"]["ref"],
             "r.example/leafai/sgr/runner:1.2.0@sha256:bbb"
@@ -300,6 +383,99 @@ mod tests {
         record.write(directory.path())?;
         assert_eq!(PushRecord::read(directory.path()), record);
         std::fs::write(PushRecord::path(directory.path()), b"{not json")?;
+        assert_eq!(PushRecord::read(directory.path()), PushRecord::default());
+        Ok(())
+    }
+
+    #[test]
+    fn only_a_variable_reference_reads_the_plan() {
+        for text in [
+            "{{ images.runner.ref }}",
+            "{{ images[\"runner\"] }}",
+            "{{ .images.runner }}",
+            "{{ images | json_encode }}",
+            "{{images}}",
+        ] {
+            assert!(referenced_in(text), "{text}");
+        }
+        for text in [
+            "# list docker images here",
+            "myimages.x",
+            "images_x.y",
+            "{{ imagesx.y }}",
+        ] {
+            assert!(!referenced_in(text), "{text}");
+        }
+    }
+
+    #[test]
+    fn user_values_win_key_by_key() {
+        let mut ours =
+            serde_json::json!({"build": {"ref": "a", "local": "l"}, "runner": {"ref": "r"}});
+        merge(&mut ours, serde_json::json!({"build": {"ref": "mine"}}));
+        assert_eq!(
+            ours,
+            serde_json::json!({"build": {"ref": "mine", "local": "l"}, "runner": {"ref": "r"}})
+        );
+    }
+
+    #[test]
+    fn shared_keys_are_warned_about_and_both_images_stay_reachable() {
+        let plan = [
+            planned("a/runner", "team-a/runner", &["1"]),
+            planned("b/runner", "team-b/runner", &["1"]),
+        ];
+        let (value, warnings) = variable(&plan, &PushRecord::default());
+        assert_eq!(value["team_a_runner"]["name"], "a/runner");
+        assert_eq!(value["team_b_runner"]["name"], "b/runner");
+        assert!(value.get("runner").is_none());
+        assert_eq!(warnings.len(), 1);
+        assert!(warnings[0].contains("images.team_a_runner"), "{warnings:?}");
+    }
+
+    #[test]
+    fn pushes_to_another_repository_or_order_do_not_change_ref() {
+        let plan = [planned("l/build", "l/p/build", &["main"])];
+        let pushed = |reference: &str| {
+            (
+                "l/build".to_owned(),
+                Pushed {
+                    reference: reference.to_owned(),
+                    digest: None,
+                },
+            )
+        };
+        let mut record = PushRecord::default();
+        // A reference of the same tag in another repository (an old `remote`) is not offered.
+        record.add([pushed("evil.example/other/thing:main")]);
+        record.add([
+            pushed("a.example/l/p/build:main"),
+            pushed("b.example/l/p/build:main"),
+        ]);
+        record.add([pushed("a.example/l/p/build:main")]);
+        let (value, _) = variable(&plan, &record);
+        assert_eq!(value["build"]["ref"], "a.example/l/p/build:main");
+        assert_eq!(
+            value["build"]["pushed"],
+            serde_json::json!(["a.example/l/p/build:main", "b.example/l/p/build:main"])
+        );
+        // The record keeps the newest references of an image, never grows without bound.
+        for index in 0..(KEPT_PER_IMAGE + 10) {
+            record.add([pushed(&format!("c.example/l/p/build:t{index}"))]);
+        }
+        assert_eq!(record.images["l/build"].len(), KEPT_PER_IMAGE);
+    }
+
+    #[test]
+    fn a_fifo_record_is_not_opened() -> Result<(), Box<dyn std::error::Error>> {
+        let directory = tempfile::tempdir()?;
+        std::fs::create_dir_all(directory.path().join("sgr"))?;
+        rustix::fs::mkfifoat(
+            rustix::fs::CWD,
+            PushRecord::path(directory.path()),
+            rustix::fs::Mode::from_raw_mode(0o600),
+        )?;
+        // Opening it would block for ever.
         assert_eq!(PushRecord::read(directory.path()), PushRecord::default());
         Ok(())
     }

@@ -58,7 +58,15 @@ pub fn append_label_instruction(
         .iter()
         .take_while(|instruction| instruction.start < insert_at)
         .last()
-        .filter(|instruction| instruction.keyword.eq_ignore_ascii_case("LABEL"))
+        .filter(|instruction| {
+            // Only the `key=value` form takes more pairs: in the old `LABEL key value` form
+            // everything after the key is its value.
+            instruction.keyword.eq_ignore_ascii_case("LABEL")
+                && dockerfile[instruction.start..instruction.end]
+                    .split_whitespace()
+                    .nth(1)
+                    .is_some_and(|first| first.contains('='))
+        })
     {
         let (before, after) = dockerfile.split_at(last.end);
         return Some(format!("{before}{pairs}{after}"));
@@ -226,6 +234,12 @@ mod tests {
             )
             .as_deref(),
             Some("FROM scratch\nLABEL x=y \\\n# note\n  z=w \"a\"=\"b\"  \n\n# end\n")
+        );
+        // The old `LABEL key value` form would take the pairs into its value: a LABEL of our own.
+        assert_eq!(
+            append_label_instruction("FROM scratch\nLABEL maintainer \"J D\"\n", &single, None)
+                .as_deref(),
+            Some("FROM scratch\nLABEL maintainer \"J D\"\nLABEL \"a\"=\"b\"\n")
         );
         // A LABEL that is not the last instruction is left alone: the cache of later steps.
         assert_eq!(

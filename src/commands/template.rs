@@ -111,7 +111,7 @@ impl From<TemplateCommandError> for Failure {
                 (
                     ExitStatus::Usage,
                     Some(
-                        "the limit is four times --max-output plus 512 MiB; raise --max-output if the value is meant to be that large"
+                        "the limit is four times --max-output, plus four times the context and 512 MiB; raise --max-output if the value is meant to be that large"
                             .to_owned(),
                     ),
                 )
@@ -295,13 +295,13 @@ pub fn gather(
         needs,
     };
     let mut context_value = context::build(&inputs);
-    if args.all_variables || source.text.contains("images") {
+    if args.all_variables || crate::build::images::referenced_in(&source.text) {
         add_images(&mut context_value, repository.as_ref(), &mut warnings);
     }
     Ok((context_value, warnings))
 }
 
-/// Add `images` to the context unless a value of the user's holds that name.
+/// Add `images` to the context; values of the user's under `images` win, key by key.
 fn add_images(
     context_value: &mut Value,
     repository: Option<&GitRepository>,
@@ -309,9 +309,12 @@ fn add_images(
 ) {
     if let Some(repository) = repository
         && let Some(object) = context_value.as_object_mut()
-        && !object.contains_key("images")
     {
-        object.insert("images".to_owned(), images_variable(repository, warnings));
+        let mut images = images_variable(repository, warnings);
+        if let Some(user) = object.remove("images") {
+            crate::build::images::merge(&mut images, user);
+        }
+        object.insert("images".to_owned(), images);
     }
 }
 
@@ -363,10 +366,14 @@ fn images_variable(repository: &GitRepository, warnings: &mut Vec<String>) -> Va
         extra_args: BTreeMap::new(),
     });
     match prepared {
-        Ok(prepared) => crate::build::images::variable(
-            &prepared.planned,
-            &crate::build::images::PushRecord::read(repository.git_dir()),
-        ),
+        Ok(prepared) => {
+            let (images, collisions) = crate::build::images::variable(
+                &prepared.planned,
+                &crate::build::images::PushRecord::read(repository.git_dir()),
+            );
+            warnings.extend(collisions);
+            images
+        }
         Err(PrepareError::Plan(crate::build::plan::PlanError::NothingToBuild { .. })) => {
             Value::Object(serde_json::Map::new())
         }

@@ -88,6 +88,14 @@ pub fn base_url(host: &str) -> String {
 /// starting with `<org>/<module>`, are kept.
 #[must_use]
 pub fn remote_repository(local: &str, org: &str, module: &str) -> String {
+    // A registry host in the local name (`localhost:5000/…`, `r.example/…`) is not part of the
+    // repository in other registries.
+    let local = match local.split_once('/') {
+        Some((host, rest)) if host.contains('.') || host.contains(':') || host == "localhost" => {
+            rest
+        }
+        _ => local,
+    };
     let Some(rest) = local
         .strip_prefix(org)
         .and_then(|rest| rest.strip_prefix('/'))
@@ -166,6 +174,13 @@ mod tests {
         assert_eq!(name("leafai/studio-go-runner"), "leafai/studio-go-runner");
         assert_eq!(name("other/thing"), "other/thing");
         assert_eq!(name("leafai/studio-go-runnerx"), "leafai/studio-go-runnerx");
+        // A registry host in the local name is left out.
+        assert_eq!(
+            name("localhost:5000/leafai/studio-go-runner-build"),
+            "leafai/studio-go-runner/build"
+        );
+        assert_eq!(name("r.example/other/thing"), "other/thing");
+        assert_eq!(name("localhost/x"), "x");
     }
 
     #[test]

@@ -3,7 +3,8 @@
 //!
 //! The output limit (`--max-output`) stops a template that writes too much, but a value can
 //! double in a loop before anything is written (tera's `set_global s = s ~ s`, a Go
-//! `$s = printf "%s%s" $s $s`, a macro calling itself twice): the allocation that finally fails
+//! `$s = printf "%s%s" $s $s`, a `{% set x %}` or `{% filter %}` block whose body is built whole
+//! before the output limit sees it, Go's `indent` with a huge width): the allocation that finally fails
 //! aborts the process, with no message sgr can shape and exit code 134. Such templates are
 //! rendered by a child (`sgr __render-isolated`, not a user command) whose address space is
 //! limited; its abort becomes one clear error with exit 2. Templates without those constructs,
@@ -20,13 +21,16 @@ use super::dialect::Dialect;
 /// The first argument that makes `sgr` the isolated renderer.
 pub const CHILD_ARGUMENT: &str = "__render-isolated";
 
-/// Address space of the child beyond four times the output limit: the program, its stack and
-/// the context.
+/// Address space of the child beyond what the output and the context need: the program, its
+/// stack and its allocator's arenas.
 const BASE_ADDRESS_SPACE: u64 = 512 * 1024 * 1024;
 
+/// The most bytes of the child's error output kept.
+const ERROR_LIMIT: u64 = 1024 * 1024;
+
 /// The end of the message of a child stopped by its memory limit.
-pub const OUT_OF_MEMORY: &str =
-    "a value grew without bound (a variable doubled in a loop, or a macro calling itself)";
+pub const OUT_OF_MEMORY: &str = "a value grew without bound (a variable doubled in a loop, \
+     a set or filter block built from a long loop, or an indent or repeat of a huge count)";
 
 /// One render, as the parent hands it to the child.
 #[derive(Debug, Deserialize, Serialize)]
@@ -48,10 +52,12 @@ pub struct Job {
 }
 
 impl Job {
-    /// The child's address-space limit.
-    fn memory_limit(&self) -> u64 {
+    /// The child's address-space limit: four times the output limit, four times the size of
+    /// the context (it is parsed, then converted), and a base for the program.
+    fn memory_limit(&self, context_bytes: u64) -> u64 {
         self.max_output
             .saturating_mul(4)
+            .saturating_add(context_bytes.saturating_mul(4))
             .saturating_add(BASE_ADDRESS_SPACE)
     }
 }
@@ -60,9 +66,35 @@ impl Job {
 #[must_use]
 pub fn needs_isolation(dialect: Dialect, text: &str) -> bool {
     match dialect {
-        Dialect::Tera => text.contains("set_global") || text.contains("macro"),
-        Dialect::Go => go_assigns(text),
+        Dialect::Tera => {
+            text.contains("set_global") || text.contains("filter") || tera_set_block(text)
+        }
+        Dialect::Go => {
+            go_assigns(text)
+                || ["indent", "repeat", "nindent"]
+                    .iter()
+                    .any(|function| text.contains(function))
+        }
     }
+}
+
+/// A tera `{% set name %}` block (its body is rendered whole into the variable).
+fn tera_set_block(text: &str) -> bool {
+    text.match_indices("{%").any(|(index, _)| {
+        let rest = text[index + 2..].trim_start_matches(['-', ' ', '\t', '\n', '\r']);
+        let Some(rest) = rest.strip_prefix("set") else {
+            return false;
+        };
+        if !rest.starts_with(char::is_whitespace) {
+            return false;
+        }
+        let rest = rest.trim_start();
+        let name_end = rest
+            .find(|character: char| !(character.is_alphanumeric() || character == '_'))
+            .unwrap_or(rest.len());
+        let after = rest[name_end..].trim_start();
+        name_end > 0 && (after.starts_with("%}") || after.starts_with("-%}"))
+    })
 }
 
 /// A Go-template variable assignment (`$x = …`, not `:=`, `==`, `!=`, `<=`, `>=`).
@@ -98,23 +130,32 @@ pub fn render(job: &Job) -> Result<String, String> {
         .spawn()
         .map_err(|error| format!("cannot start the isolated renderer: {error}"))?;
     let input = serde_json::to_vec(job).map_err(|error| error.to_string())?;
-    // The child reads all of its input before it writes anything: no deadlock.
+    let limit = job.memory_limit(u64::try_from(input.len()).unwrap_or(u64::MAX));
+    // stderr is drained on its own thread: a long error message must not fill its pipe while
+    // this thread waits on stdout (both would wait for ever).
+    let stderr = child.stderr.take();
+    let errors = std::thread::spawn(move || {
+        let mut errors = Vec::new();
+        if let Some(stderr) = stderr {
+            let _ = stderr.take(ERROR_LIMIT).read_to_end(&mut errors);
+        }
+        errors
+    });
+    // The child reads all of its input before it writes anything to stdout.
     if let Some(mut stdin) = child.stdin.take() {
         let _ = stdin.write_all(&input);
     }
+    drop(input);
     let mut output = Vec::new();
     if let Some(stdout) = child.stdout.take() {
         let _ = stdout
             .take(job.max_output.saturating_add(1))
             .read_to_end(&mut output);
     }
-    let mut errors = Vec::new();
-    if let Some(stderr) = child.stderr.take() {
-        let _ = stderr.take(64 * 1024).read_to_end(&mut errors);
-    }
     let status = child
         .wait()
         .map_err(|error| format!("the isolated renderer: {error}"))?;
+    let errors = errors.join().unwrap_or_default();
     let errors = String::from_utf8_lossy(&errors).trim().to_owned();
     if status.success() {
         return String::from_utf8(output)
@@ -123,10 +164,37 @@ pub fn render(job: &Job) -> Result<String, String> {
     if status.code() == Some(2) && !errors.is_empty() {
         return Err(errors);
     }
+    // Rust aborts (SIGABRT) with "memory allocation of N bytes failed" when the limit is hit.
+    let out_of_memory = errors.contains("memory allocation of");
+    if out_of_memory {
+        return Err(format!(
+            " rendering used more than {} MiB of memory and was stopped: {OUT_OF_MEMORY}",
+            limit / (1024 * 1024)
+        ));
+    }
     Err(format!(
-        " rendering used more than {} MiB of memory and was stopped: {OUT_OF_MEMORY}",
-        job.memory_limit() / (1024 * 1024)
+        " the isolated renderer stopped ({}){}",
+        describe(status),
+        if errors.is_empty() {
+            String::new()
+        } else {
+            format!(": {errors}")
+        }
     ))
+}
+
+/// How a child ended, for a message: its exit code or its signal (SIGKILL is also what the
+/// kernel's out-of-memory killer sends).
+fn describe(status: std::process::ExitStatus) -> String {
+    use std::os::unix::process::ExitStatusExt as _;
+    match (status.code(), status.signal()) {
+        (Some(code), _) => format!("exit code {code}"),
+        (None, Some(9)) => {
+            "killed by signal 9, SIGKILL, perhaps by the system's out-of-memory killer".to_owned()
+        }
+        (None, Some(signal)) => format!("killed by signal {signal}"),
+        (None, None) => "ended without a status".to_owned(),
+    }
 }
 
 /// The child: read a [`Job`] from stdin, limit the address space, render with `render`, write
@@ -144,8 +212,8 @@ pub fn child_main(render: impl FnOnce(&Job) -> Result<String, String>) -> ExitCo
             return ExitCode::from(2);
         }
     };
+    let limit = job.memory_limit(u64::try_from(input.len()).unwrap_or(u64::MAX));
     drop(input);
-    let limit = job.memory_limit();
     let _ = rustix::process::setrlimit(
         rustix::process::Resource::As,
         rustix::process::Rlimit {
@@ -181,9 +249,20 @@ mod tests {
         assert!(needs_isolation(Dialect::Tera, "{% set_global s = s ~ s %}"));
         assert!(needs_isolation(
             Dialect::Tera,
-            "{% macro m() %}{% endmacro %}"
+            "{% set x %}{% for i in range(end=9) %}a{% endfor %}{% endset %}"
+        ));
+        assert!(needs_isolation(
+            Dialect::Tera,
+            "{%- set  x -%}a{% endset %}"
+        ));
+        assert!(needs_isolation(
+            Dialect::Tera,
+            "{% filter upper %}a{% endfilter %}"
         ));
         assert!(!needs_isolation(Dialect::Tera, "{% set s = 1 %}{{ s }}"));
+        // tera 2 has no macro tag: the word alone is no reason.
+        assert!(!needs_isolation(Dialect::Tera, "{% set_x %}{{ macro }}"));
+        assert!(needs_isolation(Dialect::Go, "{{ indent 4 .x }}"));
         assert!(needs_isolation(
             Dialect::Go,
             "{{ $s = printf \"%s%s\" $s $s }}"

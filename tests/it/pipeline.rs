@@ -410,5 +410,21 @@ context = "standalone"
         "docker image inspect",
     )?;
     assert_eq!(user_of.trim(), "10001:10001 [\"/usr/local/bin/runner\"]");
+    // The user has a passwd entry: experiments that ask who they run as get an answer.
+    let who = run_ok(
+        docker(&host, docker_config.path()).args([
+            "run",
+            "--rm",
+            "--network",
+            "none",
+            "--entrypoint",
+            "/usr/bin/python3",
+            &runner_reference,
+            "-c",
+            "import getpass, os, pwd; print(getpass.getuser(), pwd.getpwuid(os.getuid()).pw_name, os.path.expanduser('~'))",
+        ]),
+        "docker run python3",
+    )?;
+    assert_eq!(who.trim(), "runner runner /home/runner");
     Ok(())
 }

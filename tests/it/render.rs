@@ -88,3 +88,24 @@ fn a_value_growing_without_bound_is_stopped_with_a_clear_error() -> TestResult {
         .stdout("abababababababab\n");
     Ok(())
 }
+
+/// An isolated render whose error message is longer than a pipe holds still ends: the child's
+/// stderr is drained while its stdout is read.
+#[test]
+fn a_long_error_of_an_isolated_render_is_reported() -> TestResult {
+    let repo = checkout()?;
+    repo.write(
+        "long.tera",
+        format!(
+            "{{# set_global #}}{}{{{{ x | nosuchfilter }}}}\n",
+            "x".repeat(200_000)
+        ),
+    )?;
+    repo.sgr()
+        .args(["render", "long.tera"])
+        .timeout(std::time::Duration::from_mins(1))
+        .assert()
+        .code(2)
+        .stderr(contains("long.tera:").and(contains("nosuchfilter")));
+    Ok(())
+}
