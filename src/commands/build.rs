@@ -25,28 +25,9 @@ use crate::template::settings::{ContextSettings, RenderSettings};
 /// Failures before any image is built.
 #[derive(Debug, Error)]
 pub enum BuildCommandError {
-    /// Git metadata.
+    /// No plan could be made: git, `sgr.toml`, the plan itself, an unknown image name.
     #[error(transparent)]
-    Git(#[from] GitError),
-    /// `sgr.toml` cannot be read or parsed.
-    #[error("{}: {message}", .path.display())]
-    Config {
-        /// The file.
-        path: PathBuf,
-        /// Why.
-        message: String,
-    },
-    /// The plan is invalid.
-    #[error(transparent)]
-    Plan(#[from] PlanError),
-    /// An image named on the command line is not in the plan.
-    #[error("no image {name} in the plan (images: {})", .known.join(", "))]
-    UnknownImage {
-        /// The name given.
-        name: String,
-        /// The plan's names.
-        known: Vec<String>,
-    },
+    Prepare(#[from] PrepareError),
     /// A Dockerfile template failed to render.
     #[error(transparent)]
     Template(#[from] TemplateCommandError),
@@ -74,14 +55,15 @@ pub enum BuildCommandError {
     },
 }
 
-impl From<PrepareError> for BuildCommandError {
-    fn from(error: PrepareError) -> Self {
-        match error {
-            PrepareError::Git(error) => Self::Git(error),
-            PrepareError::Config { path, message } => Self::Config { path, message },
-            PrepareError::Plan(error) => Self::Plan(error),
-            PrepareError::UnknownImage { name, known } => Self::UnknownImage { name, known },
-        }
+impl From<PlanError> for BuildCommandError {
+    fn from(error: PlanError) -> Self {
+        Self::Prepare(PrepareError::Plan(error))
+    }
+}
+
+impl From<GitError> for BuildCommandError {
+    fn from(error: GitError) -> Self {
+        Self::Prepare(PrepareError::Git(error))
     }
 }
 
@@ -92,15 +74,15 @@ impl From<BuildCommandError> for Failure {
                 ExitStatus::Usage,
                 Some("start the engine, or point DOCKER_HOST (or --docker-host) at it, e.g. DOCKER_HOST=unix:///run/user/1000/docker.sock".to_owned()),
             ),
-            BuildCommandError::Plan(PlanError::SecretBuildArg { .. }) => (
+            BuildCommandError::Prepare(PrepareError::Plan(PlanError::SecretBuildArg { .. })) => (
                 ExitStatus::Usage,
                 Some("pass secrets at run time (an env var or a mounted file), never as build args".to_owned()),
             ),
-            BuildCommandError::Plan(PlanError::NothingToBuild { .. }) => {
+            BuildCommandError::Prepare(PrepareError::Plan(PlanError::NothingToBuild { .. })) => {
                 (ExitStatus::Usage, Some("add a Dockerfile, or describe the images in sgr.toml (docs/config.md)".to_owned()))
             }
             BuildCommandError::Failed { .. } | BuildCommandError::Docker(_) | BuildCommandError::OutDir { .. } => (ExitStatus::Failed, None),
-            BuildCommandError::Git(error) => (ExitStatus::Usage, error.hint()),
+            BuildCommandError::Prepare(PrepareError::Git(error)) => (ExitStatus::Usage, error.hint()),
             _ => (ExitStatus::Usage, None),
         };
         Self::new(error, status, hint)

@@ -127,10 +127,10 @@ impl From<PushCommandError> for Failure {
 fn unwrap_plan(error: PushCommandError) -> BuildCommandError {
     match error {
         PushCommandError::Plan(inner) => inner,
-        other => BuildCommandError::Config {
+        other => BuildCommandError::Prepare(PrepareError::Config {
             path: PathBuf::new(),
             message: other.to_string(),
-        },
+        }),
     }
 }
 
