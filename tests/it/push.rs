@@ -738,6 +738,31 @@ fn dry_run_contacts_neither_engine_nor_registry() -> TestResult {
     Ok(())
 }
 
+/// build.sh's Docker Hub layout, `leafai/studio-go-runner:<version>`, in one `remote` line.
+#[test]
+fn the_docker_hub_layout_of_build_sh_is_expressible() -> TestResult {
+    let repo = Repo::new("main")?;
+    repo.write(
+        "README.md",
+        "Version: <repo-version>0.13.1</repo-version>\n",
+    )?;
+    repo.write("cmd/runner/Dockerfile.stock", "FROM scratch\n")?;
+    repo.write(
+        "sgr.toml",
+        "[[image]]\nname = \"leafai/studio-go-runner\"\nremote = \"leafai/studio-go-runner\"\ndockerfile = \"cmd/runner/Dockerfile.stock\"\ncontext = \"cmd/runner\"\ntags = [\"{version}\"]\n",
+    )?;
+    repo.commit("fixture")?;
+    repo.sgr()
+        .args(["push", "--dry-run", "--registry", "docker.io"])
+        .env("DOCKER_HOST", "unix:///nonexistent/docker.sock")
+        .assert()
+        .success()
+        .stdout(contains(
+            "leafai/studio-go-runner:0.13.1 -> docker.io/leafai/studio-go-runner:0.13.1",
+        ));
+    Ok(())
+}
+
 #[test]
 fn bad_input_is_a_usage_error() {
     let Ok(repo) = Repo::new("main") else {
