@@ -37,15 +37,9 @@ pub enum PushCommandError {
     /// A tag pattern or `--image` reference is invalid.
     #[error(transparent)]
     Reference(#[from] plan::PlanError),
-    /// No registry was selected.
-    #[error("no registry to push to")]
-    NoRegistry,
-    /// `--azure` without a registry name.
-    #[error(
-        "--azure needs the registry: --azure-registry NAME or {}",
-        env::AZURE_REGISTRY_NAME
-    )]
-    NoAzureRegistry,
+    /// The registry flags select nothing usable.
+    #[error(transparent)]
+    Registry(#[from] RegistryChoiceError),
     /// Every selected registry was skipped.
     #[error("none of the registries could be used: {}", .skipped.join("; "))]
     NothingUsable {
@@ -80,27 +74,18 @@ impl From<TransferError> for PushCommandError {
     }
 }
 
-impl From<RegistryChoiceError> for PushCommandError {
-    fn from(error: RegistryChoiceError) -> Self {
-        match error {
-            RegistryChoiceError::NoRegistry => Self::NoRegistry,
-            RegistryChoiceError::NoAzureRegistry => Self::NoAzureRegistry,
-        }
-    }
-}
-
 impl From<PushCommandError> for Failure {
     fn from(error: PushCommandError) -> Self {
         let (status, hint) = match &error {
             PushCommandError::Plan(_) => return Self::from(unwrap_plan(error)),
-            PushCommandError::NoRegistry => (
+            PushCommandError::Registry(RegistryChoiceError::NoRegistry) => (
                 ExitStatus::Usage,
                 Some(format!(
                     "name one: --registry HOST, --aws, or --azure with --azure-registry NAME (or set {})",
                     env::AZURE_REGISTRY_NAME
                 )),
             ),
-            PushCommandError::NoAzureRegistry => (
+            PushCommandError::Registry(RegistryChoiceError::NoAzureRegistry) => (
                 ExitStatus::Usage,
                 Some("e.g. --azure-registry leafai for leafai.azurecr.io".to_owned()),
             ),
@@ -495,7 +480,9 @@ mod tests {
         parsed.targets.azure_registry = None;
         assert!(matches!(
             selections(&parsed),
-            Err(PushCommandError::NoAzureRegistry)
+            Err(PushCommandError::Registry(
+                RegistryChoiceError::NoAzureRegistry
+            ))
         ));
     }
 
