@@ -751,43 +751,9 @@ impl RegistryClient {
             } else {
                 builder.send().await
             };
-            match sent {
-                Err(source) if source.is_timeout() => Err(Attempt::Deadline),
-                Err(source) => Err(Attempt::Transport(source)),
-                Ok(response) if is_busy(response.status()) => Err(Attempt::Busy(response)),
-                Ok(response) => Ok(response),
-            }
+            Attempt::of(sent)
         };
-        let outcome = once
-            .retry(backoff(BACKOFF, ATTEMPTS))
-            .adjust(|attempt, delay| match attempt {
-                Attempt::Busy(response) => {
-                    delay.map(|delay| retry_after(response.headers()).unwrap_or(delay))
-                }
-                _ => delay,
-            })
-            .notify(|attempt, delay| {
-                tracing::debug!(
-                    host = %self.host,
-                    action = %request.action,
-                    why = %attempt,
-                    delay_ms = delay.as_millis(),
-                    "transient failure; retrying"
-                );
-            })
-            .await;
-        match outcome {
-            Ok(response) | Err(Attempt::Busy(response)) => Ok(response),
-            Err(Attempt::Transport(source)) => Err(ClientError::Transport {
-                host: self.host.clone(),
-                source,
-            }),
-            Err(Attempt::Deadline) => Err(ClientError::Deadline {
-                host: self.host.clone(),
-                action: request.action.to_owned(),
-                limit: self.timeouts.request,
-            }),
-        }
+        self.with_retries(once, request.action).await
     }
 
     async fn authorize(
@@ -809,6 +775,50 @@ impl RegistryClient {
                 None => request,
             },
             None => request,
+        }
+    }
+
+    /// `once`, tried again on transient failures with backoff (a busy answer's `Retry-After`
+    /// honoured), as one of this registry's `action`s; the last busy answer is returned as is.
+    async fn with_retries<Once, Sending>(
+        &self,
+        once: Once,
+        action: &str,
+    ) -> Result<reqwest::Response, ClientError>
+    where
+        Once: FnMut() -> Sending,
+        Sending: std::future::Future<Output = Result<reqwest::Response, Attempt>>,
+    {
+        let outcome = once
+            .retry(backoff(BACKOFF, ATTEMPTS))
+            .adjust(|attempt, delay| match attempt {
+                Attempt::Busy(response) => {
+                    delay.map(|delay| retry_after(response.headers()).unwrap_or(delay))
+                }
+                _ => delay,
+            })
+            .notify(|attempt, delay| {
+                tracing::debug!(
+                    host = %self.host,
+                    %action,
+                    why = %attempt,
+                    delay_ms = delay.as_millis(),
+                    "transient failure; retrying"
+                );
+            })
+            .await;
+        match outcome {
+            Ok(response) => Ok(response),
+            Err(Attempt::Busy(response)) => Ok(*response),
+            Err(Attempt::Transport(source)) => Err(ClientError::Transport {
+                host: self.host.clone(),
+                source,
+            }),
+            Err(Attempt::Deadline) => Err(ClientError::Deadline {
+                host: self.host.clone(),
+                action: action.to_owned(),
+                limit: self.timeouts.request,
+            }),
         }
     }
 
@@ -844,37 +854,9 @@ impl RegistryClient {
                     Some(credentials.password.expose_secret()),
                 );
             }
-            match request.send().await {
-                Err(source) if source.is_timeout() => Err(Attempt::Deadline),
-                Err(source) => Err(Attempt::Transport(source)),
-                Ok(response) if is_busy(response.status()) => Err(Attempt::Busy(response)),
-                Ok(response) => Ok(response),
-            }
+            Attempt::of(request.send().await)
         };
-        let outcome = once
-            .retry(backoff(BACKOFF, ATTEMPTS))
-            .adjust(|attempt, delay| match attempt {
-                Attempt::Busy(response) => {
-                    delay.map(|delay| retry_after(response.headers()).unwrap_or(delay))
-                }
-                _ => delay,
-            })
-            .await;
-        let transport = |source| ClientError::Transport {
-            host: self.host.clone(),
-            source,
-        };
-        let response = match outcome {
-            Ok(response) | Err(Attempt::Busy(response)) => response,
-            Err(Attempt::Transport(source)) => return Err(transport(source)),
-            Err(Attempt::Deadline) => {
-                return Err(ClientError::Deadline {
-                    host: self.host.clone(),
-                    action: "a token request".to_owned(),
-                    limit: self.timeouts.request,
-                });
-            }
-        };
+        let response = self.with_retries(once, "a token request").await?;
         let status = response.status();
         if status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN {
             return Err(ClientError::Unauthorized {
@@ -890,7 +872,14 @@ impl RegistryClient {
                 detail: String::new(),
             });
         }
-        let answer: TokenAnswer = response.json().await.map_err(transport)?;
+        let answer: TokenAnswer =
+            response
+                .json()
+                .await
+                .map_err(|source| ClientError::Transport {
+                    host: self.host.clone(),
+                    source,
+                })?;
         answer
             .token
             .or(answer.access_token)
@@ -919,7 +908,20 @@ enum Attempt {
     /// No answer within the deadline.
     Deadline,
     /// 5xx or 429: the answer is kept to return after the last try.
-    Busy(reqwest::Response),
+    Busy(Box<reqwest::Response>),
+}
+
+impl Attempt {
+    /// What one send gave: a response to use, or a failure worth another try (a busy answer
+    /// is kept, to be returned after the last try).
+    fn of(sent: Result<reqwest::Response, reqwest::Error>) -> Result<reqwest::Response, Self> {
+        match sent {
+            Err(source) if source.is_timeout() => Err(Self::Deadline),
+            Err(source) => Err(Self::Transport(source)),
+            Ok(response) if is_busy(response.status()) => Err(Self::Busy(Box::new(response))),
+            Ok(response) => Ok(response),
+        }
+    }
 }
 
 impl std::fmt::Display for Attempt {
