@@ -546,7 +546,15 @@ async fn upload_asset(
         let mut state = lock(state);
         if let Some(Fault::UploadsFailAfter(left)) = state.fault {
             if left == 0 {
-                return error(StatusCode::INTERNAL_SERVER_ERROR, "Server Error");
+                // The body is not read: the connection cannot serve another request, so it is
+                // closed, and the client must not keep it for the next try (it would meet a
+                // closed connection there, not this 500).
+                let mut response = error(StatusCode::INTERNAL_SERVER_ERROR, "Server Error");
+                response.headers_mut().insert(
+                    hyper::header::CONNECTION,
+                    hyper::header::HeaderValue::from_static("close"),
+                );
+                return response;
             }
             state.fault = Some(Fault::UploadsFailAfter(left - 1));
         }
