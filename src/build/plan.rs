@@ -181,6 +181,14 @@ pub struct PlannedImage {
     pub values: BTreeMap<String, String>,
 }
 
+impl PlannedImage {
+    /// Every local reference it gets: its tags, then its extra whole references.
+    #[must_use]
+    pub fn all_references(&self) -> Vec<String> {
+        self.tags.iter().chain(&self.extra_tags).cloned().collect()
+    }
+}
+
 /// Replace `{placeholders}` in `text`.
 ///
 /// # Errors

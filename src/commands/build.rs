@@ -360,13 +360,7 @@ fn print_plan(planned: &[PlannedImage], printer: &Printer) -> Result<(), BuildCo
                 .collect();
             format!(
                 "{}  {}  context {}{}  {}",
-                image
-                    .tags
-                    .iter()
-                    .chain(&image.extra_tags)
-                    .cloned()
-                    .collect::<Vec<_>>()
-                    .join(","),
+                image.all_references().join(","),
                 image.dockerfile.display(),
                 image.context.display(),
                 if image.depends_on.is_empty() {
@@ -461,12 +455,7 @@ async fn build_one(
                 ignore,
                 include_git: settings.include_git,
                 dockerfile: dockerfile.into_bytes(),
-                tags: image
-                    .tags
-                    .iter()
-                    .chain(&image.extra_tags)
-                    .cloned()
-                    .collect(),
+                tags: image.all_references(),
                 build_args: image.build_args.clone(),
                 labels,
                 no_cache: settings.no_cache,
@@ -612,12 +601,7 @@ fn summarise(
 fn summary_row(image: &PlannedImage, outcome: Option<Outcome>, printer: &Printer) -> BuildResult {
     let row = BuildResult {
         image: image.name.clone(),
-        tags: image
-            .tags
-            .iter()
-            .chain(&image.extra_tags)
-            .cloned()
-            .collect(),
+        tags: image.all_references(),
         id: None,
         size: None,
         context_files: None,
