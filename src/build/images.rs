@@ -29,6 +29,9 @@ use super::plan::PlannedImage;
 /// Where the record lives inside a git directory.
 const RECORD: &str = "sgr/pushed.json";
 
+/// The lock held while the record is read, changed and written.
+const LOCK: &str = "sgr/pushed.lock";
+
 /// The most bytes of a record read: it is ours, but a damaged one must not cost memory.
 const RECORD_LIMIT: u64 = 4 * 1024 * 1024;
 
@@ -123,6 +126,40 @@ impl PushRecord {
                 list.drain(..excess);
             }
         }
+    }
+
+    /// Add `pushed` to the record of `git_dir` and write it, holding a lock on
+    /// `sgr/pushed.lock` meanwhile, so that pushes running at the same moment in one checkout
+    /// keep each other's entries.
+    ///
+    /// # Errors
+    /// The lock, or the record, cannot be taken or written.
+    pub fn update(
+        git_dir: &Path,
+        pushed: impl IntoIterator<Item = (String, Pushed)>,
+    ) -> Result<(), RecordError> {
+        let lock_path = git_dir.join(LOCK);
+        let error = |source| RecordError {
+            path: lock_path.clone(),
+            source,
+        };
+        if let Some(parent) = lock_path.parent() {
+            std::fs::create_dir_all(parent).map_err(error)?;
+        }
+        let lock = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .map_err(error)?;
+        rustix::fs::flock(&lock, rustix::fs::FlockOperation::LockExclusive)
+            .map_err(|errno| error(errno.into()))?;
+        let mut record = Self::read(git_dir);
+        record.add(pushed);
+        // The lock goes with the file when it is dropped, after the write.
+        let written = record.write(git_dir);
+        drop(lock);
+        written
     }
 
     /// Write the record of `git_dir` atomically.
@@ -477,6 +514,39 @@ mod tests {
         )?;
         // Opening it would block for ever.
         assert_eq!(PushRecord::read(directory.path()), PushRecord::default());
+        Ok(())
+    }
+
+    #[test]
+    fn concurrent_updates_keep_every_entry() -> Result<(), Box<dyn std::error::Error>> {
+        let directory = tempfile::tempdir()?;
+        let git_dir = directory.path().to_path_buf();
+        let writers: Vec<_> = (0..8)
+            .map(|writer| {
+                let git_dir = git_dir.clone();
+                std::thread::spawn(move || {
+                    for push in 0..5 {
+                        PushRecord::update(
+                            &git_dir,
+                            [(
+                                format!("image-{writer}"),
+                                Pushed {
+                                    reference: format!("r.example/i/{writer}:t{push}"),
+                                    digest: None,
+                                },
+                            )],
+                        )?;
+                    }
+                    Ok::<_, RecordError>(())
+                })
+            })
+            .collect();
+        for writer in writers {
+            writer.join().map_err(|_| "a writer panicked")??;
+        }
+        let record = PushRecord::read(&git_dir);
+        assert_eq!(record.images.len(), 8, "{record:?}");
+        assert!(record.images.values().all(|pushed| pushed.len() == 5));
         Ok(())
     }
 }

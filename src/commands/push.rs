@@ -339,22 +339,21 @@ pub(crate) fn deliver(
         ))
     });
     if let Some(git_dir) = record_in {
-        let mut record = PushRecord::read(git_dir);
-        record.add(
-            rows.iter()
-                .filter(|row| matches!(row.result, Outcome::Pushed | Outcome::UpToDate))
-                .map(|row| {
-                    (
-                        images::repository_of(&row.image).to_owned(),
-                        Pushed {
-                            reference: row.target.clone(),
-                            digest: row.digest.clone(),
-                        },
-                    )
-                }),
-        );
+        let pushed: Vec<(String, Pushed)> = rows
+            .iter()
+            .filter(|row| matches!(row.result, Outcome::Pushed | Outcome::UpToDate))
+            .map(|row| {
+                (
+                    images::repository_of(&row.image).to_owned(),
+                    Pushed {
+                        reference: row.target.clone(),
+                        digest: row.digest.clone(),
+                    },
+                )
+            })
+            .collect();
         // The record only saves typing references later: failing to keep it is a warning.
-        if let Err(error) = record.write(git_dir) {
+        if let Err(error) = PushRecord::update(git_dir, pushed) {
             printer.warn(&crate::error::chain(&error));
         }
     }
