@@ -99,19 +99,20 @@ fn tera_set_block(text: &str) -> bool {
 
 /// A Go-template variable assignment (`$x = …`, not `:=`, `==`, `!=`, `<=`, `>=`).
 fn go_assigns(text: &str) -> bool {
+    // One pass: whether a `$` came before, and the last byte that is not a blank.
     let bytes = text.as_bytes();
-    bytes.iter().enumerate().any(|(index, byte)| {
-        *byte == b'='
-            && bytes.get(index + 1) != Some(&b'=')
-            && bytes[..index]
-                .iter()
-                .rev()
-                .find(|previous| !previous.is_ascii_whitespace())
-                .is_some_and(|previous| {
-                    previous.is_ascii_alphanumeric() || *previous == b'_' || *previous == b'$'
-                })
-            && bytes[..index].contains(&b'$')
-    })
+    let mut seen_dollar = false;
+    let mut last_word_byte = false;
+    for (index, byte) in bytes.iter().enumerate() {
+        if *byte == b'=' && seen_dollar && last_word_byte && bytes.get(index + 1) != Some(&b'=') {
+            return true;
+        }
+        if !byte.is_ascii_whitespace() {
+            last_word_byte = byte.is_ascii_alphanumeric() || *byte == b'_' || *byte == b'$';
+        }
+        seen_dollar |= *byte == b'$';
+    }
+    false
 }
 
 /// Render `job` in a child process; `render` is what the child runs. The error is a message

@@ -88,6 +88,19 @@ async fn seed(
     Ok(client)
 }
 
+/// The copy's two ends with the test's small limits: the source behind `proxy`, the
+/// target direct.
+fn ends(
+    proxy: &TcpFaultProxy,
+    host: &str,
+    credentials: &Credentials,
+) -> Result<(RegistryClient, RegistryClient), Failure> {
+    Ok((
+        RegistryClient::with_timeouts(&proxy.address(), Some(credentials.clone()), TIMEOUTS)?,
+        RegistryClient::with_timeouts(host, Some(credentials.clone()), TIMEOUTS)?,
+    ))
+}
+
 fn repositories(test: &str) -> Result<(String, String), Failure> {
     let nanos = SystemTime::now().duration_since(UNIX_EPOCH)?.as_nanos() % 1_000_000_000;
     Ok((
@@ -109,9 +122,7 @@ fn a_copy_slower_than_the_request_deadline_completes_in_one_attempt() -> TestRes
     proxy.throttle(512 << 10);
     sgr_test_support::runtime()?.block_on(async {
         seed(&host, &credentials, &source, &blob).await?;
-        let from =
-            RegistryClient::with_timeouts(&proxy.address(), Some(credentials.clone()), TIMEOUTS)?;
-        let to = RegistryClient::with_timeouts(&host, Some(credentials.clone()), TIMEOUTS)?;
+        let (from, to) = ends(&proxy, &host, &credentials)?;
         let started = Instant::now();
         let attempts = copy_blob(&from, &source, &to, &target, &blob.digest, SIZE as u64).await?;
         let took = started.elapsed();
@@ -142,9 +153,7 @@ fn a_copy_that_stops_moving_fails_after_the_idle_limit_naming_the_blob() -> Test
     proxy.stall_after(256 << 10);
     sgr_test_support::runtime()?.block_on(async {
         seed(&host, &credentials, &source, &blob).await?;
-        let from =
-            RegistryClient::with_timeouts(&proxy.address(), Some(credentials.clone()), TIMEOUTS)?;
-        let to = RegistryClient::with_timeouts(&host, Some(credentials.clone()), TIMEOUTS)?;
+        let (from, to) = ends(&proxy, &host, &credentials)?;
         let started = Instant::now();
         let copied = tokio::time::timeout(
             Duration::from_mins(1),
