@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
-# `sgr build` against `docker build` (classic builder, DOCKER_BUILDKIT=0) on the same engine
-# and the same contexts: about 100 MiB in 2 000 files and 1.1 GiB in 20 000 files, no cache,
-# `FROM scratch` + `COPY . /ctx`. For each context, RUNS builds of each tool, alternating;
-# reports the medians, their ratio (target <= 1.0 on each) and sgr's peak RSS (/usr/bin/time,
-# target <= 64 MiB). sgr's labels cost one builder step (one LABEL instruction), docker's
-# build none: the ratio includes that step. ctx-100m-label is the 100 MiB context with a
-# Dockerfile ending in a LABEL of its own (sgr's labels join it: the same steps for both).
+# `sgr build` against `docker build` on the same engine and the same contexts: about 100 MiB
+# in 2 000 files and 1.1 GiB in 20 000 files, no cache, `FROM scratch` + `COPY . /ctx`.
+# Tools: docker build with the classic builder (DOCKER_BUILDKIT=0); sgr build as it chooses
+# (BuildKit on this engine); sgr build --builder classic; and docker build with BuildKit when a
+# CLI that has it is here (buildx, or Debian's 20.10 CLI). For each context, RUNS builds of
+# each tool, alternating; reports the medians, the ratios (target <= 1.0) and sgr's peak RSS
+# (/usr/bin/time, target <= 64 MiB). sgr's labels cost one LABEL step under the classic
+# builder and none under BuildKit; docker's build has none. ctx-100m-label is the 100 MiB
+# context with a Dockerfile ending in a LABEL of its own (sgr's labels join it).
 # SGR_BENCH_CONTEXTS="ctx-100m ..." chooses the contexts.
 #
 # Usage: [SGR_BENCH_BIN=path] bench/build.sh [RUNS]   (needs docker.io for dockerd and the docker CLI, and time)
@@ -55,26 +57,56 @@ PY
 
 median() { sort -n | awk '{ values[NR] = $1 } END { print values[int((NR + 1) / 2)] }'; }
 
-# run_builds DIR LABEL: prints "docker_median sgr_median sgr_rss_max_kib"
+# The docker CLI with BuildKit: buildx when installed, else a CLI with BuildKit built in
+# (Debian's docker.io 20.10 at /usr/bin/docker); none: that column is left out.
+if docker buildx version >/dev/null 2>&1; then
+    DOCKER_BUILDKIT_CLI=(docker buildx build --load)
+elif /usr/bin/docker --version 2>/dev/null | grep -q 'version 20\.'; then
+    DOCKER_BUILDKIT_CLI=(env DOCKER_BUILDKIT=1 /usr/bin/docker build)
+else
+    DOCKER_BUILDKIT_CLI=()
+fi
+
+# timed TOOL DIR: runs one build, prints its seconds (sgr's peak RSS goes to $WORK/rss)
+timed() {
+    local start end
+    docker rmi -f sgr-bench/ctx:bench >/dev/null 2>&1 || true
+    start=$(date +%s.%N)
+    case $1 in
+        docker-classic) DOCKER_BUILDKIT=0 docker build -q --no-cache -t sgr-bench/ctx:bench "$2" >/dev/null 2>&1 ;;
+        docker-buildkit) "${DOCKER_BUILDKIT_CLI[@]}" -q --no-cache -t sgr-bench/ctx:bench "$2" >/dev/null 2>&1 ;;
+        sgr) /usr/bin/time -f '%M' -o "$WORK/rss" "$SGR" build -q --no-cache --git "$2" >/dev/null ;;
+        sgr-classic) /usr/bin/time -f '%M' -o "$WORK/rss" "$SGR" build -q --no-cache --builder classic --git "$2" >/dev/null ;;
+    esac
+    end=$(date +%s.%N)
+    echo "$end - $start" | bc
+}
+
+# run_builds DIR: RUNS alternating builds of each tool; prints "TOOL=MEDIAN ... rss=MAX_KIB"
 run_builds() {
-    local directory=$1 docker_times=() sgr_times=() rss=0 start end kib
+    local directory=$1 rss=0 kib tool seconds
+    local tools=(docker-classic sgr sgr-classic)
+    [ ${#DOCKER_BUILDKIT_CLI[@]} -gt 0 ] && tools+=(docker-buildkit)
+    declare -A times=()
     for run in $(seq 1 "$RUNS"); do
-        docker rmi -f sgr-bench/ctx:bench >/dev/null 2>&1 || true
-        start=$(date +%s.%N)
-        DOCKER_BUILDKIT=0 docker build -q --no-cache -t sgr-bench/ctx:bench "$directory" >/dev/null 2>&1
-        end=$(date +%s.%N)
-        docker_times+=("$(echo "$end - $start" | bc)")
-        docker rmi -f sgr-bench/ctx:bench >/dev/null 2>&1 || true
-        start=$(date +%s.%N)
-        /usr/bin/time -f '%M' -o "$WORK/rss" "$SGR" build -q --no-cache --git "$directory" >/dev/null
-        end=$(date +%s.%N)
-        sgr_times+=("$(echo "$end - $start" | bc)")
-        kib=$(tail -n 1 "$WORK/rss")
-        [ "$kib" -gt "$rss" ] && rss=$kib
-        echo "  run $run: docker ${docker_times[-1]} s, sgr ${sgr_times[-1]} s, sgr RSS $kib KiB" >&2
+        local line="  run $run:"
+        for tool in "${tools[@]}"; do
+            seconds=$(timed "$tool" "$directory")
+            times[$tool]+="$seconds "
+            line+=" $tool $seconds s,"
+            if [[ $tool == sgr* ]]; then
+                kib=$(tail -n 1 "$WORK/rss")
+                [ "$kib" -gt "$rss" ] && rss=$kib
+            fi
+        done
+        echo "$line sgr RSS $kib KiB" >&2
     done
     docker rmi -f sgr-bench/ctx:bench >/dev/null 2>&1 || true
-    echo "$(printf '%s\n' "${docker_times[@]}" | median) $(printf '%s\n' "${sgr_times[@]}" | median) $rss"
+    local out=""
+    for tool in "${tools[@]}"; do
+        out+="$tool=$(printf '%s\n' ${times[$tool]} | median) "
+    done
+    echo "${out}rss=$rss"
 }
 
 make_context "$WORK/ctx-100m" 2000 53687
@@ -88,10 +120,19 @@ if [ ! -f "$WORK/ctx-100m-label/.complete" ]; then
     printf 'FROM scratch\nCOPY . /ctx\nLABEL org.example.team=ml\n' >"$WORK/ctx-100m-label/Dockerfile"
 fi
 results=()
+ratio() { echo "scale=2; $1 / $2" | bc; }
 for context in ${SGR_BENCH_CONTEXTS:-ctx-100m ctx-100m-label ctx-1g}; do
     echo "$context: $(du -sh --apparent-size "$WORK/$context/data" | cut -f1) in $(find "$WORK/$context/data" -type f | wc -l) files, $RUNS runs each" >&2
-    read -r docker_median sgr_median rss < <(run_builds "$WORK/$context")
-    results+=("$(printf '%-9s docker build median %6s s, sgr build median %6s s, ratio %s, sgr peak RSS %s MiB' \
-        "$context" "$docker_median" "$sgr_median" "$(echo "scale=2; $sgr_median / $docker_median" | bc)" "$((rss / 1024))")")
+    declare -A median=()
+    for pair in $(run_builds "$WORK/$context"); do median[${pair%%=*}]=${pair#*=}; done
+    line=$(printf '%-14s docker build (classic) %6s s, sgr build %6s s: ratio %s; sgr --builder classic %6s s: ratio %s' \
+        "$context" "${median[docker-classic]}" "${median[sgr]}" "$(ratio "${median[sgr]}" "${median[docker-classic]}")" \
+        "${median[sgr-classic]}" "$(ratio "${median[sgr-classic]}" "${median[docker-classic]}")")
+    if [ -n "${median[docker-buildkit]:-}" ]; then
+        line+=$(printf '; docker build (BuildKit) %6s s: sgr ratio %s' "${median[docker-buildkit]}" \
+            "$(ratio "${median[sgr]}" "${median[docker-buildkit]}")")
+    fi
+    results+=("$line; sgr peak RSS $((median[rss] / 1024)) MiB")
+    unset median
 done
 printf '%s\n' "${results[@]}"

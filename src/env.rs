@@ -28,6 +28,9 @@ pub const NO_COLOR: &str = "NO_COLOR";
 /// Unix seconds to use instead of the clock (<https://reproducible-builds.org>).
 pub const SOURCE_DATE_EPOCH: &str = "SOURCE_DATE_EPOCH";
 
+/// The docker CLI's builder switch: 1 for BuildKit, 0 for the classic builder (`--builder`).
+pub const DOCKER_BUILDKIT: &str = "DOCKER_BUILDKIT";
+
 /// Variables that name the branch when HEAD is detached, in the order they
 /// are tried: GitHub pull requests, GitHub, GitLab, Buildkite, Travis, Jenkins.
 pub const CI_BRANCH_VARIABLES: [&str; 6] = [

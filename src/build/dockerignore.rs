@@ -20,14 +20,14 @@ pub struct PatternError {
     pub source: regex::Error,
 }
 
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 struct Pattern {
     regex: Regex,
     exclusion: bool,
 }
 
 /// The parsed rules of one `.dockerignore`.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub struct DockerIgnore {
     patterns: Vec<Pattern>,
 }

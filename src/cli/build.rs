@@ -26,8 +26,15 @@ Dockerfiles are templates: tera (sgr render) or duat's Go dialect (sgr stencil),
 detected from their syntax. The context is streamed as tar (never held in memory)
 with .dockerignore applied by Docker's rules and .git left out; the rendered
 Dockerfile travels under a private name. Images get OCI labels (version, revision,
-branch, created) through one LABEL instruction appended to the stage being built. A build arg named like a secret, or holding a secret variable's
-value, is refused: build args stay in the image history.
+branch, created) through one LABEL instruction appended to the stage being built
+(or joined to its own final LABEL). A build arg named like a secret, or holding a
+secret variable's value, is refused: build args stay in the image history.
+
+Images build with BuildKit where the engine offers it (a Linux engine, API 1.39 or
+later, reached over unix:// or tcp://), else with the classic builder; also classic
+when a Dockerfile has RUN steps and the engine has no bridge network for them, or
+--network names a network BuildKit does not take. An engine that refuses BuildKit
+gets the classic build instead. --builder (or DOCKER_BUILDKIT) forces either.
 
 The engine is DOCKER_HOST (or --docker-host), else /var/run/docker.sock.
 Exit codes: 0 all built; 1 a build failed; 2 bad configuration, template or
@@ -41,6 +48,27 @@ Examples:
   sgr build --dry-run                    the plan; no engine is contacted
   sgr build --out-dir rendered/          also keep the rendered Dockerfiles
   DOCKER_HOST=unix:///tmp/d.sock sgr build --jobs 4 --output json";
+
+/// `--builder`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum BuilderFlag {
+    /// BuildKit where possible, else the classic builder.
+    Auto,
+    /// BuildKit only.
+    Buildkit,
+    /// The classic builder only.
+    Classic,
+}
+
+impl From<BuilderFlag> for crate::docker::BuilderChoice {
+    fn from(flag: BuilderFlag) -> Self {
+        match flag {
+            BuilderFlag::Auto => Self::Auto,
+            BuilderFlag::Buildkit => Self::BuildKit,
+            BuilderFlag::Classic => Self::Classic,
+        }
+    }
+}
 
 /// `sgr build [OPTIONS] [IMAGE]...`.
 #[derive(Debug, Args)]
@@ -68,6 +96,12 @@ pub struct BuildArgs {
     /// Build this stage of multi-stage Dockerfiles.
     #[arg(long, value_name = "STAGE")]
     pub target: Option<String>,
+
+    /// The builder: auto (BuildKit where the engine offers it and the build allows it,
+    /// else the classic builder; the first output line says which and why), buildkit,
+    /// or classic. Without this flag, `DOCKER_BUILDKIT` (1 or 0) chooses, as for the docker CLI.
+    #[arg(long, value_name = "BUILDER", value_enum)]
+    pub builder: Option<BuilderFlag>,
 
     /// Network mode for RUN steps (e.g. none, host).
     #[arg(long, value_name = "MODE")]

@@ -16,7 +16,7 @@ use crate::build::{context, labels};
 use crate::cli::GlobalArgs;
 use crate::cli::build::BuildArgs;
 use crate::cli::template::DialectFlag;
-use crate::docker::{BuildRequest, DockerError, Engine};
+use crate::docker::{BuildRequest, BuilderChoice, DockerError, Engine};
 use crate::error::{ExitStatus, Failure};
 use crate::git::GitError;
 use crate::output::{OutputFormat, Printer};
@@ -43,6 +43,9 @@ pub enum BuildCommandError {
     /// The engine cannot be reached.
     #[error(transparent)]
     Docker(#[from] DockerError),
+    /// `DOCKER_BUILDKIT` holds something else than a boolean.
+    #[error("{0}")]
+    Builder(String),
     /// Some builds failed.
     #[error("{failed} of {total} image(s) failed to build{}", if *.skipped > 0 { format!(", {} skipped because an image they depend on was not built", .skipped) } else { String::new() })]
     Failed {
@@ -217,11 +220,22 @@ struct EngineSettings {
     include_git: bool,
     target: Option<String>,
     network: Option<String>,
+    builder: BuilderChoice,
 }
 
 impl BuildSettings {
-    fn resolve(args: &BuildArgs, global: &GlobalArgs) -> Self {
-        Self {
+    fn resolve(args: &BuildArgs, global: &GlobalArgs) -> Result<Self, BuildCommandError> {
+        let builder = match (
+            args.builder,
+            crate::env::process(crate::env::DOCKER_BUILDKIT),
+        ) {
+            (Some(flag), _) => BuilderChoice::from(flag),
+            (None, Some(value)) if !value.is_empty() => {
+                BuilderChoice::from_docker_buildkit(&value).map_err(BuildCommandError::Builder)?
+            }
+            (None, _) => BuilderChoice::Auto,
+        };
+        Ok(Self {
             git_dir: args.git.git_dir.clone(),
             config: args.plan.config.clone(),
             org: args.plan.org.clone(),
@@ -239,9 +253,10 @@ impl BuildSettings {
                 include_git: args.include_git,
                 target: args.target.clone(),
                 network: args.network.clone(),
+                builder,
             },
             dry_run: global.dry_run,
-        }
+        })
     }
 }
 
@@ -253,7 +268,7 @@ fn run_inner(
     printer: &Printer,
     runtime: &tokio::runtime::Runtime,
 ) -> Result<(), BuildCommandError> {
-    let settings = BuildSettings::resolve(args, global);
+    let settings = BuildSettings::resolve(args, global)?;
     let Prepared {
         top,
         planned,
@@ -462,6 +477,7 @@ async fn build_one(
                 pull: settings.pull,
                 target,
                 network: settings.network.clone(),
+                builder: settings.builder,
                 sent: std::sync::Arc::clone(&tracker.sent),
             };
             engine.build(request, |line| tracker.line(line)).await

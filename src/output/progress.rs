@@ -65,10 +65,16 @@ impl ImageProgress<'_> {
         match &self.bar {
             None => self.printer.note(&format!("{} | {line}", self.image)),
             Some(bar) => {
-                if let Some(step) = line
+                // "Step 2/5 : COPY …" (classic) or "#7 [2/5] COPY …" (BuildKit).
+                let step = line
                     .strip_prefix("Step ")
                     .and_then(|rest| rest.split_whitespace().next())
-                {
+                    .or_else(|| {
+                        let (_, rest) = line.strip_prefix('#')?.split_once(" [")?;
+                        let (step, _) = rest.split_once(']')?;
+                        step.contains('/').then_some(step)
+                    });
+                if let Some(step) = step {
                     self.step = format!("step {step}");
                 }
                 let sent = self.sent.load(Ordering::Relaxed);

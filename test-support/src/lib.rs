@@ -26,6 +26,7 @@ mod tcp_proxy;
 pub use fake_github::{FakeAsset, FakeGitHub, FakeRelease, Fault};
 pub use fake_kube::{FakeKube, LogFaults, PodScript};
 pub use fault_proxy::{FaultProxy, Seen};
+pub use loopback::LoopbackServer;
 pub use rabbitmq::PrivateRabbitMq;
 pub use tcp_proxy::{Mode as ProxyMode, TcpFaultProxy};
 

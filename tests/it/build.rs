@@ -62,22 +62,40 @@ fn module(repo: &Repo) -> String {
 
 #[test]
 fn builds_several_images_concurrently_with_labels_and_tags() -> TestResult {
+    // The test engine has no bridge network: RUN steps take the classic builder.
+    builds_several_images(
+        &[],
+        "sgr: building with the classic builder (the engine has no bridge network",
+    )
+}
+
+#[test]
+fn buildkit_builds_the_same_images_with_run_steps_and_ignore_rules() -> TestResult {
+    // --network none lets BuildKit run RUN steps on an engine without a bridge.
+    builds_several_images(
+        &["--network", "none"],
+        "sgr: building with BuildKit (the engine offers it",
+    )
+}
+
+fn builds_several_images(extra: &[&str], builder_line: &str) -> TestResult {
     let Some(host) = service(Service::Docker) else {
         return Ok(());
     };
     let busybox = std::env::var("SGR_TEST_BUSYBOX").unwrap_or_else(|_| "/bin/busybox".to_owned());
     let repo = project(Path::new(&busybox))?;
     let module = module(&repo);
-    let output = repo
+    let assert = repo
         .sgr()
         .args(["build", "--jobs", "2", "--output", "json"])
+        .args(extra)
         .env("DOCKER_HOST", &host)
         .env("GITHUB_TOKEN", "ghp_never_in_history")
         .assert()
-        .success()
-        .get_output()
-        .stdout
-        .clone();
+        .success();
+    let stderr = String::from_utf8_lossy(&assert.get_output().stderr).into_owned();
+    assert_eq!(stderr.matches(builder_line).count(), 2, "{stderr}");
+    let output = assert.get_output().stdout.clone();
     let rows: serde_json::Value = serde_json::from_slice(&output)?;
     assert_eq!(rows.as_array().map(Vec::len), Some(2), "{rows}");
     assert_eq!(rows[0]["result"], "built");
@@ -152,13 +170,89 @@ fn a_failing_run_step_fails_the_build_with_its_output() -> TestResult {
         .code(1)
         .stderr(contains("failed").and(contains("about-to-fail")))
         .stdout(contains("failed"));
-    repo.write("Dockerfile", "FROM scratch\nCOPY missing-file /x\n")?;
+    // The same under BuildKit, whose RUN steps need --network none on this engine.
     repo.sgr()
-        .args(["build"])
+        .args(["build", "--builder", "buildkit", "--network", "none"])
         .env("DOCKER_HOST", &host)
         .assert()
         .code(1)
-        .stderr(contains("missing-file"));
+        .stderr(
+            contains("sgr: building with BuildKit (chosen)")
+                .and(contains(" about-to-fail"))
+                .and(contains("exit code: 3")),
+        );
+    // Without it, BuildKit cannot run the step here, and says what to do.
+    repo.sgr()
+        .args(["build", "--builder", "buildkit"])
+        .env("DOCKER_HOST", &host)
+        .assert()
+        .code(1)
+        .stderr(contains("network bridge not found").and(contains(
+            "hint: this engine has no bridge network: build with --network none or host, or with --builder classic",
+        )));
+    repo.write("Dockerfile", "FROM scratch\nCOPY missing-file /x\n")?;
+    for builder in ["classic", "buildkit"] {
+        repo.sgr()
+            .args(["build", "--builder", builder])
+            .env("DOCKER_HOST", &host)
+            .assert()
+            .code(1)
+            .stderr(contains("missing-file"));
+    }
+    Ok(())
+}
+
+#[test]
+fn the_builder_follows_the_flag_then_docker_buildkit() -> TestResult {
+    let repo = Repo::new("main")?;
+    repo.write("README.md", "Version: <repo-version>1.0.0</repo-version>\n")?;
+    repo.write("Dockerfile", "FROM scratch\nCOPY README.md /\n")?;
+    repo.commit("fixture")?;
+    // A value the docker CLI would refuse too: exit 2 before any engine is contacted.
+    repo.sgr()
+        .args(["build"])
+        .env("DOCKER_BUILDKIT", "maybe")
+        .env("DOCKER_HOST", "unix:///nonexistent/docker.sock")
+        .assert()
+        .code(2)
+        .stderr(contains("DOCKER_BUILDKIT=\"maybe\" is not a boolean"));
+    let Some(host) = service(Service::Docker) else {
+        return Ok(());
+    };
+    for (flag, environment, expected) in [
+        (
+            None,
+            None,
+            "sgr: building with BuildKit (the engine offers it (API 1.",
+        ),
+        (
+            None,
+            Some("0"),
+            "sgr: building with the classic builder (chosen)",
+        ),
+        (None, Some("1"), "sgr: building with BuildKit (chosen)"),
+        (
+            Some("classic"),
+            Some("1"),
+            "sgr: building with the classic builder (chosen)",
+        ),
+        (
+            Some("auto"),
+            Some("0"),
+            "sgr: building with BuildKit (the engine offers it",
+        ),
+    ] {
+        let mut command = repo.sgr();
+        command.args(["build"]).env("DOCKER_HOST", &host);
+        if let Some(flag) = flag {
+            command.args(["--builder", flag]);
+        }
+        match environment {
+            Some(value) => command.env("DOCKER_BUILDKIT", value),
+            None => command.env_remove("DOCKER_BUILDKIT"),
+        };
+        command.assert().success().stderr(contains(expected));
+    }
     Ok(())
 }
 

@@ -87,7 +87,8 @@ impl Repo {
     }
 }
 
-/// `sgr` with a clean environment: no CI branch variables, no SGR_* overrides.
+/// `sgr` with a clean environment: no CI branch variables, no SGR_* overrides, no
+/// `DOCKER_BUILDKIT`.
 pub fn sgr_command() -> assert_cmd::Command {
     let mut command = cargo_bin_cmd!("sgr");
     for variable in CI_BRANCH_VARIABLES {
@@ -98,6 +99,9 @@ pub fn sgr_command() -> assert_cmd::Command {
             command.env_remove(name);
         }
     }
-    command.env_remove("SOURCE_DATE_EPOCH").env("NO_COLOR", "1");
+    command
+        .env_remove("SOURCE_DATE_EPOCH")
+        .env_remove("DOCKER_BUILDKIT")
+        .env("NO_COLOR", "1");
     command
 }
