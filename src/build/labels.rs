@@ -1,4 +1,5 @@
-//! sgr's image labels as one `LABEL` instruction in the rendered Dockerfile.
+//! sgr's image labels as one `LABEL` instruction in the rendered Dockerfile, for the classic
+//! builder (BuildKit takes them through the `labels` option with no step: `docker`).
 //!
 //! The Engine API's `labels` build option makes the classic builder add one `LABEL` step per
 //! label, each committing an intermediate container: five labels cost five steps, a fixed

@@ -26,8 +26,9 @@ Dockerfiles are templates: tera (sgr render) or duat's Go dialect (sgr stencil),
 detected from their syntax. The context is streamed as tar (never held in memory)
 with .dockerignore applied by Docker's rules and .git left out; the rendered
 Dockerfile travels under a private name. Images get OCI labels (version, revision,
-branch, created) through one LABEL instruction appended to the stage being built
-(or joined to its own final LABEL). A build arg named like a secret, or holding a
+branch, created): on the image config under BuildKit (no step), as one LABEL
+instruction appended to the stage being built (or joined to its own final LABEL)
+under the classic builder. A build arg named like a secret, or holding a
 secret variable's value, is refused: build args stay in the image history.
 
 Images build with BuildKit where the engine offers it (a Linux engine, API 1.39 or

@@ -10,9 +10,9 @@ use serde::Serialize;
 use thiserror::Error;
 
 use super::template::{self, Source, TemplateCommandError};
+use crate::build::context;
 use crate::build::plan::{self, Dialect, PlanError, PlannedImage};
 use crate::build::prepare::{PlanSelection, PrepareError, Prepared, prepare};
-use crate::build::{context, labels};
 use crate::cli::GlobalArgs;
 use crate::cli::build::BuildArgs;
 use crate::cli::template::DialectFlag;
@@ -455,12 +455,6 @@ async fn build_one(
     let mut tracker = progress.image(&image.name);
     let started = run_started.elapsed();
     let target = settings.target.clone().or_else(|| image.target.clone());
-    // One LABEL step instead of one per label (see build::labels).
-    let (dockerfile, labels) =
-        match labels::append_label_instruction(&dockerfile, &image.labels, target.as_deref()) {
-            Some(with_labels) => (with_labels, BTreeMap::new()),
-            None => (dockerfile, image.labels.clone()),
-        };
     let outcome = match context::read_ignore(&context_directory) {
         Err(error) => Err(DockerError::from(error)),
         Ok(ignore) => {
@@ -472,7 +466,7 @@ async fn build_one(
                 dockerfile: dockerfile.into_bytes(),
                 tags: image.all_references(),
                 build_args: image.build_args.clone(),
-                labels,
+                labels: image.labels.clone(),
                 no_cache: settings.no_cache,
                 pull: settings.pull,
                 target,

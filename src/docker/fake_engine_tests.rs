@@ -31,8 +31,8 @@ struct FakeEngine {
     host: String,
     /// `METHOD path?query` of every request, in order.
     requests: Arc<Mutex<Vec<String>>>,
-    /// Context bytes each build request carried.
-    received: Arc<Mutex<Vec<usize>>>,
+    /// The context each build request carried.
+    received: Arc<Mutex<Vec<Bytes>>>,
 }
 
 const IMAGE_ID: &str = "sha256:7286edcfa813dac39a754f71f63733eaadf6159286d7e920aecf4a75e5d5f9a5";
@@ -45,12 +45,12 @@ fn json(status: u16, body: &str) -> Response<Full<Bytes>> {
         .expect("a valid response")
 }
 
-async fn body_length(request: Request<Incoming>) -> usize {
+async fn body(request: Request<Incoming>) -> Bytes {
     request
         .into_body()
         .collect()
         .await
-        .map_or(0, |body| body.to_bytes().len())
+        .map_or_else(|_| Bytes::new(), http_body_util::Collected::to_bytes)
 }
 
 fn fake_engine(bridge: bool, answer: BuildKitAnswer) -> FakeEngine {
@@ -81,14 +81,14 @@ fn fake_engine(bridge: bool, answer: BuildKitAnswer) -> FakeEngine {
                             json(400, &format!(r#"{{"message":"{message}"}}"#))
                         }
                         BuildKitAnswer::Stream(bytes) => {
-                            let length = body_length(request).await;
-                            sizes.lock().expect("not poisoned").push(length);
+                            let context = body(request).await;
+                            sizes.lock().expect("not poisoned").push(context);
                             Response::new(Full::new(bytes))
                         }
                     },
                     "/build" => {
-                        let length = body_length(request).await;
-                        sizes.lock().expect("not poisoned").push(length);
+                        let context = body(request).await;
+                        sizes.lock().expect("not poisoned").push(context);
                         json(
                             200,
                             &format!(
@@ -209,7 +209,7 @@ fn the_real_engines_buildkit_stream_is_followed_to_its_image() {
         .collect();
     assert_eq!(builds.len(), 1, "{requests:#?}");
     assert!(builds[0].contains("version=2") && builds[0].contains("t=org%2Fimage%3Amain"));
-    assert!(engine.received.lock().expect("not poisoned")[0] > 300 * 1024);
+    assert!(engine.received.lock().expect("not poisoned")[0].len() > 300 * 1024);
     assert!(
         requests
             .iter()
@@ -263,7 +263,7 @@ fn an_engine_that_refuses_buildkit_gets_the_classic_build_unless_buildkit_was_de
     let sizes = engine.received.lock().expect("not poisoned").clone();
     assert_eq!(sizes.len(), 1, "only the classic build read a context");
     assert!(
-        sizes[0] > 4 * 1024 * 1024,
+        sizes[0].len() > 4 * 1024 * 1024,
         "the whole context went to the classic build"
     );
 
@@ -551,4 +551,82 @@ fn an_engine_that_stops_reading_the_context_does_not_hold_the_build() {
     let finished = result.expect("connected").expect("the build did not hang");
     let error = finished.expect_err("the engine's error").to_string();
     assert!(error.contains("no space left on device"), "{error}");
+}
+
+/// The Dockerfile inside a context tar.
+fn dockerfile_in(context: &[u8]) -> String {
+    let mut archive = tar::Archive::new(context);
+    let mut text = String::new();
+    for entry in archive.entries().expect("a tar") {
+        let mut entry = entry.expect("an entry");
+        if entry.path().expect("a path").to_string_lossy() == crate::build::context::DOCKERFILE_NAME
+        {
+            std::io::Read::read_to_string(&mut entry, &mut text).expect("UTF-8");
+        }
+    }
+    text
+}
+
+#[test]
+fn buildkit_gets_the_labels_as_config_and_the_same_context_every_time() {
+    let directory = context(64 * 1024);
+    let engine = fake_engine(
+        true,
+        BuildKitAnswer::Stream(fixture("buildkit-run-ok.jsonl")),
+    );
+    for created in ["2026-11-30T10:00:00Z", "2026-11-30T10:05:00Z"] {
+        let mut build_request = request(
+            directory.path(),
+            "FROM scratch\nCOPY data /data\n",
+            BuilderChoice::Auto,
+        );
+        build_request.labels = BTreeMap::from([
+            (
+                "org.opencontainers.image.created".to_owned(),
+                created.to_owned(),
+            ),
+            ("dev.sgr.module".to_owned(), "m".to_owned()),
+        ]);
+        let (result, _) = build(&engine, build_request);
+        result.expect("built");
+    }
+    let contexts = engine.received.lock().expect("not poisoned").clone();
+    assert_eq!(contexts.len(), 2);
+    // Byte for byte: the engine can reuse the context it already unpacked.
+    assert!(contexts[0] == contexts[1], "the two contexts differ");
+    assert_eq!(
+        dockerfile_in(&contexts[0]),
+        "FROM scratch\nCOPY data /data\n"
+    );
+    let requests = engine.requests.lock().expect("not poisoned").clone();
+    let builds: Vec<&String> = requests
+        .iter()
+        .filter(|line| line.contains("/build?"))
+        .collect();
+    assert!(
+        builds[1].contains("labels=") && builds[1].contains("2026-11-30T10%3A05%3A00Z"),
+        "{builds:#?}"
+    );
+
+    // The classic builder: the labels join the Dockerfile as one LABEL, not the option.
+    let engine = fake_engine(true, BuildKitAnswer::Refuse("unused"));
+    let mut build_request = request(
+        directory.path(),
+        "FROM scratch\nCOPY data /data\n",
+        BuilderChoice::Classic,
+    );
+    build_request.labels = BTreeMap::from([("dev.sgr.module".to_owned(), "m".to_owned())]);
+    let (result, _) = build(&engine, build_request);
+    result.expect("built");
+    let contexts = engine.received.lock().expect("not poisoned").clone();
+    let dockerfile = dockerfile_in(&contexts[0]);
+    assert!(
+        dockerfile == "FROM scratch\nCOPY data /data\nLABEL \"dev.sgr.module\"=\"m\"\n",
+        "{dockerfile}"
+    );
+    let requests = engine.requests.lock().expect("not poisoned").clone();
+    assert!(
+        !requests.iter().any(|line| line.contains("labels=")),
+        "{requests:#?}"
+    );
 }

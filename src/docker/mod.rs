@@ -26,6 +26,7 @@ use tokio::sync::mpsc;
 
 use crate::build::context::{self, ContextError, ContextSummary, DOCKERFILE_NAME};
 use crate::build::dockerignore::DockerIgnore;
+use crate::build::labels::append_label_instruction;
 
 /// How long connecting and negotiating may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -391,9 +392,11 @@ pub struct BuildRequest {
     pub tags: Vec<String>,
     /// Build args.
     pub build_args: BTreeMap<String, String>,
-    /// Labels given to the builder as the `labels` option. Each becomes a step of its own in
-    /// the classic builder, so sgr puts its labels into the Dockerfile instead
-    /// (`build::labels`) and leaves this empty unless that was not possible.
+    /// The image's labels. BuildKit sets them on the image config (the `labels` option):
+    /// no step, and the Dockerfile and context stay byte for byte the same from build to
+    /// build, so the engine reuses an unchanged context. The classic builder would run one
+    /// step per label from that option, so they join the Dockerfile as one `LABEL`
+    /// instruction there (`build::labels`), through the option only where that is not possible.
     pub labels: BTreeMap<String, String>,
     /// `--no-cache`.
     pub no_cache: bool,
@@ -766,9 +769,21 @@ impl Engine {
         request: &BuildRequest,
         log: &mut BuildLog<impl FnMut(&str)>,
     ) -> Result<ContextSummary, DockerError> {
-        let (writer, body) = send_context(request);
+        // One LABEL step instead of one per label (see build::labels).
+        let (dockerfile, labels) =
+            match std::str::from_utf8(&request.dockerfile)
+                .ok()
+                .and_then(|text| {
+                    append_label_instruction(text, &request.labels, request.target.as_deref())
+                }) {
+                Some(with_labels) => (with_labels.into_bytes(), HashMap::new()),
+                None => (
+                    request.dockerfile.clone(),
+                    request.labels.clone().into_iter().collect(),
+                ),
+            };
+        let (writer, body) = send_context(request, dockerfile);
         let build_args: HashMap<String, String> = request.build_args.clone().into_iter().collect();
-        let labels: HashMap<String, String> = request.labels.clone().into_iter().collect();
         let mut options = BuildImageOptionsBuilder::default()
             .dockerfile(DOCKERFILE_NAME)
             .t(first_tag(request))
@@ -827,7 +842,7 @@ impl Engine {
         request: &BuildRequest,
         log: &mut BuildLog<impl FnMut(&str)>,
     ) -> Result<Result<ContextSummary, DockerError>, buildkit::Failure> {
-        let (writer, body) = send_context(request);
+        let (writer, body) = send_context(request, request.dockerfile.clone());
         let version = self.docker.client_version();
         let options = buildkit::Options {
             tag: first_tag(request),
@@ -862,10 +877,11 @@ fn first_tag(request: &BuildRequest) -> &str {
         .map_or(request.image.as_str(), String::as_str)
 }
 
-/// Start writing the context of `request` as tar: the writer's task, and the
-/// stream of its chunks (the request body).
+/// Start writing the context of `request`, with `dockerfile`, as tar: the writer's task,
+/// and the stream of its chunks (the request body).
 fn send_context(
     request: &BuildRequest,
+    dockerfile: Vec<u8>,
 ) -> (
     tokio::task::JoinHandle<Result<ContextSummary, ContextError>>,
     impl futures_util::Stream<Item = Bytes> + Send + 'static,
@@ -874,7 +890,6 @@ fn send_context(
     let directory = request.context.clone();
     let ignore = request.ignore.clone();
     let include_git = request.include_git;
-    let dockerfile = request.dockerfile.clone();
     let sent = std::sync::Arc::clone(&request.sent);
     let writer = tokio::task::spawn_blocking(move || {
         let sink = ChannelWriter {

@@ -253,6 +253,35 @@ fn the_builder_follows_the_flag_then_docker_buildkit() -> TestResult {
         };
         command.assert().success().stderr(contains(expected));
     }
+    // The last build was BuildKit's: the labels are on the config, with no step for them.
+    let reference = format!("leafai/{}-build:main", module(&repo));
+    runtime()?.block_on(async {
+        let docker = bollard::Docker::connect_with_host(&host)?
+            .negotiate_version()
+            .await?;
+        let labels = docker
+            .inspect_image(&reference)
+            .await?
+            .config
+            .and_then(|config| config.labels)
+            .unwrap_or_default();
+        assert_eq!(
+            labels
+                .get("org.opencontainers.image.version")
+                .map(String::as_str),
+            Some("1.0.0"),
+            "{reference}: {labels:?}"
+        );
+        assert!(labels.contains_key("dev.sgr.module"), "{labels:?}");
+        let history = docker.image_history(&reference).await?;
+        assert!(
+            history
+                .iter()
+                .all(|layer| !layer.created_by.contains("dev.sgr.module")),
+            "{reference}: a step for the labels: {history:#?}"
+        );
+        Ok::<_, Box<dyn std::error::Error>>(())
+    })?;
     Ok(())
 }
 
@@ -653,10 +682,19 @@ fn depends_on_orders_builds_without_delaying_others_and_labels_cost_one_step() -
     let busybox = std::env::var("SGR_TEST_BUSYBOX").unwrap_or_else(|_| "/bin/busybox".to_owned());
     let prefix = unique_prefix();
     let repo = dependent_project(Path::new(&busybox), &prefix, false)?;
-    // top is listed first in sgr.toml: only depends_on can make it wait.
+    // top is listed first in sgr.toml: only depends_on can make it wait. The classic builder:
+    // it is the one where labels cost a step (BuildKit sets them on the config).
     let output = repo
         .sgr()
-        .args(["build", "--jobs", "2", "--output", "json"])
+        .args([
+            "build",
+            "--jobs",
+            "2",
+            "--output",
+            "json",
+            "--builder",
+            "classic",
+        ])
         .env("DOCKER_HOST", &host)
         .assert()
         .success()
