@@ -47,8 +47,12 @@ impl Transport {
             .strip_prefix("tcp://")
             .or_else(|| host.strip_prefix("http://"))?
             .trim_end_matches('/');
-        (!authority.is_empty() && !authority.contains(['/', '@', '?', '#']))
-            .then(|| Self::Tcp(authority.to_owned()))
+        // host:port, the port given (the connection is made as written).
+        let port = authority.rsplit_once(':').map(|(_, port)| port);
+        (port.is_some_and(|port| !port.is_empty() && port.bytes().all(|b| b.is_ascii_digit()))
+            && !authority.starts_with(':')
+            && !authority.contains(['/', '@', '?', '#']))
+        .then(|| Self::Tcp(authority.to_owned()))
     }
 
     fn host_header(&self) -> &str {
@@ -147,12 +151,16 @@ impl Drop for Exchange {
     }
 }
 
-/// Send the build request; the body is the context as it is produced.
+/// Send the build request; the body is the context as it is produced. The engine answers
+/// with its status at once, while the context is still arriving; `patience` bounds the wait
+/// for that answer (and for the body of an error answer), as bollard's timeout does for the
+/// classic build. The build's own output may then take as long as the build does.
 pub(super) async fn start(
     transport: &Transport,
     api_version: &str,
     options: &Options<'_>,
     context: impl Stream<Item = Bytes> + Send + 'static,
+    patience: std::time::Duration,
 ) -> Result<Exchange, Failure> {
     let request = Request::post(format!("/v{api_version}/build?{}", options.query()))
         .header(hyper::header::HOST, transport.host_header())
@@ -161,16 +169,27 @@ pub(super) async fn start(
             context.map(|chunk| Ok::<_, Infallible>(Frame::data(chunk))),
         ))
         .map_err(|error| Failure::Connection(error.to_string()))?;
-    let (response, connection) = match transport {
-        Transport::Unix(path) => {
-            let stream = connect(tokio::net::UnixStream::connect(path)).await?;
-            exchange(stream, request).await?
-        }
-        Transport::Tcp(authority) => {
-            let stream = connect(tokio::net::TcpStream::connect(authority.as_str())).await?;
-            exchange(stream, request).await?
+    let answered = async {
+        match transport {
+            Transport::Unix(path) => {
+                let stream = connect(tokio::net::UnixStream::connect(path)).await?;
+                exchange(stream, request).await
+            }
+            Transport::Tcp(authority) => {
+                let stream = connect(tokio::net::TcpStream::connect(authority.as_str())).await?;
+                exchange(stream, request).await
+            }
         }
     };
+    let silent = || {
+        Failure::Connection(format!(
+            "the engine did not answer within {} s",
+            patience.as_secs()
+        ))
+    };
+    let (response, connection) = tokio::time::timeout(patience, answered)
+        .await
+        .map_err(|_| silent())??;
     let status = response.status();
     let exchange = Exchange {
         output: response.into_body(),
@@ -179,9 +198,12 @@ pub(super) async fn start(
     if status.is_success() {
         return Ok(exchange);
     }
+    let message = tokio::time::timeout(patience, error_message(exchange))
+        .await
+        .unwrap_or_else(|_| "(the engine did not finish its answer)".to_owned());
     Err(Failure::Refused {
         status: status.as_u16(),
-        message: error_message(exchange).await,
+        message,
     })
 }
 
@@ -256,7 +278,71 @@ struct Message {
     error: Option<String>,
     #[serde(rename = "errorDetail")]
     error_detail: Option<ErrorDetail>,
-    aux: Option<serde_json::Value>,
+    aux: Option<Aux>,
+}
+
+/// A message's `aux`: BuildKit's trace (a base64 string), the image id (`{"ID": …}`), or
+/// something else, skipped without being held (no `serde_json::Value` of engine content).
+#[derive(Debug, PartialEq, Eq)]
+enum Aux {
+    Text(String),
+    Image(Option<String>),
+    Other,
+}
+
+impl<'de> Deserialize<'de> for Aux {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl<'de> serde::de::Visitor<'de> for Visitor {
+            type Value = Aux;
+
+            fn expecting(&self, formatter: &mut std::fmt::Formatter) -> std::fmt::Result {
+                formatter.write_str("a string, an object or any JSON value")
+            }
+
+            fn visit_str<E: serde::de::Error>(self, text: &str) -> Result<Aux, E> {
+                Ok(Aux::Text(text.to_owned()))
+            }
+
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Aux, A::Error> {
+                let mut id = None;
+                while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
+                    if key == "ID" && id.is_none() {
+                        id = map.next_value::<Option<String>>()?;
+                    } else {
+                        map.next_value::<serde::de::IgnoredAny>()?;
+                    }
+                }
+                Ok(Aux::Image(id))
+            }
+
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Aux, A::Error> {
+                while seq.next_element::<serde::de::IgnoredAny>()?.is_some() {}
+                Ok(Aux::Other)
+            }
+
+            fn visit_bool<E>(self, _: bool) -> Result<Aux, E> {
+                Ok(Aux::Other)
+            }
+
+            fn visit_i64<E>(self, _: i64) -> Result<Aux, E> {
+                Ok(Aux::Other)
+            }
+
+            fn visit_u64<E>(self, _: u64) -> Result<Aux, E> {
+                Ok(Aux::Other)
+            }
+
+            fn visit_f64<E>(self, _: f64) -> Result<Aux, E> {
+                Ok(Aux::Other)
+            }
+
+            fn visit_unit<E>(self) -> Result<Aux, E> {
+                Ok(Aux::Other)
+            }
+        }
+        deserializer.deserialize_any(Visitor)
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -337,14 +423,8 @@ fn handle(line: &[u8], log: &mut BuildLog<impl FnMut(&str)>) {
         return;
     }
     match (message.id.as_deref(), message.aux) {
-        (Some("moby.buildkit.trace"), Some(serde_json::Value::String(encoded))) => {
-            log.trace(&encoded);
-        }
-        (_, Some(serde_json::Value::Object(aux))) => {
-            if let Some(serde_json::Value::String(id)) = aux.get("ID") {
-                log.id = Some(id.clone());
-            }
-        }
+        (Some("moby.buildkit.trace"), Some(Aux::Text(encoded))) => log.trace(&encoded),
+        (_, Some(Aux::Image(Some(id)))) => log.id = Some(id),
         _ => {}
     }
 }
@@ -375,9 +455,35 @@ mod tests {
             "tcp://",
             "tcp://host:2375/path",
             "tcp://user@host:2375",
+            "tcp://host",
+            "tcp://host:",
+            "tcp://:2375",
+            "tcp://host:port",
         ] {
             assert_eq!(Transport::from_host(other), None, "{other}");
         }
+    }
+
+    #[test]
+    fn aux_values_are_read_without_holding_what_is_not_needed() {
+        let aux = |json: &str| {
+            serde_json::from_str::<Message>(json)
+                .map(|message| message.aux)
+                .map_err(|error| error.to_string())
+        };
+        assert_eq!(
+            aux(r#"{"aux":"Cg=="}"#),
+            Ok(Some(Aux::Text("Cg==".to_owned())))
+        );
+        assert_eq!(
+            aux(r#"{"aux":{"x":[1,{"y":2}],"ID":"sha256:a","ID":"sha256:b"}}"#),
+            Ok(Some(Aux::Image(Some("sha256:a".to_owned()))))
+        );
+        assert_eq!(aux(r#"{"aux":{"ID":null}}"#), Ok(Some(Aux::Image(None))));
+        assert_eq!(aux(r#"{"aux":[0,0,0,[1]]}"#), Ok(Some(Aux::Other)));
+        assert_eq!(aux(r#"{"aux":null}"#), Ok(None));
+        assert_eq!(aux(r#"{"aux":12.5}"#), Ok(Some(Aux::Other)));
+        assert!(aux(r#"{"aux":{"ID":5}}"#).is_err());
     }
 
     #[test]

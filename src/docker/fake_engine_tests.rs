@@ -24,6 +24,8 @@ enum BuildKitAnswer {
     Refuse(&'static str),
     /// 200 with this body, after reading the context.
     Stream(Bytes),
+    /// No answer at all.
+    Silent,
 }
 
 struct FakeEngine {
@@ -78,7 +80,17 @@ fn fake_engine(bridge: bool, answer: BuildKitAnswer) -> FakeEngine {
                     "/networks/bridge" => json(404, r#"{"message":"network bridge not found"}"#),
                     "/build" if buildkit => match answer {
                         BuildKitAnswer::Refuse(message) => {
-                            json(400, &format!(r#"{{"message":"{message}"}}"#))
+                            let mut answer = json(400, &format!(r#"{{"message":"{message}"}}"#));
+                            // As an engine that checks the options first: the context unread.
+                            answer.headers_mut().insert(
+                                hyper::header::CONNECTION,
+                                hyper::header::HeaderValue::from_static("close"),
+                            );
+                            answer
+                        }
+                        BuildKitAnswer::Silent => {
+                            tokio::time::sleep(std::time::Duration::from_mins(10)).await;
+                            json(500, "{}")
                         }
                         BuildKitAnswer::Stream(bytes) => {
                             let context = body(request).await;
@@ -148,13 +160,24 @@ fn build(
     engine: &FakeEngine,
     request: BuildRequest,
 ) -> (Result<BuiltImage, DockerError>, Vec<String>) {
+    build_within(engine, request, RESPONSE_TIMEOUT)
+}
+
+/// [`build`] with the engine's answer to the BuildKit request awaited at most `patience`.
+fn build_within(
+    engine: &FakeEngine,
+    request: BuildRequest,
+    patience: Duration,
+) -> (Result<BuiltImage, DockerError>, Vec<String>) {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .expect("a runtime");
     let mut lines = Vec::new();
     let result = runtime.block_on(async {
-        let docker = Engine::connect(Some(&engine.host)).await?;
+        let docker = Engine::connect(Some(&engine.host))
+            .await?
+            .with_response_timeout(patience);
         docker
             .build(request, |line| lines.push(line.to_owned()))
             .await
@@ -247,25 +270,46 @@ fn a_failing_step_fails_the_build_with_its_output_and_the_engines_reason() {
 
 #[test]
 fn an_engine_that_refuses_buildkit_gets_the_classic_build_unless_buildkit_was_demanded() {
-    // 4 MiB: the refusal comes while the context is still being sent.
+    // The refusal comes while the context is still being sent, and the engine closes the
+    // connection: the answer is read when it arrives first, and the closed connection is
+    // a failure before the build started otherwise; either way the classic build follows.
+    for size in [4, 48, 48, 48] {
+        let directory = context(size * 1024 * 1024);
+        let engine = fake_engine(true, BuildKitAnswer::Refuse("buildkit not supported"));
+        let build_request = request(directory.path(), "FROM scratch\n", BuilderChoice::Auto);
+        let sent = Arc::clone(&build_request.sent);
+        let (result, lines) = build(&engine, build_request);
+        assert_eq!(result.expect("built by the classic builder").id, IMAGE_ID);
+        assert!(
+            lines.iter().any(|line| line.contains(
+                "refused the BuildKit build (400: buildkit not supported); building with the classic builder"
+            ) || line.contains(
+                "request failed before the build started"
+            )),
+            "{lines:#?}"
+        );
+        if size == 4 {
+            assert!(
+                lines
+                    .iter()
+                    .any(|line| line.contains("(400: buildkit not supported)")),
+                "a small context leaves time to read the answer: {lines:#?}"
+            );
+        }
+        assert!(lines.iter().any(|line| line == "Step 1/1 : FROM scratch"));
+        let contexts = engine.received.lock().expect("not poisoned").clone();
+        assert_eq!(contexts.len(), 1);
+        assert!(
+            contexts[0].len() > size * 1024 * 1024,
+            "the whole context went to the classic build"
+        );
+        // The progress count is the classic build's context, not both attempts'.
+        assert_eq!(
+            sent.load(std::sync::atomic::Ordering::Relaxed),
+            contexts[0].len() as u64
+        );
+    }
     let directory = context(4 * 1024 * 1024);
-    let engine = fake_engine(true, BuildKitAnswer::Refuse("buildkit not supported"));
-    let (result, lines) = build(
-        &engine,
-        request(directory.path(), "FROM scratch\n", BuilderChoice::Auto),
-    );
-    assert_eq!(result.expect("built by the classic builder").id, IMAGE_ID);
-    assert!(
-        lines.iter().any(|line| line.contains("refused the BuildKit build (400: buildkit not supported); building with the classic builder")),
-        "{lines:#?}"
-    );
-    assert!(lines.iter().any(|line| line == "Step 1/1 : FROM scratch"));
-    let sizes = engine.received.lock().expect("not poisoned").clone();
-    assert_eq!(sizes.len(), 1, "only the classic build read a context");
-    assert!(
-        sizes[0].len() > 4 * 1024 * 1024,
-        "the whole context went to the classic build"
-    );
 
     let engine = fake_engine(true, BuildKitAnswer::Refuse("buildkit not supported"));
     let (result, _) = build(
@@ -383,14 +427,23 @@ fn hostile_build_streams_are_refused_or_skipped_never_trusted() {
     let (result, _) = run(Bytes::from(without_id));
     let error = result.expect_err("no id").to_string();
     assert!(error.contains("did not report an image id"), "{error}");
-    // Deeply nested JSON is refused by the parser's depth limit, not the stack.
+    // Deeply nested JSON: skipped where it is ignored (an aux of no use), refused by the
+    // parser's depth limit where it is read; never the stack.
     let deep = format!(
         "{{\"aux\":{}{}}}\r\n",
         "[".repeat(100_000),
         "]".repeat(100_000)
     );
     let (result, _) = run(hostile(move |_| deep.clone()));
-    assert!(result.is_err());
+    assert_eq!(result.expect("skipped").id, IMAGE_ID);
+    let deep = format!(
+        "{{\"errorDetail\":{{\"message\":{}{}}}}}\r\n",
+        "[".repeat(100_000),
+        "]".repeat(100_000)
+    );
+    let (result, _) = run(hostile(move |_| deep.clone()));
+    let error = result.expect_err("too deep").to_string();
+    assert!(error.contains("unreadable build message"), "{error}");
 }
 
 #[test]
@@ -414,7 +467,7 @@ fn docker_buildkit_reads_as_the_docker_cli_reads_it() {
 #[test]
 fn the_builder_decision() {
     let linux = Facts {
-        linux: true,
+        linux: Some(true),
         api: (1, 41),
         bridge: true,
     };
@@ -432,7 +485,7 @@ fn the_builder_decision() {
     };
     assert!(!auto(old, None, false).expect("decided").buildkit);
     let windows = Facts {
-        linux: false,
+        linux: Some(false),
         ..linux
     };
     assert!(!auto(windows, None, false).expect("decided").buildkit);
@@ -462,6 +515,15 @@ fn the_builder_decision() {
     let error =
         decide(BuilderChoice::BuildKit, true, windows, None, false).expect_err("no BuildKit");
     assert!(error.contains("not Linux"), "{error}");
+    // An engine whose version could not be read is not called "not Linux".
+    let unknown = Facts {
+        linux: None,
+        ..linux
+    };
+    assert!(!auto(unknown, None, false).expect("decided").buildkit);
+    let error =
+        decide(BuilderChoice::BuildKit, true, unknown, None, false).expect_err("no BuildKit");
+    assert!(error.contains("did not say what it runs on"), "{error}");
     assert!(decide(BuilderChoice::BuildKit, false, linux, None, false).is_err());
     assert!(decide(BuilderChoice::BuildKit, true, linux, Some("my-net"), false).is_err());
     // Demanded without a bridge: tried (the failure then carries a hint).
@@ -486,6 +548,21 @@ fn run_steps_are_found_in_any_case_and_form() {
         b"FROM x\nRUNNER=1\nCOPY run /run\n# run later\n"
     ));
     assert!(!has_run_step(&[0xff, 0xfe, b'\n']));
+}
+
+#[test]
+fn syntax_directives_are_found_only_where_they_are_directives() {
+    assert!(has_syntax_directive(
+        b"# syntax=docker/dockerfile:1\nFROM x\n"
+    ));
+    assert!(has_syntax_directive(
+        b"#escape=`\n#  SYNTAX = x/y\nFROM x\n"
+    ));
+    assert!(!has_syntax_directive(
+        b"FROM x\n# syntax=docker/dockerfile:1\n"
+    ));
+    assert!(!has_syntax_directive(b"# syntaxes are nice\nFROM x\n"));
+    assert!(!has_syntax_directive(b"#\xc3\xa9\nFROM x\n"));
 }
 
 /// Serve one connection of an engine that answers the build with an error at once and
@@ -628,5 +705,35 @@ fn buildkit_gets_the_labels_as_config_and_the_same_context_every_time() {
     assert!(
         !requests.iter().any(|line| line.contains("labels=")),
         "{requests:#?}"
+    );
+}
+
+#[test]
+fn an_engine_that_does_not_answer_is_given_up_on() {
+    let directory = context(1024);
+    let engine = fake_engine(true, BuildKitAnswer::Silent);
+    let (result, _) = build_within(
+        &engine,
+        request(directory.path(), "FROM scratch\n", BuilderChoice::BuildKit),
+        Duration::from_secs(1),
+    );
+    let error = result.expect_err("no answer").to_string();
+    assert!(
+        error.contains("the engine did not answer within 1 s"),
+        "{error}"
+    );
+    // Under auto, the classic build is tried next (and this engine answers that one).
+    let (result, lines) = build_within(
+        &engine,
+        request(directory.path(), "FROM scratch\n", BuilderChoice::Auto),
+        Duration::from_secs(1),
+    );
+    assert_eq!(result.expect("built").id, IMAGE_ID);
+    assert!(
+        lines
+            .iter()
+            .any(|line| line
+                .contains("did not answer within 1 s); building with the classic builder")),
+        "{lines:#?}"
     );
 }

@@ -181,7 +181,12 @@ pub struct Engine {
     host: String,
     /// What decides between the builders, asked once.
     facts: tokio::sync::OnceCell<Facts>,
+    /// How long the engine may take to answer the BuildKit request (not to build).
+    response_timeout: Duration,
 }
+
+/// bollard's default request timeout, which bounds the classic build's answer the same way.
+const RESPONSE_TIMEOUT: Duration = Duration::from_mins(2);
 
 /// Which builder builds the images.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -214,8 +219,8 @@ impl BuilderChoice {
 /// What the engine offers, as far as the choice of builder goes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Facts {
-    /// A Linux engine (BuildKit builds Linux images only).
-    linux: bool,
+    /// A Linux engine (BuildKit builds Linux images only); `None`: its version could not be read.
+    linux: Option<bool>,
     /// The negotiated API version, (major, minor).
     api: (usize, usize),
     /// It has a network named `bridge`, the one BuildKit's RUN steps use by default.
@@ -250,12 +255,18 @@ fn decide(
     }
     let obstacle = if !transport {
         Some("BuildKit is used over unix:// and tcp:// engine addresses only".to_owned())
-    } else if !facts.linux || facts.api < (1, 39) {
+    } else if facts.linux.is_none() {
+        Some("the engine did not say what it runs on (GET /version failed)".to_owned())
+    } else if facts.linux == Some(false) || facts.api < (1, 39) {
         Some(format!(
             "the engine (API {}.{}{}) has no BuildKit",
             facts.api.0,
             facts.api.1,
-            if facts.linux { "" } else { ", not Linux" }
+            if facts.linux == Some(true) {
+                ""
+            } else {
+                ", not Linux"
+            }
         ))
     } else {
         network
@@ -301,6 +312,25 @@ fn has_run_step(dockerfile: &[u8]) -> bool {
     })
 }
 
+/// Whether a Dockerfile starts with a `# syntax=` parser directive (BuildKit then pulls
+/// that frontend image).
+fn has_syntax_directive(dockerfile: &[u8]) -> bool {
+    String::from_utf8_lossy(dockerfile)
+        .lines()
+        .map(str::trim)
+        .take_while(|line| line.starts_with('#'))
+        .any(|line| {
+            line[1..]
+                .trim_start()
+                .get(..6)
+                .is_some_and(|word| word.eq_ignore_ascii_case("syntax"))
+                && line[1..].trim_start()[6..].trim_start().starts_with('=')
+        })
+}
+
+/// The longest build output line kept to explain a failure.
+const MAX_KEPT_LINE: usize = 4096;
+
 /// What a build's output said: each line shown and the last ones kept, the image id, the
 /// first error.
 struct BuildLog<F> {
@@ -329,7 +359,16 @@ impl<F: FnMut(&str)> BuildLog<F> {
         if self.kept.len() == KEPT_LINES {
             self.kept.pop_front();
         }
-        self.kept.push_back(line.to_owned());
+        let mut end = line.len().min(MAX_KEPT_LINE);
+        while !line.is_char_boundary(end) {
+            end -= 1;
+        }
+        let kept = if end < line.len() {
+            format!("{}…", &line[..end])
+        } else {
+            line.to_owned()
+        };
+        self.kept.push_back(kept);
     }
 
     /// Output text: its non-blank lines.
@@ -356,12 +395,9 @@ impl<F: FnMut(&str)> BuildLog<F> {
             .and_then(|bytes| trace::decode(&bytes).map_err(|error| error.to_string()));
         match status {
             Ok(status) => {
-                let mut lines = Vec::new();
-                self.progress
-                    .render(&status, &mut |line: &str| lines.push(line.to_owned()));
-                for line in lines {
-                    self.line(&line);
-                }
+                let mut progress = std::mem::take(&mut self.progress);
+                progress.render(&status, &mut |line: &str| self.line(line));
+                self.progress = progress;
             }
             Err(error) => {
                 self.unreadable_traces += 1;
@@ -447,14 +483,17 @@ impl Write for ChannelWriter {
             &mut self.buffer,
             Vec::with_capacity(CHUNK),
         ));
-        self.sent
-            .fetch_add(chunk.len() as u64, std::sync::atomic::Ordering::Relaxed);
+        let length = chunk.len() as u64;
         self.sender.blocking_send(chunk).map_err(|_| {
             io::Error::new(
                 io::ErrorKind::BrokenPipe,
                 "the engine stopped reading the build context",
             )
-        })
+        })?;
+        // Counted once handed over: a chunk the engine never took is not "sent".
+        self.sent
+            .fetch_add(length, std::sync::atomic::Ordering::Relaxed);
+        Ok(())
     }
 }
 
@@ -485,7 +524,15 @@ impl Engine {
             docker,
             host,
             facts: tokio::sync::OnceCell::new(),
+            response_timeout: RESPONSE_TIMEOUT,
         })
+    }
+
+    /// The same engine, waiting at most `timeout` for the answer to a BuildKit request.
+    #[cfg(test)]
+    fn with_response_timeout(mut self, timeout: Duration) -> Self {
+        self.response_timeout = timeout;
+        self
     }
 
     /// What the engine offers for the choice of builder. Questions it does not answer
@@ -500,7 +547,7 @@ impl Engine {
                     .ok()
                     .and_then(Result::ok)
                     .and_then(|answer| answer.os)
-                    .is_some_and(|os| os.eq_ignore_ascii_case("linux"));
+                    .map(|os| os.eq_ignore_ascii_case("linux"));
                 let bridge = tokio::time::timeout(
                     CONNECT_TIMEOUT,
                     self.docker.inspect_network(
@@ -660,12 +707,17 @@ impl Engine {
             None => self.build_classic(&request, &mut log).await,
             Some(transport) => match self.build_buildkit(&transport, &request, &mut log).await {
                 Ok(written) => written,
-                Err(buildkit::Failure::Refused { status, message })
-                    if request.builder == BuilderChoice::Auto =>
-                {
-                    log.line(&format!(
-                        "sgr: the engine refused the BuildKit build ({status}: {message}); building with the classic builder"
-                    ));
+                // Before any output: the classic build may still work (an engine that
+                // refuses BuildKit may also close the connection while the context is sent).
+                Err(failure) if request.builder == BuilderChoice::Auto => {
+                    log.line(&match failure {
+                        buildkit::Failure::Refused { status, message } => format!(
+                            "sgr: the engine refused the BuildKit build ({status}: {message}); building with the classic builder"
+                        ),
+                        buildkit::Failure::Connection(message) => format!(
+                            "sgr: the BuildKit request failed before the build started ({message}); building with the classic builder"
+                        ),
+                    });
                     request.sent.store(0, std::sync::atomic::Ordering::Relaxed);
                     self.build_classic(&request, &mut log).await
                 }
@@ -701,8 +753,12 @@ impl Engine {
             kept, id, failure, ..
         } = log;
         if let Some(message) = failure {
-            let hint = if decision.buildkit && message.contains("network bridge not found") {
+            let hint = if !decision.buildkit {
+                ""
+            } else if message.contains("network bridge not found") {
                 "\nhint: this engine has no bridge network: build with --network none or host, or with --builder classic"
+            } else if has_syntax_directive(&request.dockerfile) {
+                "\nhint: the Dockerfile's `# syntax=` directive makes BuildKit pull that frontend image; where the engine cannot, build with --builder classic (which ignores it)"
             } else {
                 ""
             };
@@ -855,14 +911,16 @@ impl Engine {
             network: request.network.as_deref(),
         };
         let api = format!("{}.{}", version.major_version, version.minor_version);
-        let started = buildkit::start(transport, &api, &options, body).await;
+        let started = buildkit::start(transport, &api, &options, body, self.response_timeout).await;
         match started {
             Ok(output) => {
                 buildkit::follow(output, log).await;
                 Ok(finish_context(request, writer).await)
             }
             Err(failure) => {
-                writer.abort();
+                // The connection is gone, and with it the body's receiver: the writer ends
+                // (with a broken pipe) and adds nothing more to the `sent` count.
+                let _ = writer.await;
                 Err(failure)
             }
         }

@@ -27,6 +27,11 @@ use thiserror::Error;
 
 /// Vertices remembered for numbering; later ones share number 0.
 const MAX_VERTICES: usize = 65_536;
+/// Entries of each kind read from one message (a real one has a handful); the rest are skipped.
+const MAX_ENTRIES: usize = 4096;
+/// Bytes kept of an identity (a digest is 71) and of a name or an error; longer ones are cut.
+const MAX_ID: usize = 256;
+const MAX_TEXT: usize = 64 * 1024;
 
 /// A message that is not a well-formed `StatusResponse`.
 #[derive(Debug, Error, PartialEq, Eq)]
@@ -200,8 +205,14 @@ fn fields<'a>(
     Ok(())
 }
 
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
+/// At most `limit` bytes of `bytes` as text (cut bytes end in `…`).
+fn text(bytes: &[u8], limit: usize) -> String {
+    if bytes.len() <= limit {
+        return String::from_utf8_lossy(bytes).into_owned();
+    }
+    let mut cut = String::from_utf8_lossy(&bytes[..limit]).into_owned();
+    cut.push('…');
+    cut
 }
 
 // protobuf's int64 is the varint's bits; its int32 the low 32 of them.
@@ -226,12 +237,12 @@ fn vertex(bytes: &[u8]) -> Result<Vertex, DecodeError> {
     let mut vertex = Vertex::default();
     fields(bytes, |field, value| {
         match (field, value) {
-            (1, Value::Bytes(data)) => vertex.digest = text(data),
-            (3, Value::Bytes(data)) => vertex.name = text(data),
+            (1, Value::Bytes(data)) => vertex.digest = text(data, MAX_ID),
+            (3, Value::Bytes(data)) => vertex.name = text(data, MAX_TEXT),
             (4, Value::Varint(flag)) => vertex.cached = flag != 0,
             (5, Value::Bytes(data)) => vertex.started = Some(timestamp(data)?),
             (6, Value::Bytes(data)) => vertex.completed = Some(timestamp(data)?),
-            (7, Value::Bytes(data)) => vertex.error = text(data),
+            (7, Value::Bytes(data)) => vertex.error = text(data, MAX_TEXT),
             _ => {}
         }
         Ok(())
@@ -244,8 +255,8 @@ fn vertex_status(bytes: &[u8]) -> Result<VertexStatus, DecodeError> {
     let mut status = VertexStatus::default();
     fields(bytes, |field, value| {
         match (field, value) {
-            (1, Value::Bytes(data)) => status.id = text(data),
-            (2, Value::Bytes(data)) => status.vertex = text(data),
+            (1, Value::Bytes(data)) => status.id = text(data, MAX_TEXT),
+            (2, Value::Bytes(data)) => status.vertex = text(data, MAX_ID),
             (4, Value::Varint(number)) => status.current = number as i64,
             (5, Value::Varint(number)) => status.total = number as i64,
             (8, Value::Bytes(data)) => status.completed = Some(timestamp(data)?),
@@ -260,7 +271,7 @@ fn vertex_log(bytes: &[u8]) -> Result<VertexLog, DecodeError> {
     let mut log = VertexLog::default();
     fields(bytes, |field, value| {
         match (field, value) {
-            (1, Value::Bytes(data)) => log.vertex = text(data),
+            (1, Value::Bytes(data)) => log.vertex = text(data, MAX_ID),
             (2, Value::Bytes(data)) => log.timestamp = Some(timestamp(data)?),
             (4, Value::Bytes(data)) => log.msg = data.to_vec(),
             _ => {}
@@ -278,9 +289,15 @@ pub fn decode(bytes: &[u8]) -> Result<Status, DecodeError> {
     let mut status = Status::default();
     fields(bytes, |field, value| {
         match (field, value) {
-            (1, Value::Bytes(data)) => status.vertexes.push(vertex(data)?),
-            (2, Value::Bytes(data)) => status.statuses.push(vertex_status(data)?),
-            (3, Value::Bytes(data)) => status.logs.push(vertex_log(data)?),
+            (1, Value::Bytes(data)) if status.vertexes.len() < MAX_ENTRIES => {
+                status.vertexes.push(vertex(data)?);
+            }
+            (2, Value::Bytes(data)) if status.statuses.len() < MAX_ENTRIES => {
+                status.statuses.push(vertex_status(data)?);
+            }
+            (3, Value::Bytes(data)) if status.logs.len() < MAX_ENTRIES => {
+                status.logs.push(vertex_log(data)?);
+            }
             _ => {}
         }
         Ok(())
@@ -561,6 +578,25 @@ mod tests {
         }
         assert_eq!(count, MAX_VERTICES + 10);
         assert!(progress.steps.len() <= MAX_VERTICES + 1);
+    }
+
+    #[test]
+    fn what_one_message_can_make_sgr_hold_is_bounded() {
+        let mut message = Vec::new();
+        for _ in 0..MAX_ENTRIES * 3 {
+            bytes_field(1, &[], &mut message);
+        }
+        let mut vertex = Vec::new();
+        bytes_field(1, &vec![b'd'; 1 << 20], &mut vertex);
+        bytes_field(3, &vec![b'n'; 1 << 20], &mut vertex);
+        bytes_field(1, &vertex, &mut message);
+        let status = decode(&message).expect("decodes");
+        assert_eq!(status.vertexes.len(), MAX_ENTRIES);
+        let mut one = Vec::new();
+        bytes_field(1, &vertex, &mut one);
+        let status = decode(&one).expect("decodes");
+        assert_eq!(status.vertexes[0].digest.len(), MAX_ID + '…'.len_utf8());
+        assert_eq!(status.vertexes[0].name.len(), MAX_TEXT + '…'.len_utf8());
     }
 
     proptest! {
