@@ -8,7 +8,8 @@
 # (/usr/bin/time, target <= 64 MiB). sgr's labels cost one LABEL step under the classic
 # builder and none under BuildKit; docker's build has none. ctx-100m-label is the 100 MiB
 # context with a Dockerfile ending in a LABEL of its own (sgr's labels join it).
-# SGR_BENCH_CONTEXTS="ctx-100m ..." chooses the contexts.
+# SGR_BENCH_CONTEXTS="ctx-100m ..." chooses the contexts. SGR_BENCH_FRESH=1 changes a file of
+# the context before every build (an edit-and-rebuild cycle: nothing sent before is reusable).
 #
 # Usage: [SGR_BENCH_BIN=path] bench/build.sh [RUNS]   (needs docker.io for dockerd and the docker CLI, and time)
 # Uses DOCKER_HOST when it answers; otherwise starts a private dockerd under /tmp.
@@ -67,18 +68,28 @@ else
     DOCKER_BUILDKIT_CLI=()
 fi
 
-# timed TOOL DIR: runs one build, prints its seconds (sgr's peak RSS goes to $WORK/rss)
+# timed TOOL DIR: runs one build, prints its seconds (sgr's peak RSS goes to $WORK/rss);
+# a failed build fails (its output goes to $WORK/failed.log), never a fast run.
 timed() {
-    local start end
+    local start end status=0
     docker rmi -f sgr-bench/ctx:bench >/dev/null 2>&1 || true
+    if [ -n "${SGR_BENCH_FRESH:-}" ]; then
+        # Every build sees a changed file: no tool can reuse what it sent before.
+        date +%s.%N >"$2/data/fresh.txt"
+    fi
     start=$(date +%s.%N)
     case $1 in
-        docker-classic) DOCKER_BUILDKIT=0 docker build -q --no-cache -t sgr-bench/ctx:bench "$2" >/dev/null 2>&1 ;;
-        docker-buildkit) "${DOCKER_BUILDKIT_CLI[@]}" -q --no-cache -t sgr-bench/ctx:bench "$2" >/dev/null 2>&1 ;;
-        sgr) /usr/bin/time -f '%M' -o "$WORK/rss" "$SGR" build -q --no-cache --git "$2" >/dev/null ;;
-        sgr-classic) /usr/bin/time -f '%M' -o "$WORK/rss" "$SGR" build -q --no-cache --builder classic --git "$2" >/dev/null ;;
+        docker-classic) DOCKER_BUILDKIT=0 docker build -q --no-cache -t sgr-bench/ctx:bench "$2" >"$WORK/failed.log" 2>&1 || status=$? ;;
+        docker-buildkit) "${DOCKER_BUILDKIT_CLI[@]}" -q --no-cache -t sgr-bench/ctx:bench "$2" >"$WORK/failed.log" 2>&1 || status=$? ;;
+        sgr) /usr/bin/time -f '%M' -o "$WORK/rss" "$SGR" build -q --no-cache --git "$2" >"$WORK/failed.log" 2>&1 || status=$? ;;
+        sgr-classic) /usr/bin/time -f '%M' -o "$WORK/rss" "$SGR" build -q --no-cache --builder classic --git "$2" >"$WORK/failed.log" 2>&1 || status=$? ;;
     esac
     end=$(date +%s.%N)
+    if [ "$status" -ne 0 ]; then
+        echo "bench: $1 failed (exit $status) on $2:" >&2
+        tail -n 20 "$WORK/failed.log" >&2
+        return 1
+    fi
     echo "$end - $start" | bc
 }
 
@@ -91,15 +102,16 @@ run_builds() {
     for run in $(seq 1 "$RUNS"); do
         local line="  run $run:"
         for tool in "${tools[@]}"; do
-            seconds=$(timed "$tool" "$directory")
+            seconds=$(timed "$tool" "$directory") || exit 1
             times[$tool]+="$seconds "
             line+=" $tool $seconds s,"
             if [[ $tool == sgr* ]]; then
                 kib=$(tail -n 1 "$WORK/rss")
                 [ "$kib" -gt "$rss" ] && rss=$kib
+                line+=" (RSS $kib KiB),"
             fi
         done
-        echo "$line sgr RSS $kib KiB" >&2
+        echo "${line%,}" >&2
     done
     docker rmi -f sgr-bench/ctx:bench >/dev/null 2>&1 || true
     local out=""

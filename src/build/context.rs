@@ -1,7 +1,10 @@
 //! The build context as a tar stream, written file by file to any sink so
 //! that it is never held in memory: the directory walk (sorted, `.dockerignore`
 //! applied, `.git` left out unless asked), and the rendered Dockerfile added
-//! under a private name.
+//! under a private name. As the docker CLI does for a Dockerfile it adds to a
+//! context, the `.dockerignore` sent lists that name (and itself, when the
+//! project has none): the engine then leaves the private Dockerfile out of
+//! what `COPY .` copies, under either builder.
 
 use std::fs;
 use std::io::{self, Write};
@@ -61,8 +64,12 @@ pub fn read_ignore(context: &Path) -> Result<DockerIgnore, ContextError> {
     }
 }
 
+/// The name of the ignore file.
+const IGNORE_FILE: &str = ".dockerignore";
+
 /// Write the context of `directory` as a tar archive to `sink`, followed by
-/// the rendered Dockerfile as [`DOCKERFILE_NAME`].
+/// the `.dockerignore` the engine sees (the project's, when it is sent, with
+/// [`DOCKERFILE_NAME`] added) and the rendered Dockerfile as [`DOCKERFILE_NAME`].
 ///
 /// # Errors
 /// A file that cannot be read, or a failing sink.
@@ -86,6 +93,7 @@ pub fn write_context(
         &mut archive,
         &mut summary,
     )?;
+    append_ignore_file(directory, ignore, &mut archive, &mut summary)?;
     let mut header = tar::Header::new_gnu();
     header.set_size(dockerfile.len() as u64);
     header.set_mode(0o644);
@@ -105,6 +113,47 @@ pub fn write_context(
             source,
         })?;
     Ok(summary)
+}
+
+/// The `.dockerignore` the engine sees: the project's (when it is a regular file that its
+/// own rules do not leave out) followed by the private Dockerfile's name, else one that
+/// names itself and the private Dockerfile.
+fn append_ignore_file<W: Write>(
+    directory: &Path,
+    ignore: &DockerIgnore,
+    archive: &mut tar::Builder<W>,
+    summary: &mut ContextSummary,
+) -> Result<(), ContextError> {
+    let path = directory.join(IGNORE_FILE);
+    let io_error = |source| ContextError::Io {
+        path: path.clone(),
+        source,
+    };
+    let project = match fs::symlink_metadata(&path) {
+        Ok(metadata) if metadata.is_file() && !ignore.is_ignored(IGNORE_FILE) => {
+            Some((fs::read(&path).map_err(io_error)?, metadata))
+        }
+        Ok(_) => None,
+        Err(error) if error.kind() == io::ErrorKind::NotFound => None,
+        Err(error) => return Err(io_error(error)),
+    };
+    let mut header = tar::Header::new_gnu();
+    let mut content = if let Some((content, metadata)) = project {
+        header.set_metadata(&metadata);
+        summary.files += 1;
+        summary.bytes += metadata.len();
+        content
+    } else {
+        header.set_mode(0o644);
+        header.set_mtime(0);
+        format!("{IGNORE_FILE}\n").into_bytes()
+    };
+    content.extend_from_slice(format!("\n{DOCKERFILE_NAME}\n").as_bytes());
+    header.set_size(content.len() as u64);
+    header.set_cksum();
+    archive
+        .append_data(&mut header, IGNORE_FILE, content.as_slice())
+        .map_err(io_error)
 }
 
 fn walk<W: Write>(
@@ -133,7 +182,8 @@ fn walk<W: Write>(
         } else {
             format!("{prefix}/{name}")
         };
-        if prefix.is_empty() && name == ".git" && !include_git {
+        if prefix.is_empty() && (name == ".git" && !include_git || name == IGNORE_FILE) {
+            // .git is left out; the ignore file is sent after the walk (append_ignore_file).
             continue;
         }
         let path = entry.path();
@@ -197,6 +247,53 @@ mod tests {
         names
     }
 
+    fn file(archive: &[u8], wanted: &str) -> Option<String> {
+        let mut reader = tar::Archive::new(archive);
+        let entries = reader.entries().ok()?;
+        for entry in entries {
+            let mut entry = entry.ok()?;
+            if entry.path().ok()?.to_string_lossy() == wanted {
+                let mut text = String::new();
+                io::Read::read_to_string(&mut entry, &mut text).ok()?;
+                return Some(text);
+            }
+        }
+        None
+    }
+
+    #[test]
+    fn without_a_dockerignore_one_leaves_the_private_dockerfile_out()
+    -> Result<(), Box<dyn std::error::Error>> {
+        let directory = tempfile::tempdir()?;
+        fs::write(directory.path().join("a"), "a")?;
+        let mut archive = Vec::new();
+        write_context(
+            directory.path(),
+            &DockerIgnore::default(),
+            false,
+            b"FROM x\n",
+            &mut archive,
+        )?;
+        assert_eq!(
+            file(&archive, ".dockerignore").as_deref(),
+            Some(".dockerignore\n\n.sgr-dockerfile\n")
+        );
+        // A project whose rules leave its own .dockerignore out gets the same.
+        fs::write(
+            directory.path().join(".dockerignore"),
+            ".dockerignore\nsecret\n",
+        )?;
+        let ignore = read_ignore(directory.path())?;
+        let mut archive = Vec::new();
+        let summary = write_context(directory.path(), &ignore, false, b"FROM x\n", &mut archive)?;
+        assert_eq!(
+            file(&archive, ".dockerignore").as_deref(),
+            Some(".dockerignore\n\n.sgr-dockerfile\n")
+        );
+        assert_eq!(summary.files, 1);
+        Ok(())
+    }
+
     #[test]
     fn context_honours_dockerignore_and_leaves_git_out() -> Result<(), Box<dyn std::error::Error>> {
         let directory = tempfile::tempdir()?;
@@ -229,6 +326,10 @@ mod tests {
             ]
         );
         assert_eq!(summary.files, 4);
+        assert_eq!(
+            file(&archive, ".dockerignore").as_deref(),
+            Some("*.log\ndata\n!data/keep.txt\n\n.sgr-dockerfile\n")
+        );
         let mut with_git = Vec::new();
         write_context(root, &ignore, true, b"", &mut with_git)?;
         assert!(names(&with_git).contains(&".git/HEAD".to_owned()));

@@ -86,6 +86,10 @@ impl From<BuildCommandError> for Failure {
             }
             BuildCommandError::Failed { .. } | BuildCommandError::Docker(_) | BuildCommandError::OutDir { .. } => (ExitStatus::Failed, None),
             BuildCommandError::Prepare(PrepareError::Git(error)) => (ExitStatus::Usage, error.hint()),
+            BuildCommandError::Builder(_) => (
+                ExitStatus::Usage,
+                Some("--builder auto builds with BuildKit where it can and with the classic builder elsewhere".to_owned()),
+            ),
             _ => (ExitStatus::Usage, None),
         };
         Self::new(error, status, hint)
@@ -221,19 +225,22 @@ struct EngineSettings {
     target: Option<String>,
     network: Option<String>,
     builder: BuilderChoice,
+    /// What chose the builder, for messages.
+    builder_source: &'static str,
 }
 
 impl BuildSettings {
     fn resolve(args: &BuildArgs, global: &GlobalArgs) -> Result<Self, BuildCommandError> {
-        let builder = match (
+        let (builder, builder_source) = match (
             args.builder,
             crate::env::process(crate::env::DOCKER_BUILDKIT),
         ) {
-            (Some(flag), _) => BuilderChoice::from(flag),
-            (None, Some(value)) if !value.is_empty() => {
-                BuilderChoice::from_docker_buildkit(&value).map_err(BuildCommandError::Builder)?
-            }
-            (None, _) => BuilderChoice::Auto,
+            (Some(flag), _) => (BuilderChoice::from(flag), "--builder"),
+            (None, Some(value)) if !value.is_empty() => (
+                BuilderChoice::from_docker_buildkit(&value).map_err(BuildCommandError::Builder)?,
+                "DOCKER_BUILDKIT",
+            ),
+            (None, _) => (BuilderChoice::Auto, "the default"),
         };
         Ok(Self {
             git_dir: args.git.git_dir.clone(),
@@ -254,6 +261,7 @@ impl BuildSettings {
                 target: args.target.clone(),
                 network: args.network.clone(),
                 builder,
+                builder_source,
             },
             dry_run: global.dry_run,
         })
@@ -423,6 +431,14 @@ async fn build_all(
     );
     let engine = Engine::connect(settings.docker_host.as_deref()).await?;
     printer.detail(&format!("engine {}", engine.host()));
+    if settings.builder == BuilderChoice::BuildKit
+        && let Some(reason) = engine.buildkit_obstacle(settings.network.as_deref())
+    {
+        return Err(BuildCommandError::Builder(format!(
+            "cannot build with BuildKit, which {} demands: {reason}",
+            settings.builder_source
+        )));
+    }
     let run_started = Instant::now();
     let (engine, progress) = (&engine, &progress);
     let build = |index: usize, dockerfile: String| async move {

@@ -61,7 +61,9 @@ pub enum DockerError {
         last_lines: Vec<String>,
     },
     /// BuildKit was demanded (`--builder buildkit`, `DOCKER_BUILDKIT=1`) where it cannot be used.
-    #[error("cannot build {image} with BuildKit: {reason}")]
+    #[error(
+        "cannot build {image} with BuildKit, which --builder buildkit or DOCKER_BUILDKIT=1 demands: {reason} (--builder auto would use the classic builder)"
+    )]
     BuildKitUnavailable {
         /// The image.
         image: String,
@@ -312,20 +314,40 @@ fn has_run_step(dockerfile: &[u8]) -> bool {
     })
 }
 
-/// Whether a Dockerfile starts with a `# syntax=` parser directive (BuildKit then pulls
+/// The image of a `# syntax=` parser directive at the top of a Dockerfile (BuildKit pulls
 /// that frontend image).
-fn has_syntax_directive(dockerfile: &[u8]) -> bool {
+fn syntax_directive(dockerfile: &[u8]) -> Option<String> {
     String::from_utf8_lossy(dockerfile)
         .lines()
         .map(str::trim)
         .take_while(|line| line.starts_with('#'))
-        .any(|line| {
-            line[1..]
-                .trim_start()
-                .get(..6)
-                .is_some_and(|word| word.eq_ignore_ascii_case("syntax"))
-                && line[1..].trim_start()[6..].trim_start().starts_with('=')
+        .find_map(|line| {
+            let directive = line[1..].trim_start();
+            let word = directive.get(..6)?;
+            let value = directive[6..].trim_start().strip_prefix('=')?.trim();
+            (word.eq_ignore_ascii_case("syntax") && !value.is_empty()).then(|| value.to_owned())
         })
+}
+
+/// What to do about a failed BuildKit build, where it is known.
+fn buildkit_hint(ran_buildkit: bool, message: &str, dockerfile: &[u8]) -> Option<&'static str> {
+    if !ran_buildkit {
+        return None;
+    }
+    if message.contains("network bridge not found") {
+        return Some(
+            "this engine has no bridge network: build with --network none or host, or with --builder classic",
+        );
+    }
+    // The failure names the frontend image ("docker/dockerfile" of docker/dockerfile:1).
+    let frontend = syntax_directive(dockerfile).is_some_and(|image| {
+        let name = image.split(['@', ':']).next().unwrap_or_default();
+        let name = name.strip_prefix("docker.io/").unwrap_or(name);
+        !name.is_empty() && message.contains(name)
+    });
+    frontend.then_some(
+        "the Dockerfile's `# syntax=` directive makes BuildKit pull that frontend image; where the engine cannot, build with --builder classic (which ignores it)",
+    )
 }
 
 /// The longest build output line kept to explain a failure.
@@ -703,6 +725,7 @@ impl Engine {
             },
             decision.reason
         ));
+        let mut ran_buildkit = decision.buildkit;
         let written = match transport.filter(|_| decision.buildkit) {
             None => self.build_classic(&request, &mut log).await,
             Some(transport) => match self.build_buildkit(&transport, &request, &mut log).await {
@@ -719,6 +742,7 @@ impl Engine {
                         ),
                     });
                     request.sent.store(0, std::sync::atomic::Ordering::Relaxed);
+                    ran_buildkit = false;
                     self.build_classic(&request, &mut log).await
                 }
                 Err(buildkit::Failure::Refused { status, message }) => {
@@ -733,7 +757,10 @@ impl Engine {
                 Err(buildkit::Failure::Connection(message)) => {
                     return Err(DockerError::BuildFailed {
                         image: request.image,
-                        message: format!("the BuildKit request to {} failed: {message}", self.host),
+                        message: format!(
+                            "the BuildKit request to {} failed before the build started ({message}); the engine may have refused it",
+                            self.host
+                        ),
                         last_lines: log.kept.into(),
                     });
                 }
@@ -753,19 +780,14 @@ impl Engine {
             kept, id, failure, ..
         } = log;
         if let Some(message) = failure {
-            let hint = if !decision.buildkit {
-                ""
-            } else if message.contains("network bridge not found") {
-                "\nhint: this engine has no bridge network: build with --network none or host, or with --builder classic"
-            } else if has_syntax_directive(&request.dockerfile) {
-                "\nhint: the Dockerfile's `# syntax=` directive makes BuildKit pull that frontend image; where the engine cannot, build with --builder classic (which ignores it)"
-            } else {
-                ""
-            };
+            let mut last_lines: Vec<String> = kept.into();
+            if let Some(hint) = buildkit_hint(ran_buildkit, &message, &request.dockerfile) {
+                last_lines.push(format!("hint: {hint}"));
+            }
             return Err(DockerError::BuildFailed {
                 image: request.image,
-                message: format!("{message}{hint}"),
-                last_lines: kept.into(),
+                message,
+                last_lines,
             });
         }
         let Some(id) = id else {
@@ -792,6 +814,19 @@ impl Engine {
                 .unwrap_or(0),
             context: summary,
         })
+    }
+
+    /// Why BuildKit cannot be used with this engine address and `network`, when that is
+    /// known before asking the engine anything.
+    #[must_use]
+    pub fn buildkit_obstacle(&self, network: Option<&str>) -> Option<String> {
+        let facts = Facts {
+            linux: Some(true),
+            api: (1, 41),
+            bridge: true,
+        };
+        let transport = buildkit::Transport::from_host(&self.host).is_some();
+        decide(BuilderChoice::BuildKit, transport, facts, network, false).err()
     }
 
     /// The builder for `request`; `transport`: sgr can send the BuildKit request to this engine.

@@ -65,16 +65,7 @@ impl ImageProgress<'_> {
         match &self.bar {
             None => self.printer.note(&format!("{} | {line}", self.image)),
             Some(bar) => {
-                // "Step 2/5 : COPY …" (classic) or "#7 [2/5] COPY …" (BuildKit).
-                let step = line
-                    .strip_prefix("Step ")
-                    .and_then(|rest| rest.split_whitespace().next())
-                    .or_else(|| {
-                        let (_, rest) = line.strip_prefix('#')?.split_once(" [")?;
-                        let (step, _) = rest.split_once(']')?;
-                        step.contains('/').then_some(step)
-                    });
-                if let Some(step) = step {
+                if let Some(step) = step_of(line) {
                     self.step = format!("step {step}");
                 }
                 let sent = self.sent.load(Ordering::Relaxed);
@@ -125,9 +116,34 @@ pub fn human_bytes(bytes: u64) -> String {
     }
 }
 
+/// The step a build output line starts: "Step 2/5 : COPY …" (classic) or "#7 [2/5] COPY …"
+/// (BuildKit; not a step's output such as "#7 1.23 [1/4] Resolving packages").
+fn step_of(line: &str) -> Option<&str> {
+    line.strip_prefix("Step ")
+        .and_then(|rest| rest.split_whitespace().next())
+        .or_else(|| {
+            let (number, rest) = line.strip_prefix('#')?.split_once(" [")?;
+            let (step, _) = rest.split_once(']')?;
+            (!number.is_empty()
+                && number.bytes().all(|byte| byte.is_ascii_digit())
+                && step.contains('/'))
+            .then_some(step)
+        })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn steps_are_read_from_either_builder_and_not_from_step_output() {
+        assert_eq!(step_of("Step 2/5 : COPY . /x"), Some("2/5"));
+        assert_eq!(step_of("#7 [2/5] RUN make"), Some("2/5"));
+        assert_eq!(step_of("#12 [stage 1/3] FROM x"), Some("stage 1/3"));
+        assert_eq!(step_of("#7 1.234 [1/4] Resolving packages..."), None);
+        assert_eq!(step_of("# [1/2] x"), None);
+        assert_eq!(step_of("#7 [internal] load build definition"), None);
+    }
 
     #[test]
     fn sizes() {

@@ -26,6 +26,8 @@ fn project(busybox: &Path) -> Result<Repo, Box<dyn std::error::Error>> {
             "RUN [\"/bin/busybox\", \"sh\", \"-c\", \"",
             "/bin/busybox test -f /ctx/keep/important.log && ! /bin/busybox test -e /ctx/debug.log && ",
             "! /bin/busybox test -e /ctx/deep/er/x.tmp && ! /bin/busybox test -e /ctx/.git && ",
+            // The rendered Dockerfile travels in the context but is not copied.
+            "! /bin/busybox test -e /ctx/.sgr-dockerfile && ",
             "/bin/busybox test $(/bin/busybox ls /ctx/many | /bin/busybox wc -l) -eq 3000 && ",
             "/bin/busybox test \\\"$MODE\\\" = release\"]\n",
             "LABEL dev.test.branch={{ git.branch | quote }}\n",
@@ -280,6 +282,18 @@ fn the_builder_follows_the_flag_then_docker_buildkit() -> TestResult {
         };
         command.assert().success().stderr(contains(expected));
     }
+    // BuildKit demanded where it cannot work: exit 2 before anything is built, naming what
+    // demanded it, with the way out.
+    repo.sgr()
+        .args(["build", "--network", "my-net"])
+        .env("DOCKER_HOST", &host)
+        .env("DOCKER_BUILDKIT", "1")
+        .assert()
+        .code(2)
+        .stderr(
+            contains("cannot build with BuildKit, which DOCKER_BUILDKIT demands: BuildKit accepts the networks default, host and none, not my-net")
+                .and(contains("hint: --builder auto")),
+        );
     // The last build was BuildKit's: the labels are on the config, with no step for them.
     let reference = format!("leafai/{}-build:main", module(&repo));
     runtime()?.block_on(async {
