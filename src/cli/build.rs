@@ -100,7 +100,8 @@ pub struct BuildArgs {
 
     /// The builder: auto (BuildKit where the engine offers it and the build allows it,
     /// else the classic builder; the first output line says which and why), buildkit,
-    /// or classic. Without this flag, `DOCKER_BUILDKIT` (1 or 0) chooses, as for the docker CLI.
+    /// or classic. Without this flag, `DOCKER_BUILDKIT` (1 or 0) chooses, read as the docker
+    /// CLI reads it.
     #[arg(long, value_name = "BUILDER", value_enum)]
     pub builder: Option<BuilderFlag>,
 
