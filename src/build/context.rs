@@ -3,8 +3,9 @@
 //! applied, `.git` left out unless asked), and the rendered Dockerfile added
 //! under a private name. As the docker CLI does for a Dockerfile it adds to a
 //! context, the `.dockerignore` sent lists that name (and itself, when the
-//! project has none): the engine then leaves the private Dockerfile out of
-//! what `COPY .` copies, under either builder.
+//! project has none): the classic builder then leaves the private Dockerfile
+//! out of what `COPY .` copies. (BuildKit applies no `.dockerignore` to a tar
+//! context: there it is copied; docs/config.md says so.)
 
 use std::fs;
 use std::io::{self, Write};

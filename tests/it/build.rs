@@ -23,11 +23,15 @@ fn project(busybox: &Path) -> Result<Repo, Box<dyn std::error::Error>> {
             "COPY bin/busybox /bin/busybox\n",
             "COPY . /ctx\n",
             "ARG MODE\n",
+            "ARG PRIVATE_DOCKERFILE\n",
             "RUN [\"/bin/busybox\", \"sh\", \"-c\", \"",
             "/bin/busybox test -f /ctx/keep/important.log && ! /bin/busybox test -e /ctx/debug.log && ",
             "! /bin/busybox test -e /ctx/deep/er/x.tmp && ! /bin/busybox test -e /ctx/.git && ",
-            // The rendered Dockerfile travels in the context but is not copied.
-            "! /bin/busybox test -e /ctx/.sgr-dockerfile && ",
+            // The rendered Dockerfile travels in the context: the classic builder leaves it
+            // out of COPY (the .dockerignore sent lists it); BuildKit applies no .dockerignore
+            // to a tar context, so there it is copied.
+            "if /bin/busybox test -e /ctx/.sgr-dockerfile; then /bin/busybox test \\\"$PRIVATE_DOCKERFILE\\\" = copied; ",
+            "else /bin/busybox test \\\"$PRIVATE_DOCKERFILE\\\" = left-out; fi && ",
             "/bin/busybox test $(/bin/busybox ls /ctx/many | /bin/busybox wc -l) -eq 3000 && ",
             "/bin/busybox test \\\"$MODE\\\" = release\"]\n",
             "LABEL dev.test.branch={{ git.branch | quote }}\n",
@@ -69,14 +73,17 @@ fn builds_several_images_concurrently_with_labels_and_tags() -> TestResult {
     let Some(host) = service(Service::Docker) else {
         return Ok(());
     };
-    builds_several_images(
-        &[],
-        if engine_has_bridge(&host)? {
-            "sgr: building with BuildKit (the engine offers it"
-        } else {
-            "sgr: building with the classic builder (the engine has no bridge network"
-        },
-    )
+    if engine_has_bridge(&host)? {
+        builds_several_images(
+            &["--build-arg", "PRIVATE_DOCKERFILE=copied"],
+            "sgr: building with BuildKit (the engine offers it",
+        )
+    } else {
+        builds_several_images(
+            &["--build-arg", "PRIVATE_DOCKERFILE=left-out"],
+            "sgr: building with the classic builder (the engine has no bridge network",
+        )
+    }
 }
 
 /// Whether the engine at `host` has a network named `bridge`.
@@ -99,7 +106,12 @@ fn engine_has_bridge(host: &str) -> Result<bool, Box<dyn std::error::Error>> {
 fn buildkit_builds_the_same_images_with_run_steps_and_ignore_rules() -> TestResult {
     // --network none lets BuildKit run RUN steps on an engine without a bridge.
     builds_several_images(
-        &["--network", "none"],
+        &[
+            "--network",
+            "none",
+            "--build-arg",
+            "PRIVATE_DOCKERFILE=copied",
+        ],
         "sgr: building with BuildKit (the engine offers it",
     )
 }
