@@ -139,15 +139,18 @@ pub(super) enum Failure {
 pub(super) struct Exchange {
     /// The engine's output.
     pub output: Incoming,
-    connection: tokio::task::JoinHandle<()>,
+    _connection: Connection,
 }
 
-impl Drop for Exchange {
-    /// Once the output has been read (or given up on), the connection is closed even if
-    /// the context is still being sent: an engine that stopped reading it without closing
-    /// would otherwise hold the context writer forever.
+/// The task driving the connection, stopped (and the connection closed) when this is
+/// dropped: once the output has been read or given up on, or when the wait for the answer
+/// ends, even if the context is still being sent. An engine that stopped reading it
+/// without closing would otherwise hold the context writer forever.
+struct Connection(tokio::task::JoinHandle<()>);
+
+impl Drop for Connection {
     fn drop(&mut self) {
-        self.connection.abort();
+        self.0.abort();
     }
 }
 
@@ -193,7 +196,7 @@ pub(super) async fn start(
     let status = response.status();
     let exchange = Exchange {
         output: response.into_body(),
-        connection,
+        _connection: connection,
     };
     if status.is_success() {
         return Ok(exchange);
@@ -222,7 +225,7 @@ async fn connect<S>(connecting: impl Future<Output = std::io::Result<S>>) -> Res
 async fn exchange<S, B>(
     stream: S,
     request: Request<B>,
-) -> Result<(Response<Incoming>, tokio::task::JoinHandle<()>), Failure>
+) -> Result<(Response<Incoming>, Connection), Failure>
 where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
     B: hyper::body::Body + Send + 'static,
@@ -234,15 +237,13 @@ where
         .map_err(|error| Failure::Connection(error.to_string()))?;
     // Drives the connection until both bodies are done (or it fails, which the
     // response or its body then reports).
-    let connection = tokio::spawn(async move {
+    // Dropped with this future too (the wait for the answer ran out): the connection closes.
+    let connection = Connection(tokio::spawn(async move {
         let _ = connection.await;
-    });
+    }));
     match sender.send_request(request).await {
         Ok(response) => Ok((response, connection)),
-        Err(error) => {
-            connection.abort();
-            Err(Failure::Connection(error.to_string()))
-        }
+        Err(error) => Err(Failure::Connection(error.to_string())),
     }
 }
 

@@ -316,6 +316,7 @@ fn an_engine_that_refuses_buildkit_gets_the_classic_build_unless_buildkit_was_de
                 && error.contains("the engine may have refused it"),
         "{error}"
     );
+    assert!(error.ends_with("hint: --builder auto builds with the classic builder when the BuildKit request fails before the build starts"), "{error}");
 }
 
 #[test]
@@ -752,4 +753,30 @@ fn an_engine_that_does_not_answer_is_given_up_on() {
                 .contains("did not answer within 1 s); building with the classic builder")),
         "{lines:#?}"
     );
+}
+
+#[test]
+fn an_engine_that_neither_answers_nor_reads_does_not_hold_the_build() {
+    // Far more than the socket buffers hold: the context writer blocks until the
+    // connection is closed when the wait for the answer ends.
+    let directory = context(32 * 1024 * 1024);
+    let engine = fake_engine(true, BuildKitAnswer::Silent);
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a runtime");
+    let result = runtime.block_on(async {
+        let docker = Engine::connect(Some(&engine.host))
+            .await?
+            .with_response_timeout(Duration::from_secs(1));
+        let building = docker.build(
+            request(directory.path(), "FROM scratch\n", BuilderChoice::BuildKit),
+            |_| {},
+        );
+        // A hang detector, not a speed check.
+        Ok::<_, DockerError>(tokio::time::timeout(Duration::from_mins(1), building).await)
+    });
+    let finished = result.expect("connected").expect("the build did not hang");
+    let error = finished.expect_err("no answer").to_string();
+    assert!(error.contains("did not answer within 1 s"), "{error}");
 }

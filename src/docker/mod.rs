@@ -745,24 +745,9 @@ impl Engine {
                     ran_buildkit = false;
                     self.build_classic(&request, &mut log).await
                 }
-                Err(buildkit::Failure::Refused { status, message }) => {
-                    return Err(DockerError::BuildFailed {
-                        image: request.image,
-                        message: format!(
-                            "the engine refused the BuildKit build ({status}): {message}"
-                        ),
-                        last_lines: log.kept.into(),
-                    });
-                }
-                Err(buildkit::Failure::Connection(message)) => {
-                    return Err(DockerError::BuildFailed {
-                        image: request.image,
-                        message: format!(
-                            "the BuildKit request to {} failed before the build started ({message}); the engine may have refused it",
-                            self.host
-                        ),
-                        last_lines: log.kept.into(),
-                    });
+                // BuildKit was demanded: the failure is the answer, with the way out.
+                Err(failure) => {
+                    return Err(self.demanded_buildkit_failed(request.image, failure, log.kept));
                 }
             },
         };
@@ -814,6 +799,33 @@ impl Engine {
                 .unwrap_or(0),
             context: summary,
         })
+    }
+
+    /// The error of a demanded BuildKit build that failed before it started.
+    fn demanded_buildkit_failed(
+        &self,
+        image: String,
+        failure: buildkit::Failure,
+        kept: VecDeque<String>,
+    ) -> DockerError {
+        let message = match failure {
+            buildkit::Failure::Refused { status, message } => {
+                format!("the engine refused the BuildKit build ({status}): {message}")
+            }
+            buildkit::Failure::Connection(message) => format!(
+                "the BuildKit request to {} failed before the build started ({message}); the engine may have refused it",
+                self.host
+            ),
+        };
+        let mut last_lines: Vec<String> = kept.into();
+        last_lines.push(
+            "hint: --builder auto builds with the classic builder when the BuildKit request fails before the build starts".to_owned(),
+        );
+        DockerError::BuildFailed {
+            image,
+            message,
+            last_lines,
+        }
     }
 
     /// Why BuildKit cannot be used with this engine address and `network`, when that is
