@@ -160,12 +160,12 @@ fn build(
     engine: &FakeEngine,
     request: BuildRequest,
 ) -> (Result<BuiltImage, DockerError>, Vec<String>) {
-    build_within(engine, request, RESPONSE_TIMEOUT)
+    build_within(&engine.host, request, RESPONSE_TIMEOUT)
 }
 
 /// [`build`] with the engine's answer to the BuildKit request awaited at most `patience`.
 fn build_within(
-    engine: &FakeEngine,
+    host: &str,
     request: BuildRequest,
     patience: Duration,
 ) -> (Result<BuiltImage, DockerError>, Vec<String>) {
@@ -175,12 +175,14 @@ fn build_within(
         .expect("a runtime");
     let mut lines = Vec::new();
     let result = runtime.block_on(async {
-        let docker = Engine::connect(Some(&engine.host))
+        let docker = Engine::connect(Some(host))
             .await?
             .with_response_timeout(patience);
-        docker
-            .build(request, |line| lines.push(line.to_owned()))
+        let building = docker.build(request, |line| lines.push(line.to_owned()));
+        // A hang detector, not a speed check.
+        tokio::time::timeout(Duration::from_mins(1), building)
             .await
+            .expect("the build did not hang")
     });
     (result, lines)
 }
@@ -625,25 +627,14 @@ async fn stalling_engine(mut stream: tokio::net::TcpStream) {
 fn an_engine_that_stops_reading_the_context_does_not_hold_the_build() {
     let server = LoopbackServer::new("stalling-engine").expect("a runtime");
     let address = server.listen(stalling_engine).expect("a listener");
-    // Far more than the socket buffers hold.
+    // Far more than the socket buffers hold: the build ends as soon as the error is read.
     let directory = context(32 * 1024 * 1024);
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("a runtime");
-    let result = runtime.block_on(async {
-        let engine = Engine::connect(Some(&format!("tcp://{address}"))).await?;
-        let building = engine.build(
-            request(directory.path(), "FROM scratch\n", BuilderChoice::BuildKit),
-            |_| {},
-        );
-        // A hang detector, not a speed check: the build ends as soon as the error is read.
-        Ok::<_, DockerError>(
-            tokio::time::timeout(std::time::Duration::from_mins(1), building).await,
-        )
-    });
-    let finished = result.expect("connected").expect("the build did not hang");
-    let error = finished.expect_err("the engine's error").to_string();
+    let (result, _) = build_within(
+        &format!("tcp://{address}"),
+        request(directory.path(), "FROM scratch\n", BuilderChoice::BuildKit),
+        RESPONSE_TIMEOUT,
+    );
+    let error = result.expect_err("the engine's error").to_string();
     assert!(error.contains("no space left on device"), "{error}");
 }
 
@@ -730,7 +721,7 @@ fn an_engine_that_does_not_answer_is_given_up_on() {
     let directory = context(1024);
     let engine = fake_engine(true, BuildKitAnswer::Silent);
     let (result, _) = build_within(
-        &engine,
+        &engine.host,
         request(directory.path(), "FROM scratch\n", BuilderChoice::BuildKit),
         Duration::from_secs(1),
     );
@@ -741,7 +732,7 @@ fn an_engine_that_does_not_answer_is_given_up_on() {
     );
     // Under auto, the classic build is tried next (and this engine answers that one).
     let (result, lines) = build_within(
-        &engine,
+        &engine.host,
         request(directory.path(), "FROM scratch\n", BuilderChoice::Auto),
         Duration::from_secs(1),
     );
@@ -761,22 +752,11 @@ fn an_engine_that_neither_answers_nor_reads_does_not_hold_the_build() {
     // connection is closed when the wait for the answer ends.
     let directory = context(32 * 1024 * 1024);
     let engine = fake_engine(true, BuildKitAnswer::Silent);
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("a runtime");
-    let result = runtime.block_on(async {
-        let docker = Engine::connect(Some(&engine.host))
-            .await?
-            .with_response_timeout(Duration::from_secs(1));
-        let building = docker.build(
-            request(directory.path(), "FROM scratch\n", BuilderChoice::BuildKit),
-            |_| {},
-        );
-        // A hang detector, not a speed check.
-        Ok::<_, DockerError>(tokio::time::timeout(Duration::from_mins(1), building).await)
-    });
-    let finished = result.expect("connected").expect("the build did not hang");
-    let error = finished.expect_err("no answer").to_string();
+    let (result, _) = build_within(
+        &engine.host,
+        request(directory.path(), "FROM scratch\n", BuilderChoice::BuildKit),
+        Duration::from_secs(1),
+    );
+    let error = result.expect_err("no answer").to_string();
     assert!(error.contains("did not answer within 1 s"), "{error}");
 }

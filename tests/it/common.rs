@@ -105,3 +105,20 @@ pub fn sgr_command() -> assert_cmd::Command {
         .env("NO_COLOR", "1");
     command
 }
+
+/// A repository like studio-go-runner's: README version, feature branch, its GitHub remote.
+pub fn studio_checkout() -> Result<Repo, Box<dyn std::error::Error>> {
+    let repo = Repo::new("feature/197_hybrid")?;
+    repo.write(
+        "README.md",
+        "# Runner\n\nVersion: <repo-version>0.9.9</repo-version>\n",
+    )?;
+    repo.commit("initial")?;
+    repo.git(&[
+        "remote",
+        "add",
+        "origin",
+        "git@github.com:leaf-ai/studio-go-runner.git",
+    ])?;
+    Ok(repo)
+}

@@ -8,26 +8,15 @@ use predicates::prelude::*;
 use predicates::str::contains;
 use sgr_test_support::{Service, service};
 
-use crate::common::{Repo, TestResult, sgr_command};
+use crate::common::{Repo, TestResult, sgr_command, studio_checkout};
 
 fn corpus() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/stencil")
 }
 
-/// A repository like studio-go-runner's: README version, feature branch, remote, tag.
+/// A repository like studio-go-runner's, tagged with its version.
 fn checkout() -> Result<Repo, Box<dyn std::error::Error>> {
-    let repo = Repo::new("feature/197_hybrid")?;
-    repo.write(
-        "README.md",
-        "# Runner\n\nVersion: <repo-version>0.9.9</repo-version>\n",
-    )?;
-    repo.commit("initial")?;
-    repo.git(&[
-        "remote",
-        "add",
-        "origin",
-        "git@github.com:leaf-ai/studio-go-runner.git",
-    ])?;
+    let repo = studio_checkout()?;
     repo.git(&["tag", "0.9.9"])?;
     Ok(repo)
 }

@@ -4,7 +4,7 @@
 
 use predicates::str::contains;
 
-use crate::common::{Repo, TestResult};
+use crate::common::{TestResult, studio_checkout};
 
 /// One invocation that must be refused.
 struct Case {
@@ -31,26 +31,9 @@ fn case(
     }
 }
 
-/// A repository like studio-go-runner's: README version, feature branch, remote.
-fn checkout() -> Result<Repo, Box<dyn std::error::Error>> {
-    let repo = Repo::new("feature/197_hybrid")?;
-    repo.write(
-        "README.md",
-        "# Runner\n\nVersion: <repo-version>0.9.9</repo-version>\n",
-    )?;
-    repo.commit("initial")?;
-    repo.git(&[
-        "remote",
-        "add",
-        "origin",
-        "git@github.com:leaf-ai/studio-go-runner.git",
-    ])?;
-    Ok(repo)
-}
-
 #[test]
 fn usage_and_input_errors_exit_2_with_their_reason() -> TestResult {
-    let repo = checkout()?;
+    let repo = studio_checkout()?;
     let deep_key = format!("--set={}=1", vec!["a"; 20_000].join("."));
     let cases = [
         // render
